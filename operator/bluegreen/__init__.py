@@ -1,0 +1,1 @@
+"""bluegreen: blue/green upgrades of whole Kubernetes clusters, as a kopf operator."""

@@ -1,0 +1,148 @@
+"""The ``ClusterUpgrade`` status: the operator's only memory.
+
+A restarted operator resumes from this alone, so everything a decision needs
+that cannot be observed again from the world lives here: the phase and when
+it began, the step and when it began, the weights last applied and verified,
+when green first held 100 %, and a bounded journal of external changes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from typing import Any
+
+import pydantic
+from pydantic import Field
+from pydantic.alias_generators import to_camel
+
+JOURNAL_LIMIT = 50
+
+
+class Phase(enum.StrEnum):
+    """Where an upgrade is. One value at a time; every change emits an Event."""
+
+    PENDING = "Pending"
+    """Accepted, nothing done yet."""
+    PREFLIGHT = "Preflight"
+    """Checking blue, the target version and the spec against the world."""
+    BLOCKED = "Blocked"
+    """Preflight found something that must be fixed; nothing was created. Fix it, then annotate retry."""
+    PROVISIONING = "Provisioning"
+    """Green's cluster is being created at the target version and awaited."""
+    SYNCING = "Syncing"
+    """Flux deploys the workloads to green; waiting for Ready at blue's revision."""
+    VERIFYING = "Verifying"
+    """Green is checked at 0 % traffic before any traffic moves."""
+    SHIFTING = "Shifting"
+    """Traffic moves to green step by step."""
+    PAUSED = "Paused"
+    """Held by spec.paused or by a pause step that waits for a human (kubectl bluegreen promote)."""
+    PROMOTED = "Promoted"
+    """Green serves 100 %; blue is kept intact for the rollback window (promotion.retainBlueFor)."""
+    RETIRING = "Retiring"
+    """The rollback window has passed; blue's workloads and cluster are being removed."""
+    COMPLETED = "Completed"
+    """Done: green is the live cluster; blue is deleted (or retained, per policy)."""
+    ROLLING_BACK = "RollingBack"
+    """Traffic is being returned to blue."""
+    ROLLED_BACK = "RolledBack"
+    """Blue serves 100 % again; green is kept for inspection. Annotate retry to shift again."""
+    FAILED = "Failed"
+    """Stopped by an error a person must look at; traffic is where status.weights says."""
+
+
+TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED})
+
+
+class ConditionType(enum.StrEnum):
+    READY = "Ready"
+    """The upgrade reached its goal (Completed)."""
+    PROGRESSING = "Progressing"
+    """The operator is working toward the goal (False when held or finished)."""
+    PREFLIGHT_PASSED = "PreflightPassed"
+    GREEN_READY = "GreenReady"
+    WORKLOADS_IN_SYNC = "WorkloadsInSync"
+    ANALYSIS_PASSING = "AnalysisPassing"
+    TRAFFIC_SHIFTED = "TrafficShifted"
+    BLUE_RETIRED = "BlueRetired"
+
+
+class StatusModel(pydantic.BaseModel):
+    # Status is written by the operator and read back as stored; fields other
+    # tools add (kopf's own progress) are ignored, never an error.
+    model_config = pydantic.ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class Condition(StatusModel):
+    type: str
+    status: str = Field(pattern="^(True|False|Unknown)$")
+    reason: str
+    message: str = ""
+    last_transition_time: datetime.datetime
+    observed_generation: int | None = None
+
+
+class ClusterStatus(StatusModel):
+    name: str
+    version: str | None = None
+    kubeconfig_secret: str | None = None
+
+
+class Weights(StatusModel):
+    """Percent of traffic per side, as applied and verified on every router."""
+
+    blue: int = Field(default=100, ge=0, le=100)
+    green: int = Field(default=0, ge=0, le=100)
+    verified: bool = True
+
+
+class StepStatus(StatusModel):
+    index: int = Field(default=0, ge=0)
+    started_at: datetime.datetime | None = None
+
+
+class JournalEntry(StatusModel):
+    """One external change the operator made."""
+
+    time: datetime.datetime
+    target: str = Field(description="What was changed: a router name, 'cluster', 'workloads'.")
+    action: str
+    detail: str = ""
+    weights: Weights | None = None
+    change_id: str | None = None
+
+
+class ClusterUpgradeStatus(StatusModel):
+    phase: Phase = Phase.PENDING
+    phase_since: datetime.datetime | None = None
+    observed_generation: int | None = None
+    message: str = ""
+    blue: ClusterStatus | None = None
+    green: ClusterStatus | None = None
+    weights: Weights = Field(default_factory=Weights)
+    step: StepStatus = Field(default_factory=StepStatus)
+    promoted_at: datetime.datetime | None = Field(
+        default=None, description="When green first held 100 % (start of the rollback window)."
+    )
+    held_phase: Phase | None = Field(
+        default=None, description="The phase to resume when spec.paused is cleared."
+    )
+    preflight: dict[str, Any] = Field(default_factory=dict)
+    analysis: list[dict[str, Any]] = Field(default_factory=list)
+    journal: list[JournalEntry] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    failures: int = Field(default=0, description="Consecutive failed attempts of the current action.")
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+def parse_status(raw: dict[str, Any] | None) -> ClusterUpgradeStatus:
+    """Read status as stored; an empty or foreign status is a fresh one."""
+    if not raw:
+        return ClusterUpgradeStatus()
+    return ClusterUpgradeStatus.model_validate(raw)

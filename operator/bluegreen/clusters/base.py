@@ -1,0 +1,40 @@
+"""The ClusterProvider protocol: how bluegreen creates, watches and deletes clusters.
+
+One module per provider (``capi.py``, ``eksa.py``), chosen through the explicit
+registry in :mod:`bluegreen.clusters`; an unknown provider is a validation
+error, never a fallback. Every method is idempotent: calling it again after a
+crash, with the same arguments, changes nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from bluegreen.engine.types import ClusterObservation
+
+
+class ClusterProvider(Protocol):
+    async def observe(self, *, namespace: str, name: str) -> ClusterObservation:
+        """Report whether the cluster exists, is ready, its version, and its kubeconfig Secret."""
+        ...
+
+    async def provision_green(
+        self,
+        *,
+        namespace: str,
+        blue_name: str,
+        green_name: str,
+        version: str,
+        overrides: dict[str, Any],
+        labels: dict[str, str],
+    ) -> str | None:
+        """Create green as a clone of blue at ``version``; return a journal detail, None if it existed."""
+        ...
+
+    async def delete(self, *, namespace: str, name: str) -> str | None:
+        """Delete the cluster (and what the operator created for it); None if already gone."""
+        ...
+
+    def kubeconfig_secret_ref(self, *, namespace: str, name: str) -> tuple[str, str, str]:
+        """Where the provider keeps the cluster's kubeconfig: (namespace, secret name, key)."""
+        ...

@@ -1,0 +1,141 @@
+"""What the engine reads (``Observed``) and what it returns (``Decision``).
+
+The engine is pure: these are plain frozen values. The I/O layer fills an
+``Observed`` from watches and indexes, calls :func:`bluegreen.engine.decide`,
+carries out ``Decision.actions`` in order (each idempotent), appends journal
+entries for external changes, and writes ``Decision.status`` only when every
+action succeeded. A failed action leaves the old status in place, so the next
+pass decides the same thing again: nothing is skipped and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+
+from bluegreen.api.status import ClusterUpgradeStatus
+
+ANNOTATION_PREFIX = "bluegreen.io/"
+ANNOTATION_PROMOTE = "bluegreen.io/promote"  # "step" or "full"
+ANNOTATION_ABORT = "bluegreen.io/abort"
+ANNOTATION_RETRY = "bluegreen.io/retry"
+CONTROL_ANNOTATIONS = (ANNOTATION_PROMOTE, ANNOTATION_ABORT, ANNOTATION_RETRY)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterObservation:
+    """One cluster as its provider reports it on the management cluster."""
+
+    name: str
+    exists: bool
+    ready: bool = False
+    version: str | None = None
+    reason: str = ""  # why not ready, in words for a condition message
+    kubeconfig_secret: str | None = None  # set once the kubeconfig Secret exists
+    deleting: bool = False
+    failed: bool = False  # the provider reports a terminal failure
+
+
+@dataclasses.dataclass(frozen=True)
+class KustomizationObservation:
+    name: str
+    namespace: str
+    ready: bool
+    revision: str | None  # status.lastAppliedRevision
+    reason: str = ""
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkloadsObservation:
+    blue: tuple[KustomizationObservation, ...] = ()
+    green: tuple[KustomizationObservation, ...] = ()
+    # green copies that should exist (one per blue Kustomization) but do not yet
+    green_missing: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """The world as seen at the start of one pass."""
+
+    generation: int
+    annotations: Mapping[str, str]
+    blue: ClusterObservation
+    green: ClusterObservation
+    workloads: WorkloadsObservation
+    spec_error: str | None = None  # set when the spec failed validation; the engine holds
+    deleting: bool = False  # the ClusterUpgrade itself is being deleted
+
+
+# --- actions: what the I/O layer must make true, idempotently --------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ProvisionGreen:
+    """Make green's cluster exist: blue's definition cloned at ``version`` under ``name``."""
+
+    name: str
+    version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncWorkloads:
+    """Make green's Flux Kustomizations exist, pointing at green's kubeconfig."""
+
+    green_name: str
+    kubeconfig_secret: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SetWeights:
+    """Make every router send ``green`` percent to green (and the rest to blue), then verify."""
+
+    green: int
+
+    @property
+    def blue(self) -> int:
+        return 100 - self.green
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteWorkloads:
+    """Remove one side's Flux Kustomizations (those the operator created, or blue's at retirement)."""
+
+    side: str  # "blue" | "green"
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteCluster:
+    """Delete one side's cluster through its provider."""
+
+    side: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveAnnotation:
+    """Consume a control annotation so the same request is not acted on twice."""
+
+    key: str
+
+
+Action = ProvisionGreen | SyncWorkloads | SetWeights | DeleteWorkloads | DeleteCluster | RemoveAnnotation
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to emit on the ClusterUpgrade."""
+
+    reason: str
+    message: str
+    type: str = "Normal"  # or "Warning"
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    status: ClusterUpgradeStatus
+    actions: tuple[Action, ...] = ()
+    events: tuple[Event, ...] = ()
+    # When to run again if nothing changes in the world; None: only on a watched change.
+    wake_at: datetime.datetime | None = None

@@ -1,0 +1,55 @@
+"""The Router protocol: one way of splitting traffic between blue and green.
+
+One module per router kind behind this protocol, chosen through the explicit
+registry in :mod:`bluegreen.traffic.registry`. Several routers may act in one
+upgrade: they are applied in the order given and rolled back in reverse.
+
+Routers are idempotent: ``set_weights`` reads the current state, compares it
+with the desired one and changes only on a difference. ``verify`` reads the
+effective weights back; a step is done only when every router verified.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+
+class RouterError(Exception):
+    """The router could not apply or read weights (unreachable, refused, malformed reply)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterChange:
+    """What ``set_weights`` did: whether anything changed, and an id or detail for the journal."""
+
+    changed: bool
+    detail: str = ""
+    change_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterWeights:
+    """Effective weights read back from a router, as percent of traffic."""
+
+    blue: int
+    green: int
+
+
+class Router(Protocol):
+    @property
+    def name(self) -> str:
+        """Name used in status, the journal and events."""
+        ...
+
+    async def set_weights(self, *, blue: int, green: int) -> RouterChange:
+        """Make the router send ``blue``/``green`` percent (they sum to 100); change only on a difference."""
+        ...
+
+    async def verify(self) -> RouterWeights | None:
+        """Read the effective weights back, or None if this router cannot tell."""
+        ...
+
+    async def finalize(self) -> None:
+        """Restore what the router took over, or remove what it created."""
+        ...

@@ -1,0 +1,26 @@
+"""The WorkloadSync protocol: how the same workloads get onto green, and how parity is judged.
+
+Flux remote mode (Kustomizations on the management cluster that apply to a
+remote cluster through ``kubeConfig.secretRef``) is :mod:`.flux_remote`.
+Methods are idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bluegreen.engine.types import WorkloadsObservation
+
+
+class WorkloadSync(Protocol):
+    async def observe(self, *, blue_name: str, green_name: str) -> WorkloadsObservation:
+        """Blue's Kustomizations, green's copies, and which copies are still missing."""
+        ...
+
+    async def sync_green(self, *, blue_name: str, green_name: str, kubeconfig_secret: tuple[str, str, str]) -> list[str]:
+        """Create or update green's copies of blue's Kustomizations; return what changed (for the journal)."""
+        ...
+
+    async def delete(self, *, side: str, blue_name: str, green_name: str) -> list[str]:
+        """Remove one side's Kustomizations; return what was deleted."""
+        ...
