@@ -20,6 +20,7 @@ ANNOTATION_PREFIX = "bluegreen.io/"
 ANNOTATION_PROMOTE = "bluegreen.io/promote"  # "step" or "full"
 ANNOTATION_ABORT = "bluegreen.io/abort"
 ANNOTATION_RETRY = "bluegreen.io/retry"
+LABEL_UPGRADE = "bluegreen.io/upgrade"  # "namespace.name" of the owning ClusterUpgrade
 CONTROL_ANNOTATIONS = (ANNOTATION_PROMOTE, ANNOTATION_ABORT, ANNOTATION_RETRY)
 
 
@@ -35,6 +36,9 @@ class ClusterObservation:
     kubeconfig_secret: str | None = None  # set once the kubeconfig Secret exists
     deleting: bool = False
     failed: bool = False  # the provider reports a terminal failure
+    # The ClusterUpgrade ("namespace.name") that created this cluster, from its
+    # bluegreen.io/upgrade label; None for clusters bluegreen did not create.
+    managed_by: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +49,7 @@ class KustomizationObservation:
     revision: str | None  # status.lastAppliedRevision
     reason: str = ""
     message: str = ""
+    copy_of: str | None = None  # for green's copies: the name of blue's Kustomization
 
 
 @dataclasses.dataclass(frozen=True)
