@@ -90,11 +90,15 @@ class ClusterStatus(StatusModel):
 
 
 class Weights(StatusModel):
-    """Percent of traffic per side, as applied and verified on every router."""
+    """Percent of traffic per side, as applied and verified on every router.
+
+    ``verified`` is False until the operator has applied and read back weights
+    itself: the defaults describe the intent, not what the routers do.
+    """
 
     blue: int = Field(default=100, ge=0, le=100)
     green: int = Field(default=0, ge=0, le=100)
-    verified: bool = True
+    verified: bool = False
 
 
 class StepStatus(StatusModel):

@@ -1,0 +1,621 @@
+"""The decision function: what to do next, from (spec, status, observed world, now).
+
+Pure: no I/O, no clock reads, no sleeps. One call is one pass; the I/O layer
+carries out the actions and writes the returned status only if all succeed, so
+a crash or a failed action makes the next pass decide the same thing again.
+
+Invariants the property tests hold this module to:
+
+- weights always sum to 100;
+- traffic moves toward green only while green is Ready and its workloads are
+  in sync (Ready at blue's revision), and only up the steps (or to 100 on a
+  full promote); it moves back only when rolling back;
+- rolling back always ends with blue at 100;
+- blue's workloads and cluster are never deleted before green has held 100 %
+  for ``promotion.retainBlueFor`` while healthy;
+- a failure while green serves traffic rolls back; ``Failed`` is reached only
+  while blue still serves everything.
+
+A pass may run several phases in a row (Pending -> Preflight -> Provisioning)
+when nothing in between needs the world; it stops at the first phase that
+needs an action carried out or a change observed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+from bluegreen.api import versions
+from bluegreen.api.durations import format_duration
+from bluegreen.api.spec import BlueDeletionPolicy, ClusterUpgradeSpec, Step, duration
+from bluegreen.api.status import (
+    ClusterStatus,
+    ClusterUpgradeStatus,
+    ConditionType,
+    Phase,
+    StepStatus,
+    Weights,
+)
+from bluegreen.engine import conditions as cond
+from bluegreen.engine.types import (
+    ANNOTATION_ABORT,
+    ANNOTATION_PROMOTE,
+    ANNOTATION_RETRY,
+    Action,
+    Decision,
+    DeleteCluster,
+    DeleteWorkloads,
+    Event,
+    Observed,
+    ProvisionGreen,
+    RemoveAnnotation,
+    SetWeights,
+    SyncWorkloads,
+)
+
+# Phases where the upgrade moves forward on its own; spec.paused holds them.
+FORWARD_PHASES = frozenset({
+    Phase.PREFLIGHT, Phase.PROVISIONING, Phase.SYNCING, Phase.VERIFYING,
+    Phase.SHIFTING, Phase.PROMOTED, Phase.RETIRING,
+})
+# Phases in which green may carry traffic, so an abort has something to undo.
+ABORTABLE_PHASES = FORWARD_PHASES - {Phase.RETIRING} | {Phase.PENDING, Phase.PAUSED, Phase.BLOCKED}
+# A pass never needs more transitions than there are phases; this bounds the loop.
+MAX_TRANSITIONS_PER_PASS = 2 * len(Phase)
+
+
+def upgrade_label(namespace: str, name: str) -> str:
+    """Value of the bluegreen.io/upgrade label on what an upgrade creates (no '/' in label values)."""
+    return f"{namespace}.{name}"
+
+
+@dataclasses.dataclass
+class _Pass:
+    """The mutable working state of one pass; turned into a Decision at the end."""
+
+    spec: ClusterUpgradeSpec
+    observed: Observed
+    now: datetime.datetime
+    owner: str
+    status: ClusterUpgradeStatus
+    actions: list[Action] = dataclasses.field(default_factory=list)
+    events: list[Event] = dataclasses.field(default_factory=list)
+    wake_at: datetime.datetime | None = None
+    done: bool = False  # stop looping: waiting for an action's effect or a change
+
+    # --- small verbs ---------------------------------------------------------------------------
+
+    def update(self, **changes: object) -> None:
+        self.status = self.status.model_copy(update=changes)
+
+    def condition(self, type_: ConditionType, status: bool | None, reason: str, message: str = "") -> None:
+        self.update(conditions=cond.set_condition(
+            list(self.status.conditions), type_=type_, status=status, reason=reason, message=message,
+            now=self.now, generation=self.observed.generation,
+        ))
+
+    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        self.events.append(Event(reason=reason, message=message, type="Warning" if warning else "Normal"))
+
+    def wake(self, at: datetime.datetime) -> None:
+        self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
+
+    def act(self, action: Action) -> None:
+        self.actions.append(action)
+        self.done = True
+
+    def wait(self, message: str) -> None:
+        self.update(message=message)
+        self.done = True
+
+    def goto(self, phase: Phase, message: str, *, warning: bool = False) -> None:
+        if phase == self.status.phase:
+            self.update(message=message)
+            return
+        self.update(phase=phase, phase_since=self.now, message=message)
+        self.event(phase.value, message, warning=warning)
+        progressing = phase not in {Phase.COMPLETED, Phase.FAILED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.PAUSED}
+        self.condition(ConditionType.PROGRESSING, progressing, phase.value, message)
+        if phase == Phase.COMPLETED:
+            self.condition(ConditionType.READY, True, "Completed", message)
+        elif phase in {Phase.FAILED, Phase.ROLLED_BACK, Phase.BLOCKED}:
+            self.condition(ConditionType.READY, False, phase.value, message)
+
+    def set_weights(self, green: int) -> None:
+        """Ask for ``green`` percent everywhere; status records it as applied once the action ran."""
+        self.act(SetWeights(green=green))
+        self.update(weights=Weights(blue=100 - green, green=green, verified=True))
+        self.event("TrafficWeightUpdated", f"traffic: blue {100 - green}%, green {green}%")
+
+    # --- what the world says -------------------------------------------------------------------
+
+    def workloads_in_sync(self) -> tuple[bool, str]:
+        """Green's Kustomizations all Ready at blue's revisions (the parity gate)."""
+        workloads = self.observed.workloads
+        if not workloads.blue:
+            return False, (
+                f"no Flux Kustomization matches spec.workloads.flux.selector in namespace "
+                f"{self.spec.flux_namespace}"
+            )
+        if workloads.green_missing:
+            return False, f"green's copies not created yet: {', '.join(workloads.green_missing)}"
+        copies = {k.copy_of: k for k in workloads.green}
+        for original in workloads.blue:
+            copy = copies.get(original.name)
+            if copy is None:
+                return False, f"green has no copy of Kustomization {original.name}"
+            if not copy.ready:
+                why = ": ".join(part for part in (copy.reason, copy.message) if part) or "not Ready"
+                return False, f"green's Kustomization {copy.namespace}/{copy.name} is not Ready: {why}"
+            if self.spec.workloads.require_same_revision and copy.revision != original.revision:
+                return False, (
+                    f"green's Kustomization {copy.name} is at revision {copy.revision}, "
+                    f"blue's {original.name} at {original.revision}"
+                )
+        return True, f"{len(workloads.blue)} Kustomization(s) Ready on green at blue's revision"
+
+    def green_healthy(self) -> tuple[bool, str]:
+        green = self.observed.green
+        if not green.exists or green.deleting:
+            return False, f"green cluster {green.name} does not exist"
+        if not green.ready:
+            return False, f"green cluster {green.name} is not ready: {green.reason or 'not ready'}"
+        in_sync, why = self.workloads_in_sync()
+        return in_sync, why
+
+    def record_health(self) -> bool:
+        """Refresh GreenReady/WorkloadsInSync from the world; return whether green may carry traffic."""
+        green = self.observed.green
+        if green.exists and green.ready:
+            self.condition(ConditionType.GREEN_READY, True, "ClusterReady", f"{green.name} is ready")
+        else:
+            why = green.reason or ("does not exist" if not green.exists else "not ready")
+            self.condition(ConditionType.GREEN_READY, False, "ClusterNotReady", f"{green.name}: {why}")
+        in_sync, why = self.workloads_in_sync()
+        self.condition(ConditionType.WORKLOADS_IN_SYNC, in_sync, "InSync" if in_sync else "NotInSync", why)
+        healthy, _ = self.green_healthy()
+        return healthy
+
+
+def decide(
+    spec: ClusterUpgradeSpec | None,
+    status: ClusterUpgradeStatus,
+    observed: Observed,
+    now: datetime.datetime,
+    *,
+    owner: str,
+) -> Decision:
+    """Decide the next step of one upgrade. ``owner`` is the upgrade's ``namespace.name`` label value."""
+    if spec is None or observed.spec_error:
+        return _hold_for_invalid_spec(status, observed, now)
+
+    work = _Pass(spec=spec, observed=observed, now=now, owner=owner, status=status)
+    work.update(observed_generation=observed.generation)
+    _consume_annotations(work)
+    for _ in range(MAX_TRANSITIONS_PER_PASS):
+        before = (work.status.phase, work.status.step.index)
+        _HANDLERS[work.status.phase](work)
+        if work.done or (work.status.phase, work.status.step.index) == before:
+            break
+    return Decision(status=work.status, actions=tuple(work.actions), events=tuple(work.events), wake_at=work.wake_at)
+
+
+def _hold_for_invalid_spec(status: ClusterUpgradeStatus, observed: Observed, now: datetime.datetime) -> Decision:
+    message = f"spec is invalid, nothing is changed until it is fixed: {observed.spec_error}"
+    conditions = cond.set_condition(
+        list(status.conditions), type_=ConditionType.READY, status=False, reason="InvalidSpec",
+        message=message, now=now, generation=observed.generation,
+    )
+    conditions = cond.set_condition(
+        conditions, type_=ConditionType.PROGRESSING, status=False, reason="InvalidSpec",
+        message=message, now=now, generation=observed.generation,
+    )
+    events: tuple[Event, ...] = ()
+    if status.message != message:
+        events = (Event(reason="InvalidSpec", message=message, type="Warning"),)
+    new = status.model_copy(update={"conditions": conditions, "message": message,
+                                    "observed_generation": observed.generation})
+    return Decision(status=new, events=events)
+
+
+# --- human control ------------------------------------------------------------------------------
+
+
+def _consume_annotations(work: _Pass) -> None:
+    annotations = work.observed.annotations
+    phase = work.status.phase
+
+    if ANNOTATION_ABORT in annotations:
+        work.actions.append(RemoveAnnotation(ANNOTATION_ABORT))
+        retiring = phase == Phase.PAUSED and work.status.held_phase == Phase.RETIRING
+        if phase in ABORTABLE_PHASES and not retiring:
+            work.update(held_phase=None)
+            work.goto(Phase.ROLLING_BACK, "aborted by request (bluegreen.io/abort): returning traffic to blue",
+                      warning=True)
+        else:
+            work.event("AbortIgnored", f"abort ignored in phase {phase.value}", warning=True)
+
+    if ANNOTATION_RETRY in annotations:
+        work.actions.append(RemoveAnnotation(ANNOTATION_RETRY))
+        if phase in {Phase.BLOCKED, Phase.FAILED}:
+            work.goto(Phase.PREFLIGHT, "retry requested: running preflight again")
+        elif phase == Phase.ROLLED_BACK:
+            work.update(step=StepStatus(index=0, started_at=None))
+            work.goto(Phase.SYNCING, "retry requested: checking green again, then shifting from step 0")
+        else:
+            work.event("RetryIgnored", f"retry applies to Blocked, Failed or RolledBack, not {phase.value}",
+                       warning=True)
+
+    promote = annotations.get(ANNOTATION_PROMOTE)
+    if promote is not None:
+        work.actions.append(RemoveAnnotation(ANNOTATION_PROMOTE))
+        if work.spec.paused:
+            work.event("PromoteIgnored", "promote ignored: spec.paused is true", warning=True)
+        elif work.status.phase not in {Phase.SHIFTING, Phase.PAUSED}:
+            work.event("PromoteIgnored", f"promote applies while shifting, not in {work.status.phase.value}",
+                       warning=True)
+        elif promote == "full":
+            _promote_full(work)
+        elif promote == "step":
+            _promote_step(work)
+        else:
+            work.event("PromoteIgnored", f"bluegreen.io/promote must be 'step' or 'full', not {promote!r}",
+                       warning=True)
+
+
+def _promote_step(work: _Pass) -> None:
+    step = _current_step(work)
+    if step is None or step.pause is None:
+        work.event("PromoteIgnored", "promote step: the current step is not a pause", warning=True)
+        return
+    work.event("PromoteRequested", f"step {work.status.step.index + 1} promoted by request")
+    _advance(work)
+    if work.status.phase == Phase.PAUSED:
+        work.goto(Phase.SHIFTING, "resumed by promote")
+
+
+def _promote_full(work: _Pass) -> None:
+    healthy, why = work.green_healthy()
+    if not healthy:
+        work.event("PromoteIgnored", f"full promote refused: {why}", warning=True)
+        return
+    work.event("PromoteRequested", "full promotion requested: green to 100%")
+    work.update(step=StepStatus(index=len(work.spec.traffic.steps), started_at=work.now))
+    work.goto(Phase.SHIFTING, "full promotion")
+
+
+# --- phases -----------------------------------------------------------------------------------
+
+
+def _pending(work: _Pass) -> None:
+    if _held_by_spec(work):
+        return
+    work.update(blue=ClusterStatus(name=work.spec.cluster.name),
+                green=ClusterStatus(name=work.spec.green_name, version=work.spec.target.kubernetes_version))
+    work.goto(Phase.PREFLIGHT, f"checking {work.spec.cluster.namespace}/{work.spec.cluster.name}")
+
+
+def _preflight(work: _Pass) -> None:
+    if _held_by_spec(work):
+        return
+    spec, blue, green = work.spec, work.observed.blue, work.observed.green
+    problems: list[str] = []
+    if not blue.exists:
+        problems.append(
+            f"blue cluster {spec.cluster.namespace}/{spec.cluster.name} not found; "
+            "check spec.cluster.name and spec.cluster.namespace"
+        )
+    elif blue.version is None:
+        problems.append(f"blue cluster {blue.name} reports no Kubernetes version")
+    else:
+        try:
+            target = versions.parse_version(spec.target.kubernetes_version)
+            current = versions.parse_version(blue.version)
+            if target.minor_key <= current.minor_key:
+                problems.append(
+                    f"spec.target.kubernetesVersion {spec.target.kubernetes_version} is not newer than "
+                    f"blue's {blue.version}; set a later minor version"
+                )
+        except ValueError as exc:
+            problems.append(str(exc))
+    if green.exists and green.managed_by != work.owner:
+        problems.append(
+            f"a cluster named {green.name} already exists and was not created by this upgrade; "
+            "set spec.target.greenName to a free name"
+        )
+    if blue.exists and not work.observed.workloads.blue:
+        problems.append(
+            f"spec.workloads.flux.selector matches no Kustomization in namespace {spec.flux_namespace}; "
+            "label blue's Kustomizations or fix the selector"
+        )
+    if problems:
+        message = "; ".join(problems)
+        work.condition(ConditionType.PREFLIGHT_PASSED, False, "PreflightFailed", message)
+        work.goto(Phase.BLOCKED, message, warning=True)
+        work.done = True
+        return
+    if not blue.ready:
+        work.condition(ConditionType.PREFLIGHT_PASSED, None, "BlueNotReady", blue.reason)
+        work.wait(f"waiting for blue cluster {blue.name} to be ready: {blue.reason}")
+        return
+    work.update(blue=ClusterStatus(name=blue.name, version=blue.version))
+    work.condition(ConditionType.PREFLIGHT_PASSED, True, "Passed",
+                   f"{blue.name} {blue.version} -> {spec.target.kubernetes_version}")
+    work.goto(Phase.PROVISIONING, f"creating green cluster {spec.green_name} at {spec.target.kubernetes_version}")
+
+
+def _blocked(work: _Pass) -> None:
+    # A changed spec is a new request: check again without waiting for a retry annotation.
+    if work.status.condition(ConditionType.PREFLIGHT_PASSED) is not None:
+        checked = work.status.condition(ConditionType.PREFLIGHT_PASSED)
+        if checked is not None and checked.observed_generation != work.observed.generation:
+            work.goto(Phase.PREFLIGHT, "spec changed: running preflight again")
+            return
+    work.done = True
+
+
+def _provisioning(work: _Pass) -> None:
+    if _held_by_spec(work):
+        return
+    spec, green = work.spec, work.observed.green
+    deadline = (work.status.phase_since or work.now) + duration(spec.target.ready_timeout)
+    if not green.exists:
+        work.condition(ConditionType.GREEN_READY, False, "Provisioning", f"creating {green.name}")
+        work.act(ProvisionGreen(name=spec.green_name, version=spec.target.kubernetes_version))
+        work.wake(deadline)
+        return
+    if green.failed:
+        _fail(work, ConditionType.GREEN_READY, "ProvisioningFailed",
+              f"green cluster {green.name} failed: {green.reason}")
+        return
+    if not green.ready or green.kubeconfig_secret is None:
+        why = (green.reason or "not ready") if not green.ready else "its kubeconfig Secret does not exist yet"
+        if work.now >= deadline:
+            _fail(work, ConditionType.GREEN_READY, "ProvisioningTimeout",
+                  f"green cluster {green.name} not ready after {spec.target.ready_timeout}: {why}")
+            return
+        work.condition(ConditionType.GREEN_READY, False, "Provisioning", f"{green.name}: {why}")
+        work.wake(deadline)
+        work.wait(f"waiting for green cluster {green.name}: {why}")
+        return
+    work.condition(ConditionType.GREEN_READY, True, "ClusterReady", f"{green.name} is ready at {green.version}")
+    work.update(green=ClusterStatus(name=green.name, version=green.version,
+                                    kubeconfig_secret=green.kubeconfig_secret))
+    work.goto(Phase.SYNCING, f"deploying blue's workloads to {green.name} with Flux")
+
+
+def _syncing(work: _Pass) -> None:
+    if _held_by_spec(work):
+        return
+    spec, green = work.spec, work.observed.green
+    deadline = (work.status.phase_since or work.now) + duration(spec.workloads.timeout)
+    if not green.exists or not green.ready or green.kubeconfig_secret is None:
+        work.record_health()
+        work.wait(f"green cluster {green.name} is not ready: {green.reason}")
+        return
+    workloads = work.observed.workloads
+    if workloads.blue and (workloads.green_missing or not workloads.green):
+        work.act(SyncWorkloads(green_name=green.name, kubeconfig_secret=green.kubeconfig_secret))
+        work.wake(deadline)
+        return
+    healthy = work.record_health()
+    if healthy:
+        work.goto(Phase.VERIFYING, f"green {green.name} is in sync with blue; checking it at 0% traffic")
+        return
+    _, why = work.workloads_in_sync()
+    if work.now >= deadline:
+        _fail(work, ConditionType.WORKLOADS_IN_SYNC, "SyncTimeout",
+              f"workloads not in sync after {spec.workloads.timeout}: {why}")
+        return
+    work.wake(deadline)
+    work.wait(f"traffic stays on blue: {why}")
+
+
+def _verifying(work: _Pass) -> None:
+    if _held_by_spec(work):
+        return
+    if not work.record_health():
+        _, why = work.green_healthy()
+        work.goto(Phase.SYNCING, f"green is no longer in sync: {why}")
+        return
+    # Establish a known starting point on every router before any traffic moves.
+    if work.status.weights.green != 0 or not work.status.weights.verified:
+        work.set_weights(0)
+        return
+    work.update(step=StepStatus(index=0, started_at=work.now))
+    work.condition(ConditionType.TRAFFIC_SHIFTED, False, "Shifting", "traffic starts moving to green")
+    work.goto(Phase.SHIFTING, f"shifting traffic in {len(work.spec.traffic.steps)} steps")
+
+
+def _shifting(work: _Pass) -> None:
+    if _held_by_spec(work):
+        return
+    if not _guard_green(work):
+        return
+    step = _current_step(work)
+    index = work.status.step.index
+    total = len(work.spec.traffic.steps)
+    if step is None:  # past the last step (or a full promote): green takes everything
+        if work.status.weights.green != 100:
+            work.set_weights(100)
+            return
+        work.update(promoted_at=work.status.promoted_at or work.now)
+        work.condition(ConditionType.TRAFFIC_SHIFTED, True, "Promoted", "green serves 100% of traffic")
+        window = work.spec.promotion.retain_blue_for
+        work.goto(Phase.PROMOTED, f"green serves 100%; blue kept for {window} as the rollback window")
+        return
+    label = f"step {index + 1}/{total}"
+    if step.set_weight is not None:
+        if work.status.weights.green != step.set_weight or not work.status.weights.verified:
+            if step.set_weight < work.status.weights.green:
+                # Steps never go down (validated); a lower step after a full promote is skipped.
+                _advance(work)
+                return
+            work.set_weights(step.set_weight)
+            work.update(message=f"{label}: green at {step.set_weight}%")
+            return
+        _advance(work)
+        return
+    if step.pause is not None:
+        started = work.status.step.started_at or work.now
+        if step.pause.duration is None:
+            work.update(held_phase=Phase.SHIFTING)
+            work.goto(Phase.PAUSED, f"{label}: paused until promoted (kubectl bluegreen promote)")
+            work.done = True
+            return
+        until = started + duration(step.pause.duration)
+        if work.now >= until:
+            _advance(work)
+            return
+        work.wake(until)
+        work.wait(f"{label}: pause {step.pause.duration} until {until.isoformat()}")
+        return
+    # An analysis step: judged by the analysis providers of a later release; until then the
+    # spec validation refuses it, so reaching here means an old object: hold, do not pretend.
+    work.condition(ConditionType.ANALYSIS_PASSING, None, "NotSupported",
+                   "analysis steps are not supported by this release; remove the step")
+    work.wait(f"{label}: analysis steps are not supported by this release; remove the step")
+
+
+def _paused(work: _Pass) -> None:
+    held = work.status.held_phase or Phase.SHIFTING
+    if work.spec.paused:
+        work.done = True
+        return
+    step = _current_step(work)
+    waiting_for_human = held == Phase.SHIFTING and step is not None and step.pause is not None \
+        and step.pause.duration is None
+    if waiting_for_human:
+        if not _guard_green(work):
+            return
+        work.done = True
+        return
+    work.update(held_phase=None)
+    work.goto(held, f"resumed: back to {held.value}")
+
+
+def _promoted(work: _Pass) -> None:
+    if _held_by_spec(work):
+        return
+    promoted_at = work.status.promoted_at or work.now
+    until = promoted_at + duration(work.spec.promotion.retain_blue_for)
+    healthy = work.record_health()
+    if not healthy:
+        _, why = work.green_healthy()
+        work.wait(f"green serves 100% but is unhealthy ({why}); blue is kept; abort to roll back")
+        return
+    if work.now < until:
+        work.wake(until)
+        work.wait(f"green serves 100%; blue kept until {until.isoformat()} (rollback window)")
+        return
+    work.goto(Phase.RETIRING, f"rollback window over; retiring blue {work.spec.cluster.name}")
+
+
+def _retiring(work: _Pass) -> None:
+    if _held_by_spec(work):
+        return
+    blue = work.observed.blue
+    if work.observed.workloads.blue:
+        work.act(DeleteWorkloads(side="blue"))
+        work.wait("removing blue's Flux Kustomizations")
+        return
+    if work.spec.promotion.blue_deletion_policy == BlueDeletionPolicy.DELETE and blue.exists:
+        if not blue.deleting:
+            work.act(DeleteCluster(side="blue", name=blue.name))
+        work.wait(f"deleting blue cluster {blue.name}")
+        return
+    retained = work.spec.promotion.blue_deletion_policy == BlueDeletionPolicy.RETAIN and blue.exists
+    message = f"blue cluster {blue.name} retained (policy Retain)" if retained else f"blue cluster {blue.name} deleted"
+    work.condition(ConditionType.BLUE_RETIRED, True, "Retained" if retained else "Deleted", message)
+    work.goto(Phase.COMPLETED, f"upgrade complete: {work.spec.green_name} serves all traffic; {message}")
+    work.done = True
+
+
+def _rolling_back(work: _Pass) -> None:
+    if work.status.weights.green != 0 or not work.status.weights.verified:
+        work.set_weights(0)
+        return
+    work.condition(ConditionType.TRAFFIC_SHIFTED, False, "RolledBack", "blue serves 100% of traffic")
+    work.update(promoted_at=None)
+    work.goto(Phase.ROLLED_BACK, f"blue serves 100%; green {work.spec.green_name} kept for inspection",
+              warning=True)
+    work.done = True
+
+
+def _terminal(work: _Pass) -> None:
+    work.done = True
+
+
+_HANDLERS = {
+    Phase.PENDING: _pending,
+    Phase.PREFLIGHT: _preflight,
+    Phase.BLOCKED: _blocked,
+    Phase.PROVISIONING: _provisioning,
+    Phase.SYNCING: _syncing,
+    Phase.VERIFYING: _verifying,
+    Phase.SHIFTING: _shifting,
+    Phase.PAUSED: _paused,
+    Phase.PROMOTED: _promoted,
+    Phase.RETIRING: _retiring,
+    Phase.COMPLETED: _terminal,
+    Phase.ROLLING_BACK: _rolling_back,
+    Phase.ROLLED_BACK: _terminal,
+    Phase.FAILED: _terminal,
+}
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _current_step(work: _Pass) -> Step | None:
+    steps = work.spec.traffic.steps
+    index = work.status.step.index
+    return steps[index] if index < len(steps) else None
+
+
+def _advance(work: _Pass) -> None:
+    index = work.status.step.index
+    total = len(work.spec.traffic.steps)
+    if index < total:
+        work.event("StepCompleted", f"step {index + 1}/{total} completed")
+    work.update(step=StepStatus(index=index + 1, started_at=work.now))
+
+
+def _held_by_spec(work: _Pass) -> bool:
+    """spec.paused holds every forward phase where it is; Paused remembers which."""
+    if not work.spec.paused:
+        return False
+    work.update(held_phase=work.status.phase)
+    work.goto(Phase.PAUSED, f"paused by spec.paused in {work.status.phase.value}")
+    work.done = True
+    return True
+
+
+def _guard_green(work: _Pass) -> bool:
+    """While traffic may be on green, hold on any doubt and roll back on a lasting failure."""
+    if work.record_health():
+        return True
+    _, why = work.green_healthy()
+    if work.status.weights.green == 0:
+        work.wait(f"traffic stays on blue: {why}")
+        return False
+    since = cond.false_since(list(work.status.conditions), ConditionType.WORKLOADS_IN_SYNC) or \
+        cond.false_since(list(work.status.conditions), ConditionType.GREEN_READY) or work.now
+    grace = duration(work.spec.workloads.timeout)
+    if work.now - since >= grace:
+        work.goto(Phase.ROLLING_BACK, f"green unhealthy for {format_duration(work.now - since)}: {why}",
+                  warning=True)
+        return False
+    work.wake(since + grace)
+    work.wait(f"holding at green {work.status.weights.green}%: {why}")
+    return False
+
+
+def _fail(work: _Pass, type_: ConditionType, reason: str, message: str) -> None:
+    work.condition(type_, False, reason, message)
+    if work.status.weights.green > 0:
+        work.goto(Phase.ROLLING_BACK, message, warning=True)
+    else:
+        work.goto(Phase.FAILED, message, warning=True)
+    work.done = True

@@ -1,0 +1,154 @@
+"""An in-memory world for the engine tests: it carries out Decisions like the I/O layer would.
+
+It applies actions to plain state, lets tests (or hypothesis) change the world
+between passes, and writes a decision's status only when its actions succeed,
+exactly as the handlers do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+from bluegreen.api import spec as api
+from bluegreen.api.status import ClusterUpgradeStatus
+from bluegreen.engine import decide
+from bluegreen.engine.types import (
+    ClusterObservation,
+    Decision,
+    DeleteCluster,
+    DeleteWorkloads,
+    KustomizationObservation,
+    Observed,
+    ProvisionGreen,
+    RemoveAnnotation,
+    SetWeights,
+    SyncWorkloads,
+    WorkloadsObservation,
+)
+
+T0 = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
+OWNER = "fleet.demo"
+
+
+def make_spec(**overrides: Any) -> api.ClusterUpgradeSpec:
+    raw: dict[str, Any] = {
+        "cluster": {"provider": "capi", "name": "prod-blue", "namespace": "fleet"},
+        "target": {"kubernetesVersion": "1.31", "readyTimeout": "10m"},
+        "workloads": {"flux": {"selector": {"matchLabels": {"bluegreen.io/cluster": "prod-blue"}}},
+                      "timeout": "5m"},
+        "traffic": {
+            "routers": [{"haproxy": {"runtimeAPI": "tcp://127.0.0.1:9999", "backend": "app",
+                                     "blueServer": "blue", "greenServer": "green"}}],
+            "steps": [{"setWeight": 10}, {"pause": {"duration": "1m"}}, {"setWeight": 50},
+                      {"pause": {}}, {"setWeight": 100}],
+        },
+        "promotion": {"retainBlueFor": "1h"},
+    }
+    raw.update(overrides)
+    return api.parse_spec(raw)
+
+
+@dataclasses.dataclass
+class World:
+    spec: api.ClusterUpgradeSpec = dataclasses.field(default_factory=make_spec)
+    status: ClusterUpgradeStatus = dataclasses.field(default_factory=ClusterUpgradeStatus)
+    now: datetime.datetime = T0
+    generation: int = 1
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    blue_exists: bool = True
+    blue_ready: bool = True
+    blue_deleting: bool = False
+    blue_version: str = "v1.30.4"
+    blue_kustomizations: dict[str, str] = dataclasses.field(default_factory=lambda: {"apps": "main@sha1:aaa"})
+    green_exists: bool = False
+    green_ready: bool = False
+    green_kubeconfig: bool = False
+    green_owner: str | None = OWNER
+    green_copies: dict[str, tuple[bool, str | None]] = dataclasses.field(default_factory=dict)  # name -> (ready, rev)
+    router_green: int | None = None  # None: never set by the operator
+    fail_actions: bool = False
+    log: list[Decision] = dataclasses.field(default_factory=list)
+
+    def observe(self) -> Observed:
+        green_name = self.spec.green_name
+        return Observed(
+            generation=self.generation,
+            annotations=dict(self.annotations),
+            blue=ClusterObservation(
+                name=self.spec.cluster.name, exists=self.blue_exists, ready=self.blue_exists and self.blue_ready,
+                version=self.blue_version if self.blue_exists else None, deleting=self.blue_deleting,
+                reason="" if self.blue_ready else "ControlPlane not ready",
+            ),
+            green=ClusterObservation(
+                name=green_name, exists=self.green_exists, ready=self.green_exists and self.green_ready,
+                version="v1.31.0" if self.green_exists else None, managed_by=self.green_owner,
+                kubeconfig_secret=f"{green_name}-kubeconfig" if self.green_kubeconfig else None,
+                reason="" if self.green_ready else "Provisioning",
+            ),
+            workloads=WorkloadsObservation(
+                blue=tuple(KustomizationObservation(name=name, namespace="fleet", ready=True, revision=rev)
+                           for name, rev in self.blue_kustomizations.items()),
+                green=tuple(KustomizationObservation(name=f"{name}-green", namespace="fleet", ready=ready,
+                                                     revision=rev, copy_of=name,
+                                                     reason="" if ready else "HealthCheckFailed")
+                            for name, (ready, rev) in self.green_copies.items()),
+                green_missing=tuple(name for name in self.blue_kustomizations if name not in self.green_copies)
+                if self.green_copies or self.green_exists else (),
+            ),
+        )
+
+    def step(self) -> Decision:
+        """One reconcile pass: observe, decide, act, write status (only if the actions succeeded)."""
+        decision = decide(self.spec, self.status, self.observe(), self.now, owner=OWNER)
+        self.log.append(decision)
+        if self.fail_actions and any(not isinstance(a, RemoveAnnotation) for a in decision.actions):
+            return decision
+        for action in decision.actions:
+            self.apply(action)
+        self.status = decision.status
+        return decision
+
+    def apply(self, action: object) -> None:
+        match action:
+            case ProvisionGreen():
+                self.green_exists = True
+            case SyncWorkloads():
+                for name in self.blue_kustomizations:
+                    self.green_copies.setdefault(name, (False, None))
+            case SetWeights(green=green):
+                self.router_green = green
+            case DeleteWorkloads(side="blue"):
+                self.blue_kustomizations = {}
+            case DeleteWorkloads(side="green"):
+                self.green_copies = {}
+            case DeleteCluster(side="blue"):
+                self.blue_exists = False
+            case RemoveAnnotation(key=key):
+                self.annotations.pop(key, None)
+            case _:
+                raise AssertionError(f"unknown action {action!r}")
+
+    # --- what the simulated controllers would do ---
+
+    def green_becomes_ready(self) -> None:
+        if self.green_exists:
+            self.green_ready = True
+            self.green_kubeconfig = True
+
+    def flux_syncs(self, *, healthy: bool = True) -> None:
+        for name in list(self.green_copies):
+            self.green_copies[name] = (healthy, self.blue_kustomizations.get(name) if healthy else None)
+
+    def advance(self, seconds: float) -> None:
+        self.now += datetime.timedelta(seconds=seconds)
+
+    def run_until_settled(self, limit: int = 50) -> None:
+        """Pass until a pass neither acts nor changes phase/step (the world must change next)."""
+        for _ in range(limit):
+            before = (self.status.phase, self.status.step.index, self.status.weights)
+            decision = self.step()
+            if not decision.actions and before == (self.status.phase, self.status.step.index, self.status.weights):
+                return
+        raise AssertionError("the engine did not settle")
