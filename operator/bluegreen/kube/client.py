@@ -1,0 +1,364 @@
+"""A small asynchronous Kubernetes API client on aiohttp.
+
+Why not the ``kubernetes`` package: it is blocking, so every call would need a
+thread, and the operator talks to several API servers at once (management,
+blue, green) from kopf's event loop. The operator needs a handful of verbs on
+a few resources, which is little code over plain HTTP.
+
+Contract:
+
+* Objects are plain ``dict`` as the API serves them. ``list`` fills in each
+  item's ``apiVersion``/``kind``, which list responses may omit.
+* Not-found is an answer, not an error, where the caller routinely expects it:
+  ``get`` returns None and ``delete`` returns False.
+* Every other failure is raised: :class:`ApiError` (and its subclasses) with
+  the API's own ``reason`` and ``message``, or :class:`UnreachableError` when
+  no answer came. There are no retries here: the reconcile loop retries with
+  backoff and shows the error in a condition, where a person can see it.
+* Nothing secret is logged or put into an error: requests are logged at debug
+  level by method, path and status only.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+import logging
+import os
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import aiohttp
+
+from bluegreen.kube import config as kubeconfig
+
+logger = logging.getLogger(__name__)
+
+PatchType = Literal["merge", "json", "strategic"]
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+}
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """A served resource: ``Resource("cluster.x-k8s.io", "v1beta2", "clusters")``; core group is ``""``."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_version_path(self) -> str:
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+
+    def path(self, *, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        """The URL path of the collection (no name) or of one object (with name, maybe a subresource)."""
+        parts = [self.group_version_path]
+        if self.namespaced and namespace is not None:
+            parts.append(f"/namespaces/{_quote(namespace)}")
+        elif self.namespaced and name is not None:
+            raise ValueError(f"{self.plural} is namespaced: a namespace is needed to address {name!r}")
+        parts.append(f"/{self.plural}")
+        if name is not None:
+            parts.append(f"/{_quote(name)}")
+            if subresource:
+                parts.append(f"/{_quote(subresource)}")
+        elif subresource:
+            raise ValueError("a subresource needs an object name")
+        return "".join(parts)
+
+    def __str__(self) -> str:
+        return f"{self.plural}.{self.api_version}"
+
+
+def _quote(segment: str) -> str:
+    if not segment:
+        raise ValueError("empty name or namespace in an API path")
+    return urllib.parse.quote(segment, safe="")
+
+
+class KubeError(Exception):
+    """Base of every failure this client raises."""
+
+
+class UnreachableError(KubeError):
+    """No answer from the API server (connection refused, TLS failure, timeout)."""
+
+
+class ApiError(KubeError):
+    """The API server answered with an error status; ``message`` is the API's own words."""
+
+    def __init__(self, status: int, reason: str, message: str, *, method: str = "", path: str = "") -> None:
+        super().__init__(f"{reason} ({status}): {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.method = method
+        self.path = path
+
+
+class NotFoundError(ApiError):
+    """404: the object (or the resource type) does not exist."""
+
+
+class ConflictError(ApiError):
+    """409: AlreadyExists on create, or Conflict on a stale resourceVersion."""
+
+
+class InvalidError(ApiError):
+    """422: the object was refused by validation; ``message`` says which field."""
+
+
+_ERRORS: dict[int, type[ApiError]] = {404: NotFoundError, 409: ConflictError, 422: InvalidError}
+
+LabelSelector = str | Mapping[str, str]
+
+
+def format_label_selector(selector: LabelSelector) -> str:
+    """``{"a": "1", "b": "2"}`` -> ``"a=1,b=2"``; a string passes through."""
+    if isinstance(selector, str):
+        return selector
+    return ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+
+
+class KubeClient:
+    """One API server. Create it anywhere; the HTTP session opens on first use inside the event loop."""
+
+    def __init__(self, connection: kubeconfig.Connection, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.connection = connection
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._ssl = connection.ssl_context() if connection.server.startswith("https://") else None
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        source: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        *,
+        context: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> KubeClient:
+        """From a kubeconfig dict or file, or (None) ``$KUBECONFIG`` / ``~/.kube/config``."""
+        return cls(kubeconfig.load_kubeconfig(source, context=context), timeout=timeout)
+
+    @classmethod
+    def from_env(cls, *, context: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> KubeClient:
+        """A kubeconfig if one is present, else the pod's service account."""
+        return cls(kubeconfig.load_default(context=context), timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"KubeClient({self.connection.server!r})"
+
+    @property
+    def server(self) -> str:
+        return self.connection.server
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    # --- verbs -------------------------------------------------------------------------------
+
+    async def get(self, resource: Resource, *, namespace: str | None = None, name: str) -> dict[str, Any] | None:
+        """One object, or None when it does not exist."""
+        try:
+            return await self._json("GET", resource.path(namespace=namespace, name=name))
+        except NotFoundError:
+            return None
+
+    async def list(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: LabelSelector | None = None,
+    ) -> list[dict[str, Any]]:
+        """Objects of one resource, in one namespace or (None) all; follows ``continue`` tokens."""
+        params: dict[str, str] = {}
+        if label_selector:
+            params["labelSelector"] = format_label_selector(label_selector)
+        items: list[dict[str, Any]] = []
+        path = resource.path(namespace=namespace)
+        while True:
+            page = await self._json("GET", path, params=params)
+            kind = str(page.get("kind", "")).removesuffix("List")
+            for item in page.get("items") or []:
+                item.setdefault("apiVersion", resource.api_version)
+                if kind:
+                    item.setdefault("kind", kind)
+                items.append(item)
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params["continue"] = token
+
+    async def create(
+        self, resource: Resource, body: Mapping[str, Any], *, namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Create an object; :class:`ConflictError` when it already exists."""
+        if namespace is None and resource.namespaced:
+            namespace = (body.get("metadata") or {}).get("namespace")
+        return await self._json("POST", resource.path(namespace=namespace), body=body)
+
+    async def patch(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        name: str,
+        body: Mapping[str, Any] | builtins.list[dict[str, Any]],
+        patch_type: PatchType = "merge",
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        """Patch an object (or its ``status``/``scale`` subresource); :class:`NotFoundError` if it is gone."""
+        content_type = _PATCH_CONTENT_TYPES.get(patch_type)
+        if content_type is None:
+            raise ValueError(f"patch_type must be one of {sorted(_PATCH_CONTENT_TYPES)}, not {patch_type!r}")
+        path = resource.path(namespace=namespace, name=name, subresource=subresource)
+        return await self._json("PATCH", path, body=body, content_type=content_type)
+
+    async def replace(
+        self,
+        resource: Resource,
+        body: Mapping[str, Any],
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        subresource: str | None = None,
+    ) -> dict[str, Any]:
+        """PUT the whole object; with ``metadata.resourceVersion`` set, a stale write is a ConflictError."""
+        metadata = body.get("metadata") or {}
+        name = name or metadata.get("name")
+        if not name:
+            raise ValueError("replace needs a name (argument or metadata.name)")
+        if namespace is None and resource.namespaced:
+            namespace = metadata.get("namespace")
+        path = resource.path(namespace=namespace, name=name, subresource=subresource)
+        return await self._json("PUT", path, body=body)
+
+    async def delete(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        name: str,
+        propagation_policy: Literal["Foreground", "Background", "Orphan"] | None = None,
+    ) -> bool:
+        """Ask for deletion; True when accepted, False when the object was already gone."""
+        params = {"propagationPolicy": propagation_policy} if propagation_policy else None
+        try:
+            await self._json("DELETE", resource.path(namespace=namespace, name=name), params=params)
+        except NotFoundError:
+            return False
+        return True
+
+    async def server_version(self) -> dict[str, Any]:
+        """``/version``: gitVersion, major, minor, platform."""
+        return await self._json("GET", "/version")
+
+    async def resources(self, group_version: str) -> builtins.list[dict[str, Any]] | None:
+        """Discovery: the resources served under ``group/version`` (``v1`` for core), None if not served."""
+        path = f"/apis/{group_version}" if "/" in group_version else f"/api/{group_version}"
+        try:
+            found = await self._json("GET", path)
+        except NotFoundError:
+            return None
+        return list(found.get("resources") or [])
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def _session_now(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        token = self.connection.bearer_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        elif self.connection.username is not None:
+            basic = aiohttp.BasicAuth(self.connection.username, self.connection.password or "")
+            headers["Authorization"] = basic.encode()
+        return headers
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        headers = self._headers()
+        data: bytes | None = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        url = self.connection.server + path
+        extra: dict[str, Any] = {}
+        if self._ssl is not None:
+            extra["ssl"] = self._ssl
+            if self.connection.tls_server_name:
+                extra["server_hostname"] = self.connection.tls_server_name
+        try:
+            async with self._session_now().request(
+                method, url, params=params, data=data, headers=headers, **extra
+            ) as response:
+                text = await response.text()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            raise UnreachableError(f"{method} {self.connection.server}{path}: {detail}") from None
+        logger.debug("%s %s%s -> %s", method, self.connection.server, path, status)
+        if status >= 400:
+            raise _api_error(status, text, method=method, path=path)
+        if not text:
+            return {}
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise ApiError(status, "InvalidResponse", "the API server answered with something that is not JSON",
+                           method=method, path=path) from None
+        return parsed if isinstance(parsed, dict) else {"items": parsed}
+
+
+def _api_error(status: int, text: str, *, method: str, path: str) -> ApiError:
+    reason = ""
+    message = ""
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        reason = str(payload.get("reason") or "")
+        message = str(payload.get("message") or "")
+    if not message:
+        message = text.strip()[:300] or f"HTTP {status}"
+    error_type = _ERRORS.get(status, ApiError)
+    return error_type(status, reason or _default_reason(status), message, method=method, path=path)
+
+
+def _default_reason(status: int) -> str:
+    return {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
+            410: "Expired", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
+            503: "ServiceUnavailable"}.get(status, "Error")
