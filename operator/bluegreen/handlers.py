@@ -1,0 +1,91 @@
+"""kopf wiring, and nothing else: which objects are watched and who is woken.
+
+- Each ClusterUpgrade runs one daemon (an asyncio task, not a thread) that
+  loops in :class:`bluegreen.reconcile.UpgradeLoop`.
+- Watches on Cluster API Clusters, their kubeconfig Secrets and Flux
+  Kustomizations wake the upgrades that depend on them at once, through
+  :class:`bluegreen.wakeups.Wakeups`; nothing is polled.
+- A change to the ClusterUpgrade itself (spec, annotations) wakes its daemon.
+
+Run with ``kopf run -m bluegreen.handlers --all-namespaces`` (or ``--namespace``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from bluegreen.api import spec as api
+from bluegreen.kube.client import KubeClient
+from bluegreen.reconcile import Context, UpgradeLoop
+from bluegreen.settings import OperatorSettings
+from bluegreen.wakeups import Wakeups
+
+KUBECONFIG_SECRET_LABEL = "cluster.x-k8s.io/cluster-name"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    operator = OperatorSettings.from_env()
+    # Events are posted by the reconcile loop, one per transition; kopf's per-log-line events would flood.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # Daemons are stopped fast on exit; the loop holds no state outside status.
+    settings.process.ultimate_exiting_timeout = 10
+    memo["context"] = Context(
+        management=KubeClient.from_env(timeout=operator.api_timeout_seconds),
+        wakeups=Wakeups(),
+        settings=operator,
+    )
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    context: Context | None = memo.get("context")
+    if context is not None:
+        await context.management.close()
+
+
+@kopf.daemon(api.GROUP, api.VERSION, api.PLURAL, cancellation_timeout=5.0)
+async def upgrade(stopped: kopf.DaemonStopped, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    context: Context = memo["context"]
+    stop = asyncio.Event()
+
+    async def relay_stop() -> None:
+        await stopped.wait()
+        stop.set()
+
+    relay = asyncio.create_task(relay_stop())
+    try:
+        await UpgradeLoop(context, namespace=namespace or "", name=name).run(stop=stop)
+    finally:
+        relay.cancel()
+
+
+@kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
+async def upgrade_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    context: Context = memo["context"]
+    context.wakeups.upgrade_changed((namespace or "", name))
+
+
+@kopf.on.event("cluster.x-k8s.io", "clusters")
+async def cluster_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    context: Context = memo["context"]
+    context.wakeups.cluster_changed(namespace or "", name)
+
+
+@kopf.on.event("", "v1", "secrets", labels={KUBECONFIG_SECRET_LABEL: kopf.PRESENT})
+async def kubeconfig_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
+    context: Context = memo["context"]
+    context.wakeups.cluster_changed(namespace or "", labels[KUBECONFIG_SECRET_LABEL])
+
+
+@kopf.on.event("kustomize.toolkit.fluxcd.io", "kustomizations")
+async def kustomization_changed(namespace: str | None, memo: Any, **_: Any) -> None:
+    context: Context = memo["context"]
+    context.wakeups.kustomization_changed(namespace or "")

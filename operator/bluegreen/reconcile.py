@@ -1,0 +1,349 @@
+"""One ClusterUpgrade's loop: observe -> decide -> act -> write status -> wait.
+
+The loop is the only place that does I/O for an upgrade. Its rules:
+
+- Status is the only memory. Each pass reads the object fresh, so a restarted
+  operator (or a second replica taking over) continues from what was written.
+- Actions run in the order decided and are idempotent; the decided status is
+  written only after all of them succeeded. A failure writes the *previous*
+  status with the error in a condition and a growing backoff, so the same
+  decision is retried, never skipped and never half-recorded.
+- Control annotations are removed before the status that consumes them is
+  written: a crash in between loses a request (a person repeats it) rather
+  than applying it twice (which could skip a step).
+- Waiting is a wake-up time or a watched change, never a sleep in a handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bluegreen.api import spec as api
+from bluegreen.api.status import JOURNAL_LIMIT, ClusterUpgradeStatus, ConditionType, JournalEntry, Weights, parse_status
+from bluegreen.clusters.base import ClusterProvider
+from bluegreen.clusters.registry import build_cluster_provider
+from bluegreen.engine import conditions as cond
+from bluegreen.engine import decide, upgrade_label
+from bluegreen.engine.types import (
+    LABEL_UPGRADE,
+    Action,
+    ClusterObservation,
+    Decision,
+    DeleteCluster,
+    DeleteWorkloads,
+    Event,
+    Observed,
+    ProvisionGreen,
+    RemoveAnnotation,
+    SetWeights,
+    SyncWorkloads,
+    WorkloadsObservation,
+)
+from bluegreen.kube.client import KubeClient, Resource
+from bluegreen.kube.events import post_event
+from bluegreen.settings import OperatorSettings
+from bluegreen.traffic.base import Router
+from bluegreen.traffic.registry import build_routers
+from bluegreen.wakeups import Interests, Wakeups
+from bluegreen.workloads.base import WorkloadSync
+from bluegreen.workloads.flux_remote import FluxRemoteWorkloads
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(tz=datetime.UTC)
+
+
+@dataclasses.dataclass
+class Context:
+    """What all upgrades of one operator process share."""
+
+    management: KubeClient
+    wakeups: Wakeups
+    settings: OperatorSettings
+    clock: Callable[[], datetime.datetime] = utcnow
+
+
+class WeightsNotVerified(Exception):
+    """A router reports other weights than it was just given."""
+
+
+@dataclasses.dataclass
+class Collaborators:
+    """The providers one spec needs; rebuilt only when the spec changes."""
+
+    digest: str
+    provider: ClusterProvider
+    workloads: WorkloadSync
+    routers: list[Router]
+
+
+def _digest(raw_spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(raw_spec, sort_keys=True).encode()).hexdigest()
+
+
+class UpgradeLoop:
+    def __init__(self, context: Context, *, namespace: str, name: str) -> None:
+        self.context = context
+        self.namespace = namespace
+        self.name = name
+        self.owner = upgrade_label(namespace, name)
+        self._collaborators: Collaborators | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+    async def run(self, *, stop: asyncio.Event) -> None:
+        """Reconcile until stopped (operator exit or the object's deletion)."""
+        wake = self.context.wakeups.event(self.key)
+        try:
+            while not stop.is_set():
+                wake.clear()
+                delay = await self.reconcile_once()
+                if delay is None:
+                    return
+                await _wait_any(wake, stop, seconds=min(delay, self.context.settings.resync_seconds))
+        finally:
+            self.context.wakeups.forget(self.key)
+
+    async def reconcile_once(self) -> float | None:
+        """One pass. Returns seconds until the next pass is due, None if the object is gone."""
+        management = self.context.management
+        body = await management.get(CLUSTER_UPGRADES, namespace=self.namespace, name=self.name)
+        if body is None:
+            return None
+        now = self.context.clock()
+        status = parse_status(body.get("status"))
+        meta = body.get("metadata") or {}
+        raw_spec = body.get("spec") or {}
+        spec: api.ClusterUpgradeSpec | None
+        spec_error: str | None = None
+        try:
+            spec = api.parse_spec(raw_spec)
+        except api.SpecError as exc:
+            spec, spec_error = None, str(exc)
+
+        try:
+            if spec is None:
+                observed = _blind_observation(meta, spec_error)
+            else:
+                collaborators = self._collaborators_for(spec, raw_spec)
+                self._register_interests(spec)
+                observed = await self._observe(spec, collaborators, meta)
+            decision = decide(spec, status, observed, now, owner=self.owner)
+            if spec is not None:
+                journal = await self._act(decision, collaborators, spec=spec, body=body, now=now)
+            else:
+                journal = []
+                await self._act_annotations_only(decision)
+        except Exception as exc:  # any failure of the world: keep the old status, say why, back off
+            return await self._record_failure(body, status, exc, now=now)
+
+        new_status = decision.status.model_copy(update={
+            "failures": 0,
+            "journal": (list(decision.status.journal) + journal)[-JOURNAL_LIMIT:],
+        })
+        await self._write_status(body, status, new_status)
+        for event in decision.events:
+            await self._post(body, event, now=now)
+        return self._delay_until(decision, now)
+
+    # --- observe ------------------------------------------------------------------------------
+
+    def _collaborators_for(self, spec: api.ClusterUpgradeSpec, raw_spec: dict[str, Any]) -> Collaborators:
+        digest = _digest(raw_spec)
+        if self._collaborators is None or self._collaborators.digest != digest:
+            management = self.context.management
+            self._collaborators = Collaborators(
+                digest=digest,
+                provider=build_cluster_provider(spec.cluster.provider.value, client=management),
+                workloads=FluxRemoteWorkloads(
+                    client=management, flux=spec.workloads.flux, namespace=spec.flux_namespace,
+                    labels={LABEL_UPGRADE: self.owner},
+                ),
+                routers=build_routers(spec.traffic.routers),
+            )
+        return self._collaborators
+
+    def _register_interests(self, spec: api.ClusterUpgradeSpec) -> None:
+        ns = spec.cluster.namespace
+        self.context.wakeups.register(self.key, Interests(
+            clusters=frozenset({(ns, spec.cluster.name), (ns, spec.green_name)}),
+            flux_namespaces=frozenset({spec.flux_namespace}),
+        ))
+
+    async def _observe(
+        self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, meta: dict[str, Any]
+    ) -> Observed:
+        ns = spec.cluster.namespace
+        blue, green, workloads = await asyncio.gather(
+            collaborators.provider.observe(namespace=ns, name=spec.cluster.name),
+            collaborators.provider.observe(namespace=ns, name=spec.green_name),
+            collaborators.workloads.observe(blue_name=spec.cluster.name, green_name=spec.green_name),
+        )
+        return Observed(
+            generation=int(meta.get("generation") or 0),
+            annotations=dict(meta.get("annotations") or {}),
+            blue=blue,
+            green=green,
+            workloads=workloads,
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+    # --- act ----------------------------------------------------------------------------------
+
+    async def _act(
+        self,
+        decision: Decision,
+        collaborators: Collaborators,
+        *,
+        spec: api.ClusterUpgradeSpec,
+        body: dict[str, Any],
+        now: datetime.datetime,
+    ) -> list[JournalEntry]:
+        journal: list[JournalEntry] = []
+        ns = spec.cluster.namespace
+        for action in _annotations_first(decision.actions):
+            match action:
+                case RemoveAnnotation(key=key):
+                    await self._remove_annotation(key)
+                case ProvisionGreen(name=green, version=version):
+                    detail = await collaborators.provider.provision_green(
+                        namespace=ns, blue_name=spec.cluster.name, green_name=green, version=version,
+                        overrides=dict(spec.target.overrides), labels={LABEL_UPGRADE: self.owner},
+                    )
+                    if detail is not None:
+                        journal.append(JournalEntry(time=now, target="cluster", action="create", detail=detail))
+                case SyncWorkloads(green_name=green):
+                    ref = collaborators.provider.kubeconfig_secret_ref(namespace=ns, name=green)
+                    for line in await collaborators.workloads.sync_green(
+                        blue_name=spec.cluster.name, green_name=green, kubeconfig_secret=ref,
+                    ):
+                        journal.append(JournalEntry(time=now, target="workloads", action="sync", detail=line))
+                case SetWeights():
+                    journal.extend(await self._set_weights(collaborators.routers, action, body=body, now=now))
+                case DeleteWorkloads(side=side):
+                    for line in await collaborators.workloads.delete(
+                        side=side, blue_name=spec.cluster.name, green_name=spec.green_name,
+                    ):
+                        journal.append(JournalEntry(time=now, target="workloads", action="delete", detail=line))
+                case DeleteCluster(name=cluster):
+                    detail = await collaborators.provider.delete(namespace=ns, name=cluster)
+                    if detail is not None:
+                        journal.append(JournalEntry(time=now, target="cluster", action="delete", detail=detail))
+        return journal
+
+    async def _act_annotations_only(self, decision: Decision) -> None:
+        for action in decision.actions:
+            if isinstance(action, RemoveAnnotation):
+                await self._remove_annotation(action.key)
+
+    async def _set_weights(
+        self, routers: list[Router], action: SetWeights, *, body: dict[str, Any], now: datetime.datetime
+    ) -> list[JournalEntry]:
+        """Apply to every router (in order when moving to green, in reverse when moving back), verify each."""
+        current = parse_status(body.get("status")).weights.green
+        ordered = routers if action.green >= current else list(reversed(routers))
+        journal: list[JournalEntry] = []
+        for router in ordered:
+            change = await router.set_weights(blue=action.blue, green=action.green)
+            effective = await router.verify()
+            if effective is not None and (effective.blue, effective.green) != (action.blue, action.green):
+                raise WeightsNotVerified(
+                    f"router {router.name} reports blue {effective.blue}% / green {effective.green}% "
+                    f"after being set to blue {action.blue}% / green {action.green}%"
+                )
+            if change.changed:
+                journal.append(JournalEntry(
+                    time=now, target=router.name, action="setWeights", detail=change.detail,
+                    weights=Weights(blue=action.blue, green=action.green, verified=effective is not None),
+                    change_id=change.change_id,
+                ))
+        return journal
+
+    async def _remove_annotation(self, key: str) -> None:
+        await self.context.management.patch(
+            CLUSTER_UPGRADES, namespace=self.namespace, name=self.name,
+            body={"metadata": {"annotations": {key: None}}},
+        )
+
+    # --- write --------------------------------------------------------------------------------
+
+    async def _write_status(
+        self, body: dict[str, Any], old: ClusterUpgradeStatus, new: ClusterUpgradeStatus
+    ) -> None:
+        if new == old and body.get("status"):
+            return
+        wire = new.to_wire()
+        # A merge patch removes what the new status no longer has (e.g. a cleared heldPhase).
+        for key in (body.get("status") or {}):
+            if key not in wire and key != "kopf":
+                wire[key] = None
+        await self.context.management.patch(
+            CLUSTER_UPGRADES, namespace=self.namespace, name=self.name, body={"status": wire}, subresource="status",
+        )
+
+    async def _record_failure(
+        self, body: dict[str, Any], status: ClusterUpgradeStatus, exc: Exception, *, now: datetime.datetime
+    ) -> float:
+        failures = status.failures + 1
+        delay = self.context.settings.backoff(failures)
+        message = f"{type(exc).__name__}: {exc}; retrying in {delay:g}s (attempt {failures})"
+        logger.warning("%s/%s: %s", self.namespace, self.name, message)
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        conditions = cond.set_condition(
+            list(status.conditions), type_=ConditionType.PROGRESSING, status=False, reason="RetryingAfterError",
+            message=message, now=now, generation=generation,
+        )
+        failed = status.model_copy(update={"failures": failures, "conditions": conditions, "message": message})
+        try:
+            await self._write_status(body, status, failed)
+        except Exception as write_error:  # the API itself may be what fails; the next pass tries again
+            logger.warning("%s/%s: could not record the failure: %s", self.namespace, self.name, write_error)
+        if failures == 1 or failures % 10 == 0:
+            await self._post(body, Event(reason="RetryingAfterError", message=message, type="Warning"), now=now)
+        return delay
+
+    async def _post(self, body: dict[str, Any], event: Event, *, now: datetime.datetime) -> None:
+        await post_event(self.context.management, involved=body, reason=event.reason, message=event.message,
+                         type_=event.type, now=now)
+
+    def _delay_until(self, decision: Decision, now: datetime.datetime) -> float:
+        if decision.wake_at is None:
+            return self.context.settings.resync_seconds
+        return max(0.0, (decision.wake_at - now).total_seconds())
+
+
+def _annotations_first(actions: tuple[Action, ...]) -> list[Action]:
+    return sorted(actions, key=lambda action: 0 if isinstance(action, RemoveAnnotation) else 1)
+
+
+def _blind_observation(meta: dict[str, Any], spec_error: str | None) -> Observed:
+    """What the engine gets when the spec cannot be read: enough to hold and say why."""
+    nothing = ClusterObservation(name="", exists=False)
+    return Observed(
+        generation=int(meta.get("generation") or 0),
+        annotations=dict(meta.get("annotations") or {}),
+        blue=nothing, green=nothing, workloads=WorkloadsObservation(), spec_error=spec_error,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+async def _wait_any(wake: asyncio.Event, stop: asyncio.Event, *, seconds: float) -> None:
+    waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,73 @@
+"""Who to wake when something changes in the world.
+
+Each ClusterUpgrade's loop waits on one asyncio.Event. Watch handlers for the
+objects an upgrade depends on (its own resource, blue's and green's Cluster
+objects and kubeconfig Secrets, the Kustomizations in its Flux namespace) call
+into this registry, which sets the events of the upgrades that care. This is
+how a change reaches the right upgrade at once with no polling and no list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+
+UpgradeKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Interests:
+    clusters: frozenset[tuple[str, str]]  # (namespace, cluster name): blue and green
+    flux_namespaces: frozenset[str]
+
+
+class Wakeups:
+    def __init__(self) -> None:
+        self._events: dict[UpgradeKey, asyncio.Event] = {}
+        self._interests: dict[UpgradeKey, Interests] = {}
+        self._by_cluster: dict[tuple[str, str], set[UpgradeKey]] = collections.defaultdict(set)
+        self._by_flux_namespace: dict[str, set[UpgradeKey]] = collections.defaultdict(set)
+
+    def event(self, key: UpgradeKey) -> asyncio.Event:
+        """The event an upgrade's loop waits on (created on first use)."""
+        return self._events.setdefault(key, asyncio.Event())
+
+    def register(self, key: UpgradeKey, interests: Interests) -> None:
+        """Declare (or update) what an upgrade depends on."""
+        if self._interests.get(key) == interests:
+            return
+        self._drop_interests(key)
+        self._interests[key] = interests
+        for cluster in interests.clusters:
+            self._by_cluster[cluster].add(key)
+        for namespace in interests.flux_namespaces:
+            self._by_flux_namespace[namespace].add(key)
+
+    def forget(self, key: UpgradeKey) -> None:
+        self._drop_interests(key)
+        self._events.pop(key, None)
+
+    def upgrade_changed(self, key: UpgradeKey) -> None:
+        self.event(key).set()
+
+    def cluster_changed(self, namespace: str, name: str) -> None:
+        for key in self._by_cluster.get((namespace, name), ()):
+            self.event(key).set()
+
+    def kustomization_changed(self, namespace: str) -> None:
+        for key in self._by_flux_namespace.get(namespace, ()):
+            self.event(key).set()
+
+    def _drop_interests(self, key: UpgradeKey) -> None:
+        old = self._interests.pop(key, None)
+        if old is None:
+            return
+        for cluster in old.clusters:
+            self._by_cluster[cluster].discard(key)
+            if not self._by_cluster[cluster]:
+                del self._by_cluster[cluster]
+        for namespace in old.flux_namespaces:
+            self._by_flux_namespace[namespace].discard(key)
+            if not self._by_flux_namespace[namespace]:
+                del self._by_flux_namespace[namespace]
