@@ -13,6 +13,10 @@ from typing import Any, Protocol
 from bluegreen.engine.types import ClusterObservation
 
 
+class ClusterProviderError(Exception):
+    """A cluster cannot be handled as asked (e.g. blue cannot be cloned); the message says what to do."""
+
+
 class ClusterProvider(Protocol):
     async def observe(self, *, namespace: str, name: str) -> ClusterObservation:
         """Report whether the cluster exists, is ready, its version, and its kubeconfig Secret."""
