@@ -1,0 +1,178 @@
+"""What an emulated API server serves: resource descriptions, the built-in set, CRD translation.
+
+A ``ResourceInfo`` is one served group/version/plural. Several versions of one CRD share
+storage (as on a real server) and differ only in the ``apiVersion`` written on the way out.
+The built-in set is what the operator, kopf and kubectl need: kopf refuses to start watchers
+without ``v1/namespaces``, kubectl needs discovery to name resources, and simulated
+controllers create Secrets, Events, Deployments and Jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+READ_VERBS = ("get", "list", "watch")
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+_EVENT_FIELDS = frozenset({
+    "involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+    "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+    "reason", "reportingComponent", "source", "type",
+})
+_POD_FIELDS = frozenset({
+    "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+    "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName",
+})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResourceInfo:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    status_subresource: bool = True
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    singular: str = ""
+    printer_columns: tuple[dict[str, Any], ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    schema: dict[str, Any] | None = dataclasses.field(default=None, compare=False, hash=False)
+    crd_name: str | None = None  # the CRD that declared it; None for built-in resources
+    keep_status_on_create: bool = False  # nodes accept status on create; most drop it
+    field_selectors: frozenset[str] = frozenset()
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def storage_key(self) -> tuple[str, str]:
+        return (self.group, self.plural)
+
+    @property
+    def qualified(self) -> str:
+        """``plural.group`` as in apiserver messages (``clusterupgrades.bluegreen.io``)."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def builtin(self) -> bool:
+        return self.crd_name is None
+
+    @property
+    def singular_name(self) -> str:
+        return self.singular or self.kind.lower()
+
+
+def _core(plural: str, kind: str, **kwargs: Any) -> ResourceInfo:
+    return ResourceInfo(group="", version="v1", plural=plural, kind=kind, **kwargs)
+
+
+BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
+    _core("namespaces", "Namespace", namespaced=False, short_names=("ns",),
+          field_selectors=frozenset({"status.phase"})),
+    _core("secrets", "Secret", status_subresource=False, field_selectors=frozenset({"type"})),
+    _core("configmaps", "ConfigMap", status_subresource=False, short_names=("cm",)),
+    _core("events", "Event", status_subresource=False, short_names=("ev",), field_selectors=_EVENT_FIELDS),
+    _core("services", "Service", short_names=("svc",), categories=("all",)),
+    _core("serviceaccounts", "ServiceAccount", status_subresource=False, short_names=("sa",)),
+    _core("pods", "Pod", short_names=("po",), categories=("all",), field_selectors=_POD_FIELDS),
+    _core("nodes", "Node", namespaced=False, short_names=("no",), keep_status_on_create=True,
+          field_selectors=frozenset({"spec.unschedulable"})),
+    _core("endpoints", "Endpoints", status_subresource=False, short_names=("ep",)),
+    ResourceInfo(group="events.k8s.io", version="v1", plural="events", kind="Event",
+                 status_subresource=False, short_names=("ev",)),
+    ResourceInfo(group="apps", version="v1", plural="deployments", kind="Deployment",
+                 short_names=("deploy",), categories=("all",)),
+    ResourceInfo(group="apps", version="v1", plural="statefulsets", kind="StatefulSet",
+                 short_names=("sts",), categories=("all",)),
+    ResourceInfo(group="apps", version="v1", plural="daemonsets", kind="DaemonSet",
+                 short_names=("ds",), categories=("all",)),
+    ResourceInfo(group="apps", version="v1", plural="replicasets", kind="ReplicaSet",
+                 short_names=("rs",), categories=("all",)),
+    ResourceInfo(group="batch", version="v1", plural="jobs", kind="Job", categories=("all",)),
+    ResourceInfo(group="batch", version="v1", plural="cronjobs", kind="CronJob",
+                 short_names=("cj",), categories=("all",)),
+    ResourceInfo(group="coordination.k8s.io", version="v1", plural="leases", kind="Lease",
+                 status_subresource=False),
+    ResourceInfo(group="policy", version="v1", plural="poddisruptionbudgets", kind="PodDisruptionBudget",
+                 short_names=("pdb",)),
+    ResourceInfo(group="apiextensions.k8s.io", version="v1", plural="customresourcedefinitions",
+                 kind="CustomResourceDefinition", namespaced=False, short_names=("crd", "crds"),
+                 categories=("api-extensions",)),
+)
+
+CRD_CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
+
+
+class CrdError(ValueError):
+    """A CRD that the real apiserver would reject; the message names the field."""
+
+
+def resources_from_crd(crd: dict[str, Any]) -> list[ResourceInfo]:
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    group = spec.get("group")
+    plural = names.get("plural")
+    kind = names.get("kind")
+    if not group:
+        raise CrdError("spec.group: Required value")
+    if not plural or not kind:
+        raise CrdError("spec.names.plural and spec.names.kind: Required value")
+    expected_name = f"{plural}.{group}"
+    actual_name = (crd.get("metadata") or {}).get("name")
+    if actual_name != expected_name:
+        raise CrdError(f'metadata.name: Invalid value: "{actual_name}": must be spec.names.plural+"."+spec.group')
+    scope = spec.get("scope", "Namespaced")
+    if scope not in ("Namespaced", "Cluster"):
+        raise CrdError(f'spec.scope: Unsupported value: "{scope}": supported values: "Cluster", "Namespaced"')
+    versions = spec.get("versions") or []
+    if not versions:
+        raise CrdError("spec.versions: Invalid value: null: must have exactly one version marked as storage version")
+    if sum(1 for version in versions if version.get("storage")) != 1:
+        raise CrdError("spec.versions: Invalid value: must have exactly one version marked as storage version")
+    infos: list[ResourceInfo] = []
+    for version in versions:
+        if not version.get("served", True):
+            continue
+        subresources = version.get("subresources") or {}
+        selectable = frozenset(
+            str(field.get("jsonPath", "")).lstrip(".") for field in version.get("selectableFields") or ()
+        )
+        infos.append(ResourceInfo(
+            group=group,
+            version=version["name"],
+            plural=plural,
+            kind=kind,
+            namespaced=scope == "Namespaced",
+            status_subresource="status" in subresources,
+            short_names=tuple(names.get("shortNames") or ()),
+            categories=tuple(names.get("categories") or ()),
+            singular=names.get("singular") or kind.lower(),
+            printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
+            schema=(version.get("schema") or {}).get("openAPIV3Schema"),
+            crd_name=expected_name,
+            field_selectors=selectable,
+        ))
+    return infos
+
+
+def crd_status(crd: dict[str, Any], *, now: str) -> dict[str, Any]:
+    """The status the apiextensions controllers would write once the names are accepted."""
+    spec = crd.get("spec") or {}
+    names = dict(spec.get("names") or {})
+    names.setdefault("singular", str(names.get("kind", "")).lower())
+    names.setdefault("listKind", f"{names.get('kind')}List")
+    storage = [version["name"] for version in spec.get("versions") or () if version.get("storage")]
+    return {
+        "acceptedNames": names,
+        "storedVersions": storage,
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+             "message": "no conflicts found", "lastTransitionTime": now},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+             "message": "the initial names have been accepted", "lastTransitionTime": now},
+        ],
+    }

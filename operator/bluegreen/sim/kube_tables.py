@@ -1,0 +1,222 @@
+"""Server-side printing: ``meta.k8s.io/v1`` Tables, as ``kubectl get`` asks for them.
+
+kubectl sends ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` and prints whatever
+columns the server returns; for custom resources those are the CRD's
+``additionalPrinterColumns`` (Name is always first; Age is the default when a CRD declares
+none). Column values come from a JSONPath subset: dotted paths, ``[n]`` indexes, ``[*]`` and
+``[?(@.key=="value")]`` filters, which is what printer columns use in practice. Date columns
+are rendered as ages (``5m``) on the server, as the apiserver does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any
+
+from bluegreen.sim.kube_resources import ResourceInfo
+
+_NAME_COLUMN = {"name": "Name", "type": "string", "format": "name", "priority": 0,
+                "description": "Name must be unique within a namespace."}
+_AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "priority": 0,
+               "description": "CreationTimestamp is a timestamp representing the server time when this "
+                              "object was created."}
+
+# A few built-in kinds print more than Name/Age; these mirror the apiserver's printers.
+_BUILTIN_COLUMNS: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {
+    ("", "namespaces"): (
+        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+        _AGE_COLUMN,
+    ),
+    ("", "events"): (
+        {"name": "Last Seen", "type": "date", "jsonPath": ".lastTimestamp"},
+        {"name": "Type", "type": "string", "jsonPath": ".type"},
+        {"name": "Reason", "type": "string", "jsonPath": ".reason"},
+        {"name": "Object", "type": "string", "jsonPath": ".involvedObject.name"},
+        {"name": "Message", "type": "string", "jsonPath": ".message"},
+    ),
+    ("", "secrets"): (
+        {"name": "Type", "type": "string", "jsonPath": ".type"},
+        _AGE_COLUMN,
+    ),
+}
+
+_TOKEN = re.compile(
+    r"""\.(?P<key>(?:\\.|[^.\[\\])+)"""  # .key (with \. escapes)
+    r"""|\[(?P<index>-?\d+|\*)\]"""  # [0] or [*]
+    r"""|\[\?\(@\.(?P<fkey>[\w.-]+)\s*==\s*(?P<quote>["'])(?P<fvalue>.*?)(?P=quote)\)\]"""  # [?(@.k=="v")]
+)
+
+
+class JsonPathError(ValueError):
+    pass
+
+
+def _tokens(path: str) -> list[tuple[str, str, str]]:
+    path = path.strip()
+    if path.startswith("{") and path.endswith("}"):
+        path = path[1:-1]
+    if path.startswith("$"):
+        path = path[1:]
+    tokens: list[tuple[str, str, str]] = []
+    position = 0
+    while position < len(path):
+        match = _TOKEN.match(path, position)
+        if match is None:
+            raise JsonPathError(f"unsupported JSONPath {path!r} at {path[position:]!r}")
+        if match["key"] is not None:
+            tokens.append(("key", match["key"].replace("\\.", "."), ""))
+        elif match["index"] is not None:
+            tokens.append(("index", match["index"], ""))
+        else:
+            tokens.append(("filter", match["fkey"], match["fvalue"]))
+        position = match.end()
+    return tokens
+
+
+def jsonpath(obj: Any, path: str) -> list[Any]:
+    """All values at ``path``; an empty list when nothing is there."""
+    values = [obj]
+    for kind, first, second in _tokens(path):
+        found: list[Any] = []
+        for value in values:
+            if kind == "key":
+                if isinstance(value, dict) and first in value:
+                    found.append(value[first])
+            elif kind == "index":
+                if isinstance(value, list):
+                    if first == "*":
+                        found.extend(value)
+                    elif -len(value) <= int(first) < len(value):
+                        found.append(value[int(first)])
+            else:
+                if isinstance(value, list):
+                    for item in value:
+                        if isinstance(item, dict) and str(_dig(item, first)) == second:
+                            found.append(item)
+        values = found
+    return values
+
+
+def _dig(obj: dict[str, Any], dotted: str) -> Any:
+    value: Any = obj
+    for step in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(step)
+    return value
+
+
+def human_duration(seconds: float) -> str:
+    """The apiserver's short ages: 45s, 5m30s, 3h, 2d4h, 1y30d."""
+    if seconds < -1:
+        return "<invalid>"
+    total = max(int(seconds), 0)
+    if total < 120:
+        return f"{total}s"
+    minutes = total // 60
+    if minutes < 10:
+        rest = total % 60
+        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        rest = minutes % 60
+        return f"{hours}h{rest}m" if rest else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if hours < 24 * 8:
+        rest = hours % 24
+        return f"{days}d{rest}h" if rest else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    years = days // 365
+    if days < 365 * 8:
+        rest = days % 365
+        return f"{years}y{rest}d" if rest else f"{years}y"
+    return f"{years}y"
+
+
+def _age(value: Any, now: datetime.datetime) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return human_duration((now - moment).total_seconds())
+
+
+def columns_for(info: ResourceInfo) -> list[dict[str, Any]]:
+    if info.printer_columns:
+        declared = [dict(column) for column in info.printer_columns]
+    elif info.builtin and info.storage_key in _BUILTIN_COLUMNS:
+        declared = [dict(column) for column in _BUILTIN_COLUMNS[info.storage_key]]
+    else:
+        declared = [dict(_AGE_COLUMN)]
+    return [dict(_NAME_COLUMN), *declared]
+
+
+def _cell(column: dict[str, Any], obj: dict[str, Any], now: datetime.datetime) -> Any:
+    try:
+        values = jsonpath(obj, column.get("jsonPath", ""))
+    except JsonPathError:
+        return None
+    if not values:
+        return None
+    value = values[0] if len(values) == 1 else ",".join(str(item) for item in values)
+    match column.get("type"):
+        case "date":
+            return _age(value, now)
+        case "integer":
+            return value if isinstance(value, int) else None
+        case "number":
+            return value if isinstance(value, int | float) else None
+        case "boolean":
+            return value if isinstance(value, bool) else None
+        case "string":
+            return value if isinstance(value, str) else str(value)
+    return value
+
+
+def _definition(column: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": column["name"],
+        "type": column.get("type", "string"),
+        "format": column.get("format", ""),
+        "description": column.get("description", ""),
+        "priority": column.get("priority", 0),
+    }
+
+
+def row(info: ResourceInfo, obj: dict[str, Any], *, include_object: str = "Metadata",
+        now: datetime.datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.datetime.now(datetime.UTC)
+    meta = obj.get("metadata") or {}
+    cells: list[Any] = []
+    for column in columns_for(info):
+        cells.append(meta.get("name", "") if column is not None and column.get("format") == "name"
+                     and "jsonPath" not in column else _cell(column, obj, now))
+    result: dict[str, Any] = {"cells": cells}
+    if include_object == "Object":
+        result["object"] = obj
+    elif include_object != "None":
+        result["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}
+    return result
+
+
+def table(info: ResourceInfo, objects: list[dict[str, Any]], *, resource_version: str,
+          include_object: str = "Metadata", continue_token: str | None = None) -> dict[str, Any]:
+    now = datetime.datetime.now(datetime.UTC)
+    metadata: dict[str, Any] = {"resourceVersion": resource_version}
+    if continue_token:
+        metadata["continue"] = continue_token
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": metadata,
+        "columnDefinitions": [_definition(column) for column in columns_for(info)],
+        "rows": [row(info, obj, include_object=include_object, now=now) for obj in objects],
+    }
