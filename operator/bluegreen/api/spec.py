@@ -12,11 +12,15 @@ them is on a terminal with ``kubectl describe`` and nothing else.
 from __future__ import annotations
 
 import datetime
+import difflib
 import enum
+import types
+import typing
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import pydantic
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from bluegreen.api import durations, versions
@@ -29,8 +33,25 @@ PLURAL = "clusterupgrades"
 SINGULAR = "clusterupgrade"
 SHORT_NAMES = ("cu",)
 
+# RFC 1123 label, what Kubernetes accepts as a namespace or a Cluster API cluster name.
+K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+RUNTIME_API_PATTERN = r"^(unix://.+|tcp://[^:/]+:[0-9]+)$"
+
 Duration = Annotated[str, Field(pattern=durations.DURATION_PATTERN, examples=["30s", "5m", "1h30m"])]
-K8sName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+K8sName = Annotated[str, Field(min_length=1, max_length=63, pattern=K8S_NAME_PATTERN)]
+
+# What a value of each pattern looks like, for messages: pydantic would print the
+# regular expression, which tells a person on a terminal nothing.
+_PATTERN_HINTS = {
+    durations.DURATION_PATTERN: ("a duration", "write a number with a unit: 30s, 5m, 1h30m"),
+    versions.VERSION_PATTERN: ("a Kubernetes version", 'write it as "1.31" or "v1.31.2"'),
+    K8S_NAME_PATTERN: (
+        "a valid name",
+        "use a lowercase RFC 1123 name: a-z, 0-9 and '-', starting and ending with a letter or digit "
+        "(e.g. prod-green)",
+    ),
+    RUNTIME_API_PATTERN: ("a runtime API address", "write unix:///run/haproxy.sock or tcp://host:port"),
+}
 
 
 class Model(pydantic.BaseModel):
@@ -49,7 +70,7 @@ class Model(pydantic.BaseModel):
 
 
 class Strategy(enum.StrEnum):
-    """How the cluster is upgraded."""
+    """How the cluster is upgraded: BlueGreen (a new cluster), InPlace, NodePools or Auto."""
 
     BLUE_GREEN = "BlueGreen"
     IN_PLACE = "InPlace"
@@ -63,6 +84,8 @@ IMPLEMENTED_STRATEGIES = frozenset({Strategy.BLUE_GREEN})
 
 
 class ClusterProviderKind(enum.StrEnum):
+    """Who manages the cluster: capi (Cluster API) or eksa (EKS Anywhere)."""
+
     CAPI = "capi"
     EKSA = "eksa"
 
@@ -76,6 +99,14 @@ class ClusterRef(Model):
     provider: ClusterProviderKind = Field(description="Who manages the cluster: capi (Cluster API) or eksa.")
     name: K8sName = Field(description="Name of the live (blue) Cluster object.")
     namespace: K8sName = Field(default="default", description="Namespace of the Cluster object.")
+
+    @field_validator("provider")
+    @classmethod
+    def _implemented(cls, provider: ClusterProviderKind) -> ClusterProviderKind:
+        if provider not in IMPLEMENTED_PROVIDERS:
+            available = ", ".join(sorted(IMPLEMENTED_PROVIDERS))
+            raise ValueError(f"provider {provider.value} is not available in this release; use {available}")
+        return provider
 
 
 class Target(Model):
@@ -98,10 +129,14 @@ class Target(Model):
 
 
 class LabelSelector(Model):
-    match_labels: dict[str, str] = Field(default_factory=dict)
+    """A Kubernetes label selector (matchLabels only)."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, description="Labels an object must all carry.")
 
 
 class FluxMode(enum.StrEnum):
+    """remote: Kustomizations on the management cluster; git: commits to the environment repository."""
+
     REMOTE = "remote"
     GIT = "git"
 
@@ -120,6 +155,8 @@ class FluxWorkloads(Model):
 
 
 class Workloads(Model):
+    """How the workloads get to green, and when they count as in sync."""
+
     flux: FluxWorkloads
     require_same_revision: bool = Field(
         default=True, description="Green must be Ready at blue's source revision before traffic moves."
@@ -132,13 +169,13 @@ class HAProxyRouter(Model):
 
     runtime_api: str = Field(
         alias="runtimeAPI",
-        pattern=r"^(unix://.+|tcp://[^:/]+:[0-9]+)$",
+        pattern=RUNTIME_API_PATTERN,
         description="HAProxy runtime API socket: unix:///run/haproxy.sock or tcp://host:port.",
     )
-    backend: str = Field(min_length=1)
-    blue_server: str = Field(min_length=1)
-    green_server: str = Field(min_length=1)
-    timeout: Duration = Field(default="5s")
+    backend: str = Field(min_length=1, description="The backend that holds both servers.")
+    blue_server: str = Field(min_length=1, description="The server in the backend that points at blue.")
+    green_server: str = Field(min_length=1, description="The server in the backend that points at green.")
+    timeout: Duration = Field(default="5s", description="How long one runtime API command may take.")
 
 
 # Router kinds, one key each in a router entry; the registry in bluegreen.traffic
@@ -152,12 +189,28 @@ class Router(Model):
     name: str | None = Field(default=None, description="Optional name used in status and events.")
     haproxy: HAProxyRouter | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_kinds(cls, data: Any) -> Any:
+        # Every key but `name` is a router kind; pydantic alone would call `nginx:`
+        # an "extra field", which does not tell the user what a router may be.
+        if isinstance(data, dict):
+            unknown = [key for key in data if key != "name" and key not in ROUTER_KINDS]
+            if unknown:
+                raise _FieldProblems([
+                    ((key,), f"unknown router kind {key!r}; use one of: {', '.join(ROUTER_KINDS)}")
+                    for key in unknown
+                ])
+        return data
+
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Router:
         kinds = [kind for kind in ROUTER_KINDS if getattr(self, kind) is not None]
-        if len(kinds) != 1:
+        if not kinds:
+            raise ValueError(f"a router needs a kind; add one of: {', '.join(ROUTER_KINDS)}")
+        if len(kinds) > 1:
             raise ValueError(
-                f"set exactly one router kind (one of: {', '.join(ROUTER_KINDS)}); found {kinds or 'none'}"
+                f"a router has one kind, found {' and '.join(kinds)}; list each as its own router"
             )
         return self
 
@@ -177,6 +230,8 @@ class Router(Model):
 
 
 class Pause(Model):
+    """Wait before the next step: for a duration, or without one for a human."""
+
     duration: Duration | None = Field(
         default=None, description="How long to wait; without it, wait for `kubectl bluegreen promote`."
     )
@@ -185,55 +240,80 @@ class Pause(Model):
 class Step(Model):
     """One traffic step; exactly one of setWeight, pause, analysis is set."""
 
+    # Every field is an action, so "exactly one" is also a property count the
+    # API server can check at `kubectl apply` time, before the operator sees it.
+    model_config = pydantic.ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
     set_weight: int | None = Field(default=None, ge=0, le=100, description="Percent of traffic to green.")
     pause: Pause | None = None
     analysis: dict[str, Any] | None = Field(
-        default=None, description="Run spec.analysis now.", json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+        default=None,
+        description="Run spec.analysis now.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:
         present = [name for name, value in (("setWeight", self.set_weight), ("pause", self.pause),
                                             ("analysis", self.analysis)) if value is not None]
-        if len(present) != 1:
-            raise ValueError(f"set exactly one of setWeight, pause, analysis in a step; found {present or 'none'}")
+        if not present:
+            raise ValueError("a step needs one of setWeight, pause, analysis; e.g. `- setWeight: 10`")
+        if len(present) > 1:
+            raise ValueError(
+                f"a step does one thing, found {' and '.join(present)}; split them into separate steps"
+            )
         return self
 
 
 class Traffic(Model):
+    """Where traffic is switched and how it moves from blue to green."""
+
     routers: list[Router] = Field(min_length=1, description="Where weights are applied, in this order.")
     steps: list[Step] = Field(min_length=1, description="The way traffic moves to green.")
 
-    @model_validator(mode="after")
-    def _weights_go_up_to_100(self) -> Traffic:
-        weights = [(index, step.set_weight) for index, step in enumerate(self.steps) if step.set_weight is not None]
-        previous = 0
-        for index, weight in weights:
-            if weight is not None and weight < previous:
-                raise ValueError(
-                    f"steps[{index}].setWeight is {weight}, below the previous {previous}; "
-                    "weights must not decrease (rollback is automatic)"
-                )
-            previous = weight if weight is not None else previous
-        if not weights or weights[-1][1] != 100:
-            raise ValueError("no step sets weight 100; end the steps with `- setWeight: 100`")
-        return self
+    @field_validator("steps")
+    @classmethod
+    def _weights_go_up_to_100(cls, steps: list[Step]) -> list[Step]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        highest, highest_index = 0, -1
+        for index, step in enumerate(steps):
+            if step.set_weight is None:
+                continue
+            if step.set_weight < highest:
+                problems.append((
+                    (index, "setWeight"),
+                    f"{step.set_weight} is below {highest} set by steps[{highest_index}]; weights must not "
+                    f"decrease (rollback is automatic): raise it to at least {highest} or remove the step",
+                ))
+            else:
+                highest, highest_index = step.set_weight, index
+        if highest != 100:
+            problems.append(((), "no step sets weight 100; end the steps with `- setWeight: 100`"))
+        if problems:
+            raise _FieldProblems(problems)
+        return steps
 
 
 class BlueDeletionPolicy(enum.StrEnum):
+    """What happens to blue's cluster after the rollback window: Delete or Retain."""
+
     DELETE = "Delete"
     RETAIN = "Retain"
 
 
 class Promotion(Model):
+    """What happens once green holds all the traffic."""
+
     retain_blue_for: Duration = Field(
         default="24h", description="Rollback window: how long blue is kept after green holds 100 %."
     )
-    blue_deletion_policy: BlueDeletionPolicy = Field(default=BlueDeletionPolicy.DELETE)
+    blue_deletion_policy: BlueDeletionPolicy = Field(
+        default=BlueDeletionPolicy.DELETE, description="Delete blue's cluster after the window, or Retain it."
+    )
 
 
 class ClusterUpgradeSpec(Model):
-    """Spec of a ClusterUpgrade."""
+    """Upgrade one cluster to a new Kubernetes version the blue/green way."""
 
     strategy: Strategy = Field(default=Strategy.BLUE_GREEN)
     cluster: ClusterRef
@@ -243,21 +323,22 @@ class ClusterUpgradeSpec(Model):
     promotion: Promotion = Field(default_factory=Promotion)
     paused: bool = Field(default=False, description="Hold the upgrade where it is.")
 
+    @field_validator("strategy")
+    @classmethod
+    def _implemented(cls, strategy: Strategy) -> Strategy:
+        if strategy not in IMPLEMENTED_STRATEGIES:
+            available = ", ".join(sorted(IMPLEMENTED_STRATEGIES))
+            raise ValueError(f"strategy {strategy.value} is not available in this release; use {available}")
+        return strategy
+
     @model_validator(mode="after")
     def _coherent(self) -> ClusterUpgradeSpec:
-        if self.strategy not in IMPLEMENTED_STRATEGIES:
-            raise ValueError(
-                f"strategy {self.strategy.value} is not available in this release; use BlueGreen"
-            )
-        if self.cluster.provider not in IMPLEMENTED_PROVIDERS:
-            raise ValueError(
-                f"cluster.provider {self.cluster.provider.value} is not available in this release; use capi"
-            )
         if self.target.green_name is not None and self.target.green_name == self.cluster.name:
-            raise ValueError(
-                f"target.greenName equals cluster.name ({self.cluster.name!r}); "
-                "give green a name of its own or leave it unset"
-            )
+            raise _FieldProblems([(
+                ("target", "greenName"),
+                f"{self.target.green_name!r} is blue's name (spec.cluster.name); "
+                "give green a name of its own or leave it unset",
+            )])
         return self
 
     @property
@@ -297,25 +378,133 @@ class SpecError(ValueError):
         self.problems = problems
 
 
+class _FieldProblems(ValueError):
+    """Raised by a validator to place each problem at the field it is about.
+
+    A model validator's error lands on the model itself (``spec.traffic``);
+    these carry paths relative to it (``steps[2].setWeight``) that
+    :func:`parse_spec` appends, so every line names the field to change.
+    """
+
+    def __init__(self, problems: Sequence[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = tuple(problems)
+
+
 def parse_spec(raw: dict[str, Any]) -> ClusterUpgradeSpec:
     """Validate a spec as stored; raise SpecError whose lines read ``spec.a.b: what to fix``."""
     try:
         return ClusterUpgradeSpec.model_validate(raw)
     except pydantic.ValidationError as exc:
-        raise SpecError([_describe(error) for error in exc.errors()]) from None
+        raise SpecError([line for error in exc.errors(include_url=False) for line in _describe(error)]) from None
 
 
-def _describe(error: Any) -> str:
-    path = "spec"
-    for part in error.get("loc", ()):
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    message = str(error.get("msg", "invalid"))
-    message = message.removeprefix("Value error, ")
-    if error.get("type") == "extra_forbidden":
-        message = "unknown field; check the spelling against `kubectl explain clusterupgrade.spec`"
-    elif error.get("type") == "missing":
-        message = "required field is missing"
-    return f"{path}: {message}"
+def _describe(error: Any) -> list[str]:
+    loc: tuple[str | int, ...] = tuple(error.get("loc", ()))
+    context = error.get("ctx") or {}
+    cause = context.get("error")
+    if isinstance(cause, _FieldProblems):
+        return [f"{_path(loc + relative)}: {message}" for relative, message in cause.problems]
+    return [f"{_path(loc)}: {_message(error, loc)}"]
+
+
+def _path(loc: Sequence[str | int]) -> str:
+    return "spec" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+
+
+def _message(error: Any, loc: tuple[str | int, ...]) -> str:
+    kind = error.get("type", "")
+    context = error.get("ctx") or {}
+    value = error.get("input")
+    shown = repr(value) if isinstance(value, str) else str(value)
+    if kind == "extra_forbidden":
+        return _unknown_field(loc)
+    if kind == "missing":
+        return f"required field is missing; add `{loc[-1]}:` (see `{_explain(loc)}`)"
+    if kind == "string_pattern_mismatch":
+        noun, fix = _PATTERN_HINTS.get(context.get("pattern", ""), ("valid", f"match {context.get('pattern')}"))
+        return f"{shown} is not {noun}; {fix}"
+    if kind == "enum":
+        return _not_in_enum(value, str(context.get("expected", "")))
+    if kind == "string_type":
+        if isinstance(value, float):
+            # YAML reads `1.30` as the number 1.3: echoing the number back would mislead.
+            return f"{value} is a number; put the value in quotes as written, e.g. \"1.30\" (YAML reads 1.30 as 1.3)"
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f'{value} is a number; put it in quotes: "{value}"'
+        return f"{shown} is not a string; write text"
+    if kind in {"int_type", "int_parsing", "int_from_float"}:
+        return f"{shown} is not a whole number; write e.g. 10"
+    if kind in {"bool_type", "bool_parsing"}:
+        return f"{shown} is not a boolean; write true or false"
+    if kind == "less_than_equal":
+        return f"{shown} is above the maximum; use at most {context.get('le')}"
+    if kind == "greater_than_equal":
+        return f"{shown} is below the minimum; use at least {context.get('ge')}"
+    if kind == "too_short":
+        return f"must list at least {context.get('min_length')} item(s)"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"{shown} is too long; use at most {context.get('max_length')} characters"
+    if kind in {"dict_type", "model_type", "model_attributes_type"}:
+        return f"{shown} is not a mapping; write `key: value` lines under {loc[-1] if loc else 'spec'}"
+    if kind == "list_type":
+        return f"{shown} is not a list; write one `- item` per line"
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
+def _unknown_field(loc: tuple[str | int, ...]) -> str:
+    known = _field_names(loc[:-1])
+    if not known:
+        return f"unknown field; see `{_explain(loc[:-1])}`"
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown field; did you mean {close[0]}?"
+    return f"unknown field; the fields here are: {', '.join(known)}"
+
+
+def _not_in_enum(value: Any, expected: str) -> str:
+    allowed = [part.strip().strip("'") for part in expected.replace(" or ", ", ").split(",") if part.strip()]
+    message = f"{value!r} is not allowed; use one of: {', '.join(allowed)}"
+    same_letters = [option for option in allowed if option.lower() == str(value).lower()]
+    if same_letters:
+        message += f" (values are case-sensitive: {same_letters[0]})"
+    return message
+
+
+def _explain(loc: Sequence[str | int]) -> str:
+    return "kubectl explain " + ".".join(["clusterupgrade", "spec", *(p for p in loc if isinstance(p, str))])
+
+
+def _field_names(loc: Sequence[str | int]) -> list[str]:
+    """The wire names of the model's fields at ``loc``, or [] where no model is there."""
+    node: Any = ClusterUpgradeSpec
+    for part in loc:
+        node = _without_none(node)
+        if isinstance(part, int):
+            if typing.get_origin(node) is not list:
+                return []
+            node = typing.get_args(node)[0]
+        elif isinstance(node, type) and issubclass(node, pydantic.BaseModel):
+            node = next(
+                (info.annotation for name, info in node.model_fields.items() if (info.alias or name) == part),
+                None,
+            )
+        else:
+            return []
+    node = _without_none(node)
+    if isinstance(node, type) and issubclass(node, pydantic.BaseModel):
+        return [info.alias or name for name, info in node.model_fields.items()]
+    return []
+
+
+def _without_none(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in {types.UnionType, typing.Union}:
+        options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(options) == 1:
+            return options[0]
+    return annotation
 
 
 def validate_semantics(spec: ClusterUpgradeSpec, *, blue_version: str | None = None) -> list[str]:

@@ -1,0 +1,203 @@
+"""Validation messages: every problem names the field to change and how to change it."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bluegreen.api import spec
+
+
+def valid() -> dict[str, Any]:
+    return {
+        "cluster": {"provider": "capi", "name": "prod-blue", "namespace": "fleet"},
+        "target": {"kubernetesVersion": "1.31"},
+        "workloads": {"flux": {"selector": {"matchLabels": {"bluegreen.io/cluster": "prod-blue"}}}},
+        "traffic": {
+            "routers": [{"haproxy": {"runtimeAPI": "tcp://127.0.0.1:9999", "backend": "app",
+                                     "blueServer": "blue", "greenServer": "green"}}],
+            "steps": [{"setWeight": 10}, {"pause": {"duration": "5m"}}, {"setWeight": 50}, {"setWeight": 100}],
+        },
+    }
+
+
+def with_(path: str, value: Any) -> dict[str, Any]:
+    """The valid spec with ``value`` at dotted ``path`` (numbers index lists)."""
+    raw = valid()
+    node: Any = raw
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    if value is _DELETE:
+        del node[last]
+    elif last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return raw
+
+
+_DELETE = object()
+
+
+def problems_of(raw: dict[str, Any]) -> list[str]:
+    with pytest.raises(spec.SpecError) as caught:
+        spec.parse_spec(raw)
+    return caught.value.problems
+
+
+# (raw spec, the one line's field path, words that must be in the fix)
+CASES: list[tuple[str, Callable[[], dict[str, Any]], str, list[str]]] = [
+    ("unknown router kind",
+     lambda: with_("traffic.routers.0", {"nginx": {"upstream": "app"}}),
+     "spec.traffic.routers[0].nginx", ["unknown router kind 'nginx'; use one of: haproxy"]),
+    ("router without a kind",
+     lambda: with_("traffic.routers.0", {"name": "edge"}),
+     "spec.traffic.routers[0]", ["needs a kind", "haproxy"]),
+    ("runtime API without scheme",
+     lambda: with_("traffic.routers.0.haproxy.runtimeAPI", "10.0.0.5:9999"),
+     "spec.traffic.routers[0].haproxy.runtimeAPI", ["'10.0.0.5:9999'", "unix://", "tcp://host:port"]),
+    ("duration in words",
+     lambda: with_("traffic.steps.1.pause.duration", "5 minutes"),
+     "spec.traffic.steps[1].pause.duration", ["'5 minutes' is not a duration", "30s, 5m, 1h30m"]),
+    ("duration without unit",
+     lambda: with_("workloads.timeout", "30"),
+     "spec.workloads.timeout", ["30s, 5m, 1h30m"]),
+    ("version in words",
+     lambda: with_("target.kubernetesVersion", "latest"),
+     "spec.target.kubernetesVersion", ["'latest' is not a Kubernetes version", '"1.31" or "v1.31.2"']),
+    ("version as a YAML number",
+     lambda: with_("target.kubernetesVersion", 1.3),
+     "spec.target.kubernetesVersion", ["is a number", "quotes", '"1.30"']),
+    ("name with capitals",
+     lambda: with_("cluster.name", "Prod_Blue"),
+     "spec.cluster.name", ["'Prod_Blue'", "lowercase RFC 1123"]),
+    ("name too long",
+     lambda: with_("target.greenName", "g" * 64),
+     "spec.target.greenName", ["at most 63 characters"]),
+    ("green named like blue",
+     lambda: with_("target.greenName", "prod-blue"),
+     "spec.target.greenName", ["blue's name", "a name of its own or leave it unset"]),
+    ("unknown provider",
+     lambda: with_("cluster.provider", "gke"),
+     "spec.cluster.provider", ["'gke' is not allowed; use one of: capi, eksa"]),
+    ("provider not in this release",
+     lambda: with_("cluster.provider", "eksa"),
+     "spec.cluster.provider", ["eksa is not available in this release; use capi"]),
+    ("strategy not in this release",
+     lambda: with_("strategy", "InPlace"),
+     "spec.strategy", ["InPlace is not available in this release; use BlueGreen"]),
+    ("strategy in the wrong case",
+     lambda: with_("strategy", "bluegreen"),
+     "spec.strategy", ["use one of: BlueGreen, InPlace, NodePools, Auto", "case-sensitive: BlueGreen"]),
+    ("deletion policy not in the enum",
+     lambda: {**valid(), "promotion": {"blueDeletionPolicy": "Keep"}},
+     "spec.promotion.blueDeletionPolicy", ["use one of: Delete, Retain"]),
+    ("flux mode not in the enum",
+     lambda: with_("workloads.flux.mode", "push"),
+     "spec.workloads.flux.mode", ["use one of: remote, git"]),
+    ("step with two keys",
+     lambda: with_("traffic.steps.1", {"setWeight": 20, "pause": {}}),
+     "spec.traffic.steps[1]", ["found setWeight and pause", "split them into separate steps"]),
+    ("empty step",
+     lambda: with_("traffic.steps.1", {}),
+     "spec.traffic.steps[1]", ["needs one of setWeight, pause, analysis"]),
+    ("decreasing weight",
+     lambda: with_("traffic.steps.2", {"setWeight": 5}),
+     "spec.traffic.steps[2].setWeight", ["5 is below 10 set by steps[0]", "must not decrease",
+                                         "raise it to at least 10"]),
+    ("no step reaches 100",
+     lambda: with_("traffic.steps.3", {"setWeight": 90}),
+     "spec.traffic.steps", ["no step sets weight 100", "`- setWeight: 100`"]),
+    ("weight above 100",
+     lambda: with_("traffic.steps.3", {"setWeight": 110}),
+     "spec.traffic.steps[3].setWeight", ["110 is above the maximum; use at most 100"]),
+    ("weight in words",
+     lambda: with_("traffic.steps.0", {"setWeight": "ten"}),
+     "spec.traffic.steps[0].setWeight", ["'ten' is not a whole number"]),
+    ("no routers",
+     lambda: with_("traffic.routers", []),
+     "spec.traffic.routers", ["at least 1 item"]),
+    ("misspelt field",
+     lambda: {**valid(), "traffic": {**valid()["traffic"], "stepz": []}},
+     "spec.traffic.stepz", ["unknown field; did you mean steps?"]),
+    ("field that does not exist",
+     lambda: {**valid(), "canary": True},
+     "spec.canary", ["unknown field; the fields here are: strategy, cluster, target"]),
+    ("missing field",
+     lambda: with_("cluster.name", _DELETE),
+     "spec.cluster.name", ["required field is missing", "add `name:`"]),
+    ("label value as a number",
+     lambda: with_("workloads.flux.selector.matchLabels", {"tier": 1}),
+     "spec.workloads.flux.selector.matchLabels.tier", ['put it in quotes: "1"']),
+    ("overrides not a mapping",
+     lambda: with_("target.overrides", "endpoint=10.0.0.1"),
+     "spec.target.overrides", ["is not a mapping"]),
+]
+
+
+def test_the_valid_spec_is_valid() -> None:
+    parsed = spec.parse_spec(valid())
+    assert parsed.green_name == "prod-green"
+
+
+@pytest.mark.parametrize(("raw", "path", "fix"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_one_problem_named_by_path_with_its_fix(raw: Callable[[], dict[str, Any]], path: str, fix: list[str]) -> None:
+    [line] = problems_of(raw())
+    where, _, message = line.partition(": ")
+    assert where == path
+    for words in fix:
+        assert words in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    raw = with_("strategy", "NodePools")
+    raw["cluster"]["name"] = "Prod"
+    raw["traffic"]["steps"] = [{"setWeight": 50}, {"setWeight": 20}, {"setWeight": 30}, {"setWeight": 10}]
+    problems = problems_of(raw)
+    assert [line.partition(": ")[0] for line in problems] == [
+        "spec.strategy",
+        "spec.cluster.name",
+        "spec.traffic.steps[1].setWeight",
+        "spec.traffic.steps[2].setWeight",
+        "spec.traffic.steps[3].setWeight",
+        "spec.traffic.steps",
+    ]
+
+
+def test_weights_may_repeat_and_pauses_may_follow_100() -> None:
+    raw = with_("traffic.steps", [{"setWeight": 50}, {"setWeight": 50}, {"setWeight": 100}, {"pause": {}}])
+    assert spec.parse_spec(raw).traffic.steps[-1].pause == spec.Pause()
+
+
+def test_two_unknown_router_kinds_are_two_problems() -> None:
+    problems = problems_of(with_("traffic.routers.0", {"nginx": {}, "envoy": {}}))
+    assert problems == [
+        "spec.traffic.routers[0].nginx: unknown router kind 'nginx'; use one of: haproxy",
+        "spec.traffic.routers[0].envoy: unknown router kind 'envoy'; use one of: haproxy",
+    ]
+
+
+def test_spec_error_reads_as_its_problems() -> None:
+    with pytest.raises(spec.SpecError) as caught:
+        spec.parse_spec(with_("strategy", "Auto"))
+    assert str(caught.value) == "; ".join(caught.value.problems)
+    assert str(caught.value).startswith("spec.strategy: ")
+
+
+def test_the_input_is_not_changed() -> None:
+    raw = with_("traffic.steps.1", {})
+    before = copy.deepcopy(raw)
+    problems_of(raw)
+    assert raw == before
+
+
+def test_semantics_need_a_newer_minor() -> None:
+    parsed = spec.parse_spec(valid())
+    assert spec.validate_semantics(parsed, blue_version="v1.30.4") == []
+    [problem] = spec.validate_semantics(parsed, blue_version="1.31")
+    assert problem.startswith("spec.target.kubernetesVersion: ")
+    assert "set a later minor version" in problem
