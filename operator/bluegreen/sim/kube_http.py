@@ -111,6 +111,8 @@ class HttpApi:
             return aiohttp.web.Response(text="ok", content_type="text/plain")
         if segments == ["version"]:
             return _json(self._version())
+        if segments[:2] == ["openapi", "v3"] and method == "GET":
+            return _json(self._openapi_v3(segments[2:]))
         if head == "api":
             if len(segments) == 1:
                 return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
@@ -452,6 +454,59 @@ class HttpApi:
                                   "namespaced": info.namespaced, "kind": info.kind, "verbs": _SUBRESOURCE_VERBS})
         return {"kind": "APIResourceList", "apiVersion": "v1",
                 "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+
+    # --- OpenAPI v3 -------------------------------------------------------------------------------
+    # kubectl (apply, create, patch) asks OpenAPI v3 whether PATCH of a kind takes the
+    # ``fieldValidation`` parameter; if it does, validation is left to the server (ours),
+    # otherwise kubectl insists on downloading schemas for client-side validation.
+
+    def _openapi_hash(self) -> str:
+        keys = sorted(f"{info.api_version}/{info.plural}" for info in self.store.resources())
+        return format(abs(hash(tuple(keys))), "x")
+
+    def _openapi_v3(self, rest: list[str]) -> dict[str, Any]:
+        group_versions = {(info.group, info.version) for info in self.store.resources()}
+        if not rest:
+            digest = self._openapi_hash()
+            paths = {}
+            for group, version in sorted(group_versions):
+                key = f"apis/{group}/{version}" if group else f"api/{version}"
+                paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest}"}
+            return {"paths": paths}
+        if rest[0] == "api" and len(rest) == 2:
+            group, version = "", rest[1]
+        elif rest[0] == "apis" and len(rest) == 3:
+            group, version = rest[1], rest[2]
+        else:
+            raise _not_found()
+        if (group, version) not in group_versions:
+            raise _not_found()
+        return self._openapi_document(group, version)
+
+    def _openapi_document(self, group: str, version: str) -> dict[str, Any]:
+        paths: dict[str, Any] = {}
+        schemas: dict[str, Any] = {}
+        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        parameters = [{"name": name, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
+                      for name in ("dryRun", "fieldManager", "fieldValidation", "pretty")]
+        for info in self.store.resources():
+            if info.group != group or info.version != version:
+                continue
+            gvk = {"group": group, "version": version, "kind": info.kind}
+            scope = f"{prefix}/namespaces/{{namespace}}/{info.plural}" if info.namespaced else f"{prefix}/{info.plural}"
+            operation = {"x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "patch",
+                         "parameters": parameters, "responses": {"200": {"description": "OK"}}}
+            paths[f"{scope}/{{name}}"] = {"parameters": parameters, "patch": operation}
+            reversed_group = ".".join(reversed(group.split("."))) if group else "io.k8s.api.core"
+            schema = dict(info.schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+            schema["x-kubernetes-group-version-kind"] = [gvk]
+            schemas[f"{reversed_group}.{version}.{info.kind}"] = schema
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": self._version()["gitVersion"]},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        }
 
     def _paths(self) -> list[str]:
         paths = {"/api", "/api/v1", "/apis", "/version", "/healthz", "/livez", "/readyz"}

@@ -482,6 +482,7 @@ class Store:
             collection.objects[key] = obj
             self._index(collection, key, None, obj)
             self._emit(collection, Event(ADDED, obj, None, self._rv))
+            self._after_commit(info, None, obj)
             return obj
 
     def _check_type(self, info: ResourceInfo, obj: dict[str, Any]) -> None:
