@@ -368,7 +368,7 @@ class HttpApi:
                 waits = [next_bookmark - now] if bookmarks else []
                 if deadline is not None:
                     waits.append(deadline - now)
-                await watcher.wait(timeout=max(min(waits), 0.0) if waits else None)
+                await watcher.wait(max(min(waits), 0.0) if waits else None)
             await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             watcher.close()

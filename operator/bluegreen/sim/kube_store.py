@@ -191,18 +191,18 @@ class Watcher:
             self.store._unregister(self._collection, self)
             self._wake()
 
-    async def wait(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
-        """Wait for items; False when the stream is closed and drained or the timeout passed."""
+    async def wait(self, max_wait: float | None = None) -> bool:
+        """Wait for items; False when the stream is closed and drained or ``max_wait`` passed."""
         while not self.items:
             if self.closed:
                 return False
             self._waiter = asyncio.get_running_loop().create_future()
             try:
-                if timeout is None:
+                if max_wait is None:
                     await self._waiter
                 else:
                     try:
-                        await asyncio.wait_for(asyncio.shield(self._waiter), timeout)
+                        await asyncio.wait_for(asyncio.shield(self._waiter), max_wait)
                     except TimeoutError:
                         return bool(self.items)
             finally:
