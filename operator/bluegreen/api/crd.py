@@ -265,7 +265,7 @@ def drift(root: pathlib.Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bluegreen.api.crd", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bluegreen.api.crd", description=(__doc__ or "").split("\n\n")[0])
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--write", action="store_true", help="write crds/ and the chart's crds/")
     action.add_argument("--check", action="store_true", help="exit 1 with a diff when the files drift")
