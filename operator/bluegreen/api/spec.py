@@ -321,7 +321,7 @@ class ClusterUpgradeSpec(Model):
     workloads: Workloads
     traffic: Traffic
     promotion: Promotion = Field(default_factory=Promotion)
-    paused: bool = Field(default=False, description="Hold the upgrade where it is.")
+    paused: pydantic.StrictBool = Field(default=False, description="Hold the upgrade where it is.")
 
     @field_validator("strategy")
     @classmethod
