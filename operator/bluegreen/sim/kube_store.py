@@ -220,7 +220,6 @@ class _Collection:
     """Storage for one resource (group + plural), shared by all its served versions."""
 
     info: ResourceInfo
-    history_limit: int
     floor_rv: int  # events after this resourceVersion are all in the history
     objects: dict[tuple[str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
     history: collections.deque[Event] = dataclasses.field(default_factory=collections.deque)
@@ -278,9 +277,7 @@ class Store:
         with self._lock:
             self._resources[(info.group, info.version, info.plural)] = info
             if info.storage_key not in self._collections:
-                self._collections[info.storage_key] = _Collection(
-                    info=info, history_limit=self.history_limit, floor_rv=self._rv
-                )
+                self._collections[info.storage_key] = _Collection(info=info, floor_rv=self._rv)
 
     def unregister_crd(self, crd_name: str) -> None:
         with self._lock:
@@ -411,7 +408,7 @@ class Store:
 
     def _emit(self, collection: _Collection, event: Event) -> None:
         collection.history.append(event)
-        while len(collection.history) > collection.history_limit:
+        while len(collection.history) > self.history_limit:
             collection.floor_rv = collection.history.popleft().rv
         self._pending.append((collection, event))
         if self._loop is None or threading.get_ident() == self._loop_thread:
@@ -733,9 +730,16 @@ class Store:
         self._index(collection, key, old, new)
         self._emit(collection, Event(MODIFIED, new, old, self._rv))
         self._after_commit(info, old, new)
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if meta.get("deletionTimestamp") and not self._held(info, new):
             self._remove(info, collection, key)
         return new
+
+    @staticmethod
+    def _held(info: ResourceInfo, obj: dict[str, Any]) -> bool:
+        """Whether finalizers keep a deleted object: its own, or a namespace's spec.finalizers."""
+        if _meta(obj).get("finalizers"):
+            return True
+        return info.group == "" and info.plural == "namespaces" and bool((obj.get("spec") or {}).get("finalizers"))
 
     def _index(
             self, collection: _Collection, key: tuple[str, str],
