@@ -32,8 +32,9 @@ _BUILTIN_COLUMNS: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {
         {"name": "Last Seen", "type": "date", "jsonPath": ".lastTimestamp"},
         {"name": "Type", "type": "string", "jsonPath": ".type"},
         {"name": "Reason", "type": "string", "jsonPath": ".reason"},
-        {"name": "Object", "type": "string", "jsonPath": ".involvedObject.name"},
+        {"name": "Object", "type": "string", "render": "involved-object"},
         {"name": "Message", "type": "string", "jsonPath": ".message"},
+        {"name": "Name", "type": "string", "format": "name", "priority": 1},
     ),
     ("", "secrets"): (
         {"name": "Type", "type": "string", "jsonPath": ".type"},
@@ -156,7 +157,16 @@ def columns_for(info: ResourceInfo) -> list[dict[str, Any]]:
         declared = [dict(column) for column in _BUILTIN_COLUMNS[info.storage_key]]
     else:
         declared = [dict(_AGE_COLUMN)]
+    if any(column.get("format") == "name" for column in declared):
+        return declared
     return [dict(_NAME_COLUMN), *declared]
+
+
+def _involved_object(obj: dict[str, Any]) -> str | None:
+    involved = obj.get("involvedObject") or {}
+    if not involved.get("name"):
+        return None
+    return f"{str(involved.get('kind', '')).lower()}/{involved['name']}"
 
 
 def _cell(column: dict[str, Any], obj: dict[str, Any], now: datetime.datetime) -> Any:
@@ -197,8 +207,12 @@ def row(info: ResourceInfo, obj: dict[str, Any], *, include_object: str = "Metad
     meta = obj.get("metadata") or {}
     cells: list[Any] = []
     for column in columns_for(info):
-        cells.append(meta.get("name", "") if column is not None and column.get("format") == "name"
-                     and "jsonPath" not in column else _cell(column, obj, now))
+        if column.get("render") == "involved-object":
+            cells.append(_involved_object(obj))
+        elif column.get("format") == "name" and "jsonPath" not in column:
+            cells.append(meta.get("name", ""))
+        else:
+            cells.append(_cell(column, obj, now))
     result: dict[str, Any] = {"cells": cells}
     if include_object == "Object":
         result["object"] = obj

@@ -123,7 +123,9 @@ async def test_watch_without_version_sends_state_then_live_events(
     await call(http, "POST", CMS, {"metadata": {"name": "before"}})
 
     async def change_soon() -> None:
-        while not emulator.store._collections[("", "configmaps")].watchers:
+        for _ in range(1000):  # until the HTTP watch has registered
+            if emulator.store._collections[("", "configmaps")].watchers:
+                break
             await asyncio.sleep(0.01)
         emulator.create("v1/configmaps", {"metadata": {"name": "after"}})
         emulator.patch("v1/configmaps", "default", "before", {"data": {"k": "v"}})
@@ -179,12 +181,12 @@ async def test_watch_of_a_single_object(http: aiohttp.ClientSession) -> None:
     await call(http, "POST", CMS, {"metadata": {"name": "b"}})
     events = await watch_events(http, f"{CMS}?watch=true&fieldSelector=metadata.name%3Db&timeoutSeconds=1")
     assert summary(events) == [("ADDED", "b")]
-    events = await watch_events(http, f"/api/v1/watch/namespaces/default/configmaps/a?timeoutSeconds=1")
+    events = await watch_events(http, "/api/v1/watch/namespaces/default/configmaps/a?timeoutSeconds=1")
     assert summary(events) == [("ADDED", "a")]
 
 
 async def test_status_subresource_over_http(http: aiohttp.ClientSession) -> None:
-    _, created = await call(http, "POST", WIDGETS, widget())
+    await call(http, "POST", WIDGETS, widget())
     status, body = await call(http, "PATCH", f"{WIDGETS}/w1/status", {"status": {"phase": "Ready"}}, MERGE)
     assert status == 200 and body["status"] == {"phase": "Ready"}
     body["spec"]["size"] = 5
