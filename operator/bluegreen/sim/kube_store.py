@@ -145,6 +145,7 @@ class Watcher:
         self.initial_events_end_rv: int | None = None  # sendInitialEvents: bookmark owed
         self._collection = collection
         self._max_queue = max_queue
+        self.filter_id = store._filter_id(self.namespace, labels, fields)
         self._waiter: asyncio.Future[None] | None = None
 
     def _selects(self, obj: dict[str, Any] | None) -> bool:
@@ -154,20 +155,28 @@ class Watcher:
             return False
         return self.labels.matches(obj) and self.fields.matches(obj)
 
-    def offer(self, event: Event) -> None:
-        if self.closed:
-            return
+    def classify(self, event: Event) -> str | None:
+        """The event type this watcher's view sees, or None when the event is not in its view."""
         now_matches = self._selects(event.obj)
         if event.type == MODIFIED:
             before = self._selects(event.old)
             if now_matches and before:
-                self._push(MODIFIED, event)
-            elif now_matches:
-                self._push(ADDED, event)
-            elif before:
-                self._push(DELETED, event)  # stopped matching the selector: gone from this view
-        elif now_matches:
-            self._push(event.type, event)
+                return MODIFIED
+            if now_matches:
+                return ADDED
+            if before:
+                return DELETED  # stopped matching the selector: gone from this view
+            return None
+        return event.type if now_matches else None
+
+    def offer(self, event: Event, type: str | None = "") -> None:
+        """Queue an event; ``type`` is a precomputed ``classify()`` result shared by same-filter watchers."""
+        if self.closed:
+            return
+        if type == "":
+            type = self.classify(event)
+        if type is not None:
+            self._push(type, event)
 
     def _push(self, type: str, event: Event) -> None:
         if len(self.items) >= self._max_queue:
@@ -222,6 +231,8 @@ class _Collection:
     info: ResourceInfo
     floor_rv: int  # events after this resourceVersion are all in the history
     objects: dict[tuple[str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Synthetic ADDED events of current snapshots, reused (with their JSON) by every new watch.
+    initial: dict[tuple[str, str], Event] = dataclasses.field(default_factory=dict)
     history: collections.deque[Event] = dataclasses.field(default_factory=collections.deque)
     watchers: set[Watcher] = dataclasses.field(default_factory=set)
 
@@ -256,6 +267,7 @@ class Store:
         self._collections: dict[tuple[str, str], _Collection] = {}
         self._dependents: dict[str, set[tuple[tuple[str, str], str, str]]] = collections.defaultdict(set)
         self._namespace_counts: collections.Counter[str] = collections.Counter()
+        self._filters: dict[tuple[Any, ...], int] = {}
         for info in kube_resources.BUILTIN_RESOURCES:
             self.register(info)
 
@@ -375,8 +387,12 @@ class Store:
             if not replay:
                 pass
             elif from_scratch:
-                for _, obj in sorted(collection.objects.items()):
-                    watcher.offer(Event(ADDED, obj, None, int(_meta(obj).get("resourceVersion") or 0)))
+                for key, obj in sorted(collection.objects.items()):
+                    event = collection.initial.get(key)
+                    if event is None or event.obj is not obj:
+                        event = Event(ADDED, obj, None, int(_meta(obj).get("resourceVersion") or 0))
+                        collection.initial[key] = event
+                    watcher.offer(event)
                 if send_initial_events:
                     watcher.initial_events_end_rv = self._rv
             else:
@@ -396,6 +412,11 @@ class Store:
                         watcher.offer(event)
             collection.watchers.add(watcher)
             return watcher
+
+    def _filter_id(self, namespace: str | None, labels: kube_selectors.LabelSelector,
+                   fields: kube_selectors.FieldSelector) -> int:
+        """A small integer per distinct watch filter, so fan-out groups streams without rehashing."""
+        return self._filters.setdefault((namespace, labels, fields), len(self._filters))
 
     def _unregister(self, collection: _Collection, watcher: Watcher) -> None:
         collection.watchers.discard(watcher)
@@ -423,8 +444,13 @@ class Store:
     def _flush(self) -> None:
         while self._pending:
             collection, event = self._pending.popleft()
+            # Many streams share one filter (kopf, informers): decide once per distinct filter.
+            decisions: dict[int, str | None] = {}
             for watcher in list(collection.watchers):
-                watcher.offer(event)
+                key = watcher.filter_id
+                if key not in decisions:
+                    decisions[key] = watcher.classify(event)
+                watcher.offer(event, decisions[key])
             self._delivered_rv = max(self._delivered_rv, event.rv)
 
     def _next_rv(self) -> int:
@@ -811,6 +837,7 @@ class Store:
 
     def _remove(self, info: ResourceInfo, collection: _Collection, key: tuple[str, str]) -> dict[str, Any]:
         old = collection.objects.pop(key)
+        collection.initial.pop(key, None)
         final = dict(old, metadata=dict(_meta(old), resourceVersion=str(self._next_rv())))
         self._index(collection, key, old, None)
         self._emit(collection, Event(DELETED, final, None, self._rv))
