@@ -17,7 +17,9 @@ class WorkloadSync(Protocol):
         """Blue's Kustomizations, green's copies, and which copies are still missing."""
         ...
 
-    async def sync_green(self, *, blue_name: str, green_name: str, kubeconfig_secret: tuple[str, str, str]) -> list[str]:
+    async def sync_green(
+        self, *, blue_name: str, green_name: str, kubeconfig_secret: tuple[str, str, str]
+    ) -> list[str]:
         """Create or update green's copies of blue's Kustomizations; return what changed (for the journal)."""
         ...
 

@@ -1,0 +1,161 @@
+"""`make demo`: one whole blue/green upgrade in the emulated world, shown live.
+
+What runs: the world (`bluegreen-sim up`: emulated Kubernetes API servers, simulated
+Cluster API and Flux controllers, a REAL HAProxy in front of two REAL HTTP
+backends, and a load generator sending real requests through HAProxy), and the
+operator as a real process (`kopf run -m bluegreen.handlers`). The demo applies
+the CRDs and `examples/clusterupgrade-demo.yaml` with kubectl, then watches.
+
+It ends with ONE line of JSON and exits 0 only when the upgrade Completed with
+no failed request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pathlib
+import shutil
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from bluegreen.api import spec as api
+from bluegreen.kube.client import KubeClient, Resource
+from bluegreen.sim import harness
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
+FINAL_PHASES = {"Completed", "Failed", "RolledBack"}
+
+
+def render(status: dict[str, Any], *, steps: list[dict[str, Any]], share: dict[str, Any], elapsed: float) -> list[str]:
+    weights = status.get("weights") or {}
+    index = int((status.get("step") or {}).get("index", 0))
+    lines = [
+        f"[{elapsed:5.1f}s] phase {status.get('phase', 'Pending'):<12} "
+        f"weights blue {weights.get('blue', 100):>3}% / green {weights.get('green', 0):>3}%   "
+        f"measured (last 2s): {share.get('text', '-')}",
+    ]
+    marks = []
+    for position, step in enumerate(steps):
+        text = (f"setWeight {step['setWeight']}" if "setWeight" in step else
+                f"pause {step['pause'].get('duration', 'until promoted')}" if "pause" in step else "analysis")
+        marker = ">" if position == index and status.get("phase") in {"Shifting", "Paused"} else \
+            "x" if position < index else " "
+        marks.append(f"[{marker}] {text}")
+    lines.append("    steps: " + "  ".join(marks))
+    conditions = status.get("conditions") or []
+    lines.append("    conditions: " + ", ".join(f"{c['type']}={c['status']}" for c in conditions))
+    if status.get("message"):
+        lines.append(f"    {status['message']}")
+    return lines
+
+
+async def measured_share(world: harness.WorldProcess, *, since: float) -> dict[str, Any]:
+    summary = await world.control("GET", f"/traffic?since={since}")
+    by_cluster = summary.get("by_cluster") or {}
+    answered = sum(by_cluster.values())
+    if not answered:
+        return {"text": "no traffic"}
+    parts = [f"{name} {100 * count / answered:.0f}%" for name, count in sorted(by_cluster.items())]
+    return {"text": ", ".join(parts) + f" of {answered} req, {summary.get('failed', 0)} failed"}
+
+
+async def watch(world: harness.WorldProcess, *, name: str, namespace: str, steps: list[dict[str, Any]],
+                deadline: float, started: float) -> dict[str, Any]:
+    client = KubeClient.from_kubeconfig(str(world.kubeconfig))
+    last_text: list[str] = []
+    status: dict[str, Any] = {}
+    try:
+        while time.monotonic() < deadline:
+            body = await client.get(CLUSTER_UPGRADES, namespace=namespace, name=name) or {}
+            status = body.get("status") or {}
+            share = await measured_share(world, since=time.time() - 2)
+            lines = render(status, steps=steps, share=share, elapsed=time.monotonic() - started)
+            # Print when something other than the clock and the measurement changed.
+            key = [*lines[1:], lines[0].split("]", 1)[1].split("measured")[0]]
+            if key != last_text:
+                print("\n".join(lines), flush=True)
+                last_text = key
+            if status.get("phase") in FINAL_PHASES:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await client.close()
+    return status
+
+
+async def cluster_exists(world: harness.WorldProcess, *, namespace: str, name: str) -> bool:
+    clusters = await world.control("GET", "/clusters")
+    return any(c["name"] == name and c["namespace"] == namespace and c["exists"] for c in clusters["clusters"])
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    started_wall, started = time.time(), time.monotonic()
+    state_dir = ROOT / ".demo"
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True)
+    print("starting the emulated world (Kubernetes API emulators, Cluster API and Flux simulators, "
+          "real HAProxy, real backends, load generator)...", flush=True)
+    world = harness.start_world(state_dir / "world")
+    operator = harness.start_operator(world.kubeconfig, log_path=state_dir / "operator.log",
+                                      env={"BLUEGREEN_RETRY_BASE_SECONDS": "0.5"})
+    try:
+        print(f"world ready: HAProxy at {world.info['haproxy']['frontend_url']}, "
+              f"management API at {world.info['management_url']}", flush=True)
+        print(harness.kubectl(world.kubeconfig, "apply", "-k", str(ROOT / "crds")).strip(), flush=True)
+        manifest = yaml.safe_load((ROOT / "examples" / "clusterupgrade-demo.yaml").read_text())
+        for router in manifest["spec"]["traffic"]["routers"]:
+            if "haproxy" in router:
+                router["haproxy"]["runtimeAPI"] = world.info["haproxy"]["runtime_api"]
+        print(harness.kubectl(world.kubeconfig, "apply", "-f", "-", input_text=yaml.safe_dump(manifest)).strip(),
+              flush=True)
+        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        status = await watch(world, name=name, namespace=namespace, steps=manifest["spec"]["traffic"]["steps"],
+                             deadline=started + args.timeout, started=started)
+        print(harness.kubectl(world.kubeconfig, "get", "clusterupgrades", "-A").rstrip(), flush=True)
+        summary = await world.control("POST", "/load/stop")
+        end = time.time()
+        by_step = []
+        for green_weight, since, until in harness.weight_windows(status.get("journal") or [], end=end):
+            window = await world.control("GET", f"/traffic?since={since}&until={until}")
+            answered = sum((window.get("by_cluster") or {}).values())
+            blue_name = manifest["spec"]["cluster"]["name"]
+            blue = (window.get("by_cluster") or {}).get(blue_name, 0)
+            by_step.append({"green_weight": green_weight,
+                            "blue_share": round(100 * blue / answered, 1) if answered else None,
+                            "requests": answered})
+        blue_deleted = not await cluster_exists(world, namespace=manifest["spec"]["cluster"]["namespace"],
+                                                name=manifest["spec"]["cluster"]["name"])
+        result = {
+            "phase": status.get("phase"),
+            "requests": summary["requests"],
+            "failed": summary["failed"],
+            "blue_share_by_step": by_step,
+            "green_cluster": (status.get("green") or {}).get("name"),
+            "blue_deleted": blue_deleted,
+            "seconds": round(time.time() - started_wall, 1),
+        }
+    except Exception:
+        print(f"the demo failed; operator log: {state_dir / 'operator.log'}, world log: "
+              f"{state_dir / 'world' / 'world.log'}", file=sys.stderr, flush=True)
+        raise
+    finally:
+        operator.stop()
+        world.stop()
+    print(json.dumps(result), flush=True)
+    return 0 if result["phase"] == "Completed" and result["failed"] == 0 else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--timeout", type=float, default=170.0, help="give up after this many seconds")
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

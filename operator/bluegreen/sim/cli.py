@@ -1,0 +1,62 @@
+"""``bluegreen-sim up --state-dir DIR``: run the emulated world in the foreground.
+
+Writes ``DIR/management.kubeconfig`` and ``DIR/world.json``, prints ``ready``,
+and runs until interrupted. Point the operator (or kubectl) at the kubeconfig
+exactly as at a real management cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import pathlib
+import signal
+import sys
+
+from bluegreen.sim import world
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bluegreen-sim", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the world and run until interrupted")
+    defaults = world.WorldConfig()
+    up.add_argument("--state-dir", type=pathlib.Path, required=True, help="where kubeconfig and world.json go")
+    up.add_argument("--namespace", default=defaults.namespace)
+    up.add_argument("--blue", default=defaults.blue, help="name of the blue cluster")
+    up.add_argument("--blue-version", default=defaults.blue_version)
+    up.add_argument("--capi-version", default=defaults.capi_version, choices=["v1beta1", "v1beta2"])
+    up.add_argument("--provision-delay", type=float, default=defaults.provision_delay,
+                    help="seconds a new cluster takes to become ready")
+    up.add_argument("--flux-delay", type=float, default=defaults.flux_delay,
+                    help="seconds a Kustomization takes to reconcile")
+    up.add_argument("--rate", type=float, default=defaults.rate, help="requests per second through HAProxy")
+    up.add_argument("--load-duration", type=float, default=defaults.load_duration,
+                    help="the load generator stops by itself after this many seconds")
+    up.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = world.WorldConfig(
+        namespace=args.namespace, blue=args.blue, blue_version=args.blue_version, capi_version=args.capi_version,
+        provision_delay=args.provision_delay, flux_delay=args.flux_delay, rate=args.rate,
+        load_duration=args.load_duration,
+    )
+    return asyncio.run(_run(config, state_dir=args.state_dir))
+
+
+async def _run(config: world.WorldConfig, *, state_dir: pathlib.Path) -> int:
+    task = asyncio.ensure_future(world.serve(config, state_dir=state_dir))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Start the emulated world and the operator as real processes, for tests, the demo and benchmarks.
+
+The world (``bluegreen-sim up``) and the operator (``kopf run -m bluegreen.handlers``)
+are separate processes, as they would be against a real management cluster:
+the operator knows the world only through the kubeconfig the world writes.
+Both are stopped (and, for the operator, may be killed with SIGKILL) from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import aiohttp
+
+BIN = pathlib.Path(sys.executable).parent
+
+
+def _bin(name: str) -> str:
+    candidate = BIN / name
+    return str(candidate) if candidate.exists() else name
+
+
+@dataclasses.dataclass
+class WorldProcess:
+    process: subprocess.Popen[str]
+    state_dir: pathlib.Path
+    info: dict[str, Any]
+
+    @property
+    def kubeconfig(self) -> pathlib.Path:
+        return self.state_dir / "management.kubeconfig"
+
+    @property
+    def control_url(self) -> str:
+        return str(self.info["control_url"])
+
+    def stop(self) -> None:
+        _terminate(self.process)
+
+    async def control(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """Call the world's control API (traffic summaries, fault switches)."""
+        async with aiohttp.ClientSession() as session, session.request(
+            method, f"{self.control_url}{path}", json=body
+        ) as response:
+            response.raise_for_status()
+            return await response.json()
+
+
+@dataclasses.dataclass
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    log_path: pathlib.Path
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no status write, exactly like a node dying."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        _terminate(self.process)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_world(state_dir: pathlib.Path, *, args: tuple[str, ...] = (), timeout: float = 60.0) -> WorldProcess:
+    """Run ``bluegreen-sim up`` and wait for its ``ready`` line."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = (state_dir / "world.log").open("w")
+    process = subprocess.Popen(
+        [_bin("bluegreen-sim"), "up", "--state-dir", str(state_dir), *args],
+        stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        if ready:
+            line = process.stdout.readline()
+            if line.strip() == "ready":
+                info = json.loads((state_dir / "world.json").read_text())
+                return WorldProcess(process=process, state_dir=state_dir, info=info)
+            if not line:
+                break
+        if process.poll() is not None:
+            break
+    _terminate(process)
+    raise RuntimeError(f"the world did not start; see {state_dir / 'world.log'}:\n"
+                       f"{(state_dir / 'world.log').read_text()[-4000:]}")
+
+
+def start_operator(
+    kubeconfig: pathlib.Path, *, log_path: pathlib.Path, env: Mapping[str, str] | None = None
+) -> OperatorProcess:
+    """Run the operator exactly as it runs in a cluster: ``kopf run -m bluegreen.handlers``."""
+    environment = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", **(env or {})}
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [_bin("kopf"), "run", "--standalone", "--all-namespaces", "-m", "bluegreen.handlers"],
+        stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True,
+    )
+    return OperatorProcess(process=process, log_path=log_path)
+
+
+def kubectl(kubeconfig: pathlib.Path, *args: str, input_text: str | None = None, check: bool = True) -> str:
+    """Run kubectl against the world (what a person would type)."""
+    result = subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+        input=input_text, capture_output=True, text=True, timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+@contextlib.contextmanager
+def running(world: WorldProcess, *operators: OperatorProcess) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for operator in operators:
+            operator.stop()
+        world.stop()
+
+
+def _terminate(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def parse_time(text: str) -> float:
+    """An RFC 3339 timestamp from status as epoch seconds."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def weight_windows(
+    journal: list[dict[str, Any]], *, end: float, settle: float = 0.25
+) -> list[tuple[int, float, float]]:
+    """(green weight, from, to) for each weight the first router held, from the status journal.
+
+    ``settle`` skips the first moments after a change, when requests already
+    on their way were routed by the previous weights.
+    """
+    changes = [entry for entry in journal if entry.get("action") == "setWeights" and entry.get("weights")]
+    if not changes:
+        return []
+    first_router = changes[0]["target"]
+    changes = [entry for entry in changes if entry["target"] == first_router]
+    windows: list[tuple[int, float, float]] = []
+    for index, entry in enumerate(changes):
+        start = parse_time(entry["time"]) + settle
+        stop = parse_time(changes[index + 1]["time"]) if index + 1 < len(changes) else end
+        windows.append((int(entry["weights"]["green"]), start, stop))
+    return windows

@@ -1,0 +1,220 @@
+"""The emulated world: everything around the operator, in one process.
+
+What is emulated: the Kubernetes API servers (management and one per workload
+cluster, strict emulators on kmock), Cluster API's and Flux's controllers
+(they set the conditions those controllers set). What is real: HAProxy (the
+Debian binary, started here on 127.0.0.1), the two HTTP backends standing for
+blue's and green's ingress, and the requests a load generator sends through
+HAProxy. The operator is not part of the world: it connects to the
+management emulator through the kubeconfig written here, as to a real cluster.
+
+The world starts with one blue Cluster API cluster (ClusterClass topology) in
+namespace ``fleet``, its kubeconfig Secret, a GitRepository and two Flux
+Kustomizations that deploy to blue through ``kubeConfig.secretRef``, and
+HAProxy sending all traffic to blue. A control API (HTTP, 127.0.0.1) answers
+traffic summaries and flips faults for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import pathlib
+import socket
+import time
+
+import yaml
+from aiohttp import web
+
+from bluegreen.sim import backends, capi, flux, haproxy, load
+from bluegreen.sim.kube import KubeEmulator
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+    namespace: str = "fleet"
+    blue: str = "prod-blue"
+    blue_version: str = "v1.30.4"
+    capi_version: str = "v1beta2"
+    provision_delay: float = 2.0
+    flux_delay: float = 0.5
+    revision: str = "main@sha1:4f6d0a1c9e2b7d3f8a5c6e1b0d9f2a3c4b5e6d7f"
+    rate: float = 50.0
+    load_duration: float = 900.0
+    kustomizations: tuple[str, ...] = ("infra", "apps")
+
+
+class World:
+    def __init__(self, config: WorldConfig, *, state_dir: pathlib.Path) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.management = KubeEmulator(name="management", kubernetes_version="1.31")
+        self.blue_backend = backends.Backend(cluster=config.blue)
+        self.green_backend = backends.Backend(cluster="green")  # renamed when a green cluster comes up
+        self.haproxy = haproxy.HAProxyProcess(
+            state_dir=state_dir / "haproxy",
+            blue_address=self.blue_backend.address,
+            green_address=self.green_backend.address,
+        )
+        self.capi = capi.CapiController(
+            management=self.management,
+            api_version=config.capi_version,
+            provision_delay=config.provision_delay,
+            on_ready=self._cluster_ready,
+            on_deleted=self._cluster_deleted,
+        )
+        self.flux = flux.FluxController(management=self.management, clusters=self.capi, delay=config.flux_delay)
+        self.load: load.LoadGenerator | None = None
+        self._clock_offset = time.time() - time.monotonic()
+        self._control: web.AppRunner | None = None
+        self.control_url = ""
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.management.start()
+        capi.install(self.management, api_version=self.config.capi_version)
+        flux.install(self.management)
+        self._seed()
+        await self.capi.start()
+        await self.flux.start()
+        await self.blue_backend.start()
+        await self.haproxy.start()
+        await self.capi.wait_ready(self.config.namespace, self.config.blue)
+        await self._start_control()
+        self.load = load.LoadGenerator(url=self.haproxy.frontend_url, rate=self.config.rate,
+                                       duration=self.config.load_duration)
+        await self.load.start()
+        self._write_state()
+
+    async def stop(self) -> None:
+        if self.load is not None:
+            await self.load.stop()
+        if self._control is not None:
+            await self._control.cleanup()
+        await self.flux.stop()
+        await self.capi.stop()
+        await self.haproxy.stop()
+        await self.green_backend.stop()
+        await self.blue_backend.stop()
+        await self.management.stop()
+
+    def _seed(self) -> None:
+        ns, blue = self.config.namespace, self.config.blue
+        for namespace in (ns, "flux-system", "eksa-system"):
+            if self.management.get("v1/namespaces", None, namespace) is None:
+                self.management.create("v1/namespaces", {"metadata": {"name": namespace}})
+        capi.seed_cluster(self.management, namespace=ns, name=blue, version=self.config.blue_version,
+                          api_version=self.config.capi_version)
+        flux.seed_source(self.management, namespace=ns, name="fleet-infra", revision=self.config.revision)
+        for kustomization in self.config.kustomizations:
+            flux.seed_kustomization(
+                self.management, namespace=ns, name=f"{kustomization}-{blue}", source="fleet-infra",
+                path=f"./{kustomization}", cluster=blue, labels={"bluegreen.io/cluster": blue},
+            )
+
+    def _write_state(self) -> None:
+        kubeconfig = self.state_dir / "management.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(self.management.kubeconfig()))
+        info = {
+            "management_url": self.management.url,
+            "management_kubeconfig": str(kubeconfig),
+            "control_url": self.control_url,
+            "namespace": self.config.namespace,
+            "clusters": sorted(self.capi.clusters),
+            "blue": self.config.blue,
+            "haproxy": {
+                "runtime_api": self.haproxy.runtime_api,
+                "frontend_url": self.haproxy.frontend_url,
+                "metrics_url": self.haproxy.metrics_url,
+                "backend": "app",
+                "blue_server": "blue",
+                "green_server": "green",
+            },
+            "backends": {"blue": self.blue_backend.url, "green": self.green_backend.url},
+        }
+        (self.state_dir / "world.json").write_text(json.dumps(info, indent=2))
+
+    # --- what happens to clusters --------------------------------------------------------------
+
+    async def _cluster_ready(self, name: str, emulator: KubeEmulator) -> None:
+        """A new cluster's ingress comes up with it (blue's is already running)."""
+        if name != self.config.blue and not self.green_backend.running:
+            self.green_backend.cluster = name
+            await self.green_backend.start()
+
+    async def _cluster_deleted(self, name: str) -> None:
+        """A deleted cluster's ingress goes away with it: anything still routed there fails."""
+        if name == self.config.blue:
+            await self.blue_backend.stop()
+        elif name == self.green_backend.cluster:
+            await self.green_backend.stop()
+
+    # --- control API ---------------------------------------------------------------------------
+
+    async def _start_control(self) -> None:
+        app = web.Application()
+        app.router.add_get("/traffic", self._traffic)
+        app.router.add_post("/load/stop", self._load_stop)
+        app.router.add_get("/clusters", self._clusters)
+        app.router.add_post("/flux/failing", self._flux_failing)
+        app.router.add_post("/flux/revision", self._flux_revision)
+        self._control = web.AppRunner(app)
+        await self._control.setup()
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        await web.SockSite(self._control, listener).start()
+        self.control_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+    def _monotonic(self, wall: str | None) -> float | None:
+        return None if wall is None else float(wall) - self._clock_offset
+
+    async def _traffic(self, request: web.Request) -> web.Response:
+        assert self.load is not None
+        since = self._monotonic(request.query.get("since"))
+        until = self._monotonic(request.query.get("until"))
+        return web.json_response(self.load.summary(since=since, until=until))
+
+    async def _load_stop(self, request: web.Request) -> web.Response:
+        assert self.load is not None
+        await self.load.stop()
+        return web.json_response(self.load.summary())
+
+    async def _clusters(self, request: web.Request) -> web.Response:
+        found = []
+        for obj in self.management.list(capi.cluster_resource(self.config.capi_version)):
+            meta = obj["metadata"]
+            found.append({
+                "name": meta["name"], "namespace": meta.get("namespace"), "exists": True,
+                "deleting": bool(meta.get("deletionTimestamp")),
+                "phase": (obj.get("status") or {}).get("phase"),
+                "version": ((obj.get("spec") or {}).get("topology") or {}).get("version"),
+                "api_running": meta["name"] in self.capi.clusters,
+            })
+        return web.json_response({"clusters": found})
+
+    async def _flux_failing(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.flux.set_failing(str(body["target"]), bool(body.get("failing", True)))
+        return web.json_response({"ok": True})
+
+    async def _flux_revision(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        flux.set_revision(self.management, namespace=self.config.namespace, name=str(body.get("source", "fleet-infra")),
+                          revision=str(body["revision"]))
+        return web.json_response({"ok": True})
+
+
+async def serve(config: WorldConfig, *, state_dir: pathlib.Path, ready: asyncio.Event | None = None) -> None:
+    """Run the world until cancelled (Ctrl-C or SIGTERM)."""
+    world = World(config, state_dir=state_dir)
+    try:
+        await world.start()
+        print("ready", flush=True)
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+    finally:
+        await world.stop()
