@@ -246,17 +246,45 @@ OPERATOR = textwrap.dedent('''
 ''')
 
 
-def test_kopf_operator(running: Running, tmp_path: pathlib.Path) -> None:
+def peering_crd(*, cluster: bool) -> dict[str, Any]:
+    """kopf's own peering CRDs (as in its docs), to prove generic CRD support carries them."""
+    kind = "ClusterKopfPeering" if cluster else "KopfPeering"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{kind.lower()}s.kopf.dev"},
+        "spec": {
+            "scope": "Cluster" if cluster else "Namespaced", "group": "kopf.dev",
+            "names": {"kind": kind, "plural": f"{kind.lower()}s", "singular": kind.lower()},
+            "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }}}],
+        },
+    }
+
+
+@pytest.mark.parametrize("mode", ["standalone", "peering"])
+def test_kopf_operator(running: Running, tmp_path: pathlib.Path, mode: str) -> None:
     emulator = running.emulator
     emulator.install_crd(widget_crd())
     (tmp_path / "operator.py").write_text(OPERATOR)
     log_path = tmp_path / "kopf.log"
     env = dict(os.environ, KUBECONFIG=str(running.kubeconfig))
     kopf = str(pathlib.Path(sys.executable).parent / "kopf")
+    if mode == "peering":
+        emulator.install_crd(peering_crd(cluster=True))
+        emulator.install_crd(peering_crd(cluster=False))
+        emulator.create("kopf.dev/v1/clusterkopfpeerings", {"metadata": {"name": "test-peering"}})
+        flags = ["--peering=test-peering"]
+    else:
+        flags = ["--standalone"]
     with log_path.open("w") as log:
-        process = subprocess.Popen([kopf, "run", "--standalone", "--all-namespaces", str(tmp_path / "operator.py")],
+        process = subprocess.Popen([kopf, "run", *flags, "--all-namespaces", str(tmp_path / "operator.py")],
                                    env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
+        if mode == "peering":
+            eventually(lambda: (emulator.get("kopf.dev/v1/clusterkopfpeerings", None, "test-peering") or {})
+                       .get("status"), what=f"kopf announcing itself in the peering object (log: {log_path})")
         emulator.create("example.com/v1/widgets", widget(size=4))
 
         def ready() -> dict[str, Any] | None:
