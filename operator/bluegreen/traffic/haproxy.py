@@ -1,0 +1,271 @@
+"""A top-level HAProxy as a router, driven through its runtime API.
+
+The backend holds one server for blue's ingress and one for green's; the split
+is their weights. Percent maps to HAProxy weight one to one (HAProxy takes
+0-256), so the share HAProxy computes, ``weight / sum of weights``, is the
+percent asked for, exactly.
+
+Invariants:
+
+- One command per connection (the runtime API's non-interactive mode: HAProxy
+  answers and closes), each bounded by the configured timeout, on asyncio
+  streams only.
+- ``set_weights`` reads the servers first and writes only on a difference.
+  When both weights change, the rising side is raised before the falling side
+  is lowered: in between, traffic only goes to servers that carry traffic in
+  the old or the new state, and there is never a moment with both at 0 (HAProxy
+  then answers 503 to everyone).
+- A ``set weight`` answers nothing on success; every other reply ("No such
+  server.", "Permission denied", help text for an unknown command...) is an
+  error, reported with HAProxy's own words.
+- ``verify`` reports what HAProxy will really do: a server that holds a weight
+  but takes no new traffic (maintenance, drain, failing health checks) is an
+  error, not a weight.
+
+Runtime changes live in HAProxy's memory only: a reload without a server-state
+file brings back the weights of the configuration file. ``verify`` then sees a
+difference and the next ``set_weights`` applies the weights again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import re
+
+from bluegreen.api import durations, spec
+from bluegreen.traffic import base
+
+# HAProxy's own name charset for proxies and servers; anything else could
+# smuggle a second command into the line (";" separates commands).
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+# Bits of ``srv_admin_state`` (HAProxy's enum srv_admin).
+_ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, configured, DNS-resolution maintenance
+_ADMIN_DRAIN = 0x08 | 0x10  # forced or inherited drain
+
+# Values of ``srv_op_state`` (HAProxy's enum srv_state).
+_OP_STOPPED = 0  # down: health checks fail
+_OP_STOPPING = 3  # up but soft-stopping (e.g. a 404 with disable-on-404): no new traffic
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerState:
+    """One server as ``show servers state`` reports it."""
+
+    name: str
+    weight: int
+    op_state: int
+    admin_state: int
+
+    def why_no_traffic(self) -> str | None:
+        """Why this server takes no new requests whatever its weight, or None if it does."""
+        if self.admin_state & _ADMIN_MAINT:
+            return "in maintenance (MAINT)"
+        if self.admin_state & _ADMIN_DRAIN:
+            return "draining (DRAIN)"
+        if self.op_state == _OP_STOPPED:
+            return "DOWN (health checks failing)"
+        if self.op_state == _OP_STOPPING:
+            return "soft-stopping (NOLB)"
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Endpoint:
+    text: str
+    unix_path: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> _Endpoint:
+        if text.startswith("unix://") and len(text) > len("unix://"):
+            return cls(text=text, unix_path=text.removeprefix("unix://"))
+        match = re.fullmatch(r"tcp://([^:/]+):([0-9]+)", text)
+        if match:
+            return cls(text=text, host=match.group(1), port=int(match.group(2)))
+        raise ValueError(
+            f"runtime API address {text!r} is neither unix:///path/to/socket nor tcp://host:port"
+        )
+
+    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.unix_path is not None:
+            return await asyncio.open_unix_connection(self.unix_path)
+        return await asyncio.open_connection(self.host, self.port)
+
+
+class HAProxyRouter:
+    """Split traffic between two servers of one HAProxy backend through the runtime API."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        runtime_api: str,
+        backend: str,
+        blue_server: str,
+        green_server: str,
+        timeout: float = 5.0,
+    ) -> None:
+        for field, value in (("backend", backend), ("blueServer", blue_server), ("greenServer", green_server)):
+            if not _NAME.fullmatch(value):
+                raise ValueError(
+                    f"haproxy.{field} {value!r} is not an HAProxy name; use letters, digits and - _ . :"
+                )
+        if blue_server == green_server:
+            raise ValueError(f"haproxy.blueServer and haproxy.greenServer are both {blue_server!r}")
+        if timeout <= 0:
+            raise ValueError(f"haproxy.timeout must be positive, got {timeout}s")
+        self._name = name
+        self._endpoint = _Endpoint.parse(runtime_api)
+        self._backend = backend
+        self._blue_server = blue_server
+        self._green_server = green_server
+        self._timeout = timeout
+
+    @classmethod
+    def from_spec(cls, *, name: str, config: spec.HAProxyRouter) -> HAProxyRouter:
+        return cls(
+            name=name,
+            runtime_api=config.runtime_api,
+            backend=config.backend,
+            blue_server=config.blue_server,
+            green_server=config.green_server,
+            timeout=durations.parse_duration(config.timeout).total_seconds(),
+        )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return (
+            f"HAProxyRouter(name={self._name!r}, runtime_api={self._endpoint.text!r}, "
+            f"backend={self._backend!r}, blue={self._blue_server!r}, green={self._green_server!r})"
+        )
+
+    async def set_weights(self, *, blue: int, green: int) -> base.RouterChange:
+        if not (0 <= blue <= 100 and 0 <= green <= 100 and blue + green == 100):
+            raise ValueError(f"weights must be percent summing to 100, got blue={blue} green={green}")
+        servers = await self.servers()
+        current = {self._blue_server: servers[self._blue_server].weight,
+                   self._green_server: servers[self._green_server].weight}
+        desired = {self._blue_server: blue, self._green_server: green}
+        changes = [server for server in desired if desired[server] != current[server]]
+        if not changes:
+            return base.RouterChange(changed=False, detail=self._describe(current))
+        # Rising side first: see the module docstring.
+        changes.sort(key=lambda server: desired[server] - current[server], reverse=True)
+        done: list[str] = []
+        for server in changes:
+            command = f"set weight {self._backend}/{server} {desired[server]}"
+            try:
+                reply = await self._command(command)
+            except base.RouterError as exc:
+                raise base.RouterError(f"{exc}{self._partial(done)}") from None
+            if reply.strip():
+                raise base.RouterError(
+                    f"HAProxy at {self._endpoint.text} refused {command!r}: {_one_line(reply)}"
+                    f"{self._partial(done)}"
+                )
+            done.append(f"{self._backend}/{server} {current[server]}->{desired[server]}")
+        return base.RouterChange(changed=True, detail=", ".join(done))
+
+    async def verify(self) -> base.RouterWeights:
+        servers = await self.servers()
+        blue, green = servers[self._blue_server], servers[self._green_server]
+        for server in (blue, green):
+            reason = server.why_no_traffic()
+            if server.weight > 0 and reason is not None:
+                raise base.RouterError(
+                    f"HAProxy server {self._backend}/{server.name} has weight {server.weight} "
+                    f"but is {reason}: it takes no new traffic"
+                )
+        total = blue.weight + green.weight
+        if total == 0:
+            raise base.RouterError(
+                f"HAProxy servers {self._backend}/{blue.name} and {self._backend}/{green.name} both have "
+                "weight 0: HAProxy answers 503 to every request"
+            )
+        blue_percent = round(100 * blue.weight / total)
+        return base.RouterWeights(blue=blue_percent, green=100 - blue_percent)
+
+    async def finalize(self) -> None:
+        # Nothing to restore: HAProxy's configuration file is the user's and is
+        # never touched; the weights at the end are the operator's decision
+        # (green at 100 after promotion, blue at 100 after a rollback), and
+        # putting back the weights found at the start would undo it.
+        return None
+
+    async def servers(self) -> dict[str, ServerState]:
+        """The blue and green servers as HAProxy reports them, by server name."""
+        command = f"show servers state {self._backend}"
+        reply = await self._command(command)
+        lines = reply.splitlines()
+        if len(lines) < 2 or not lines[1].startswith("# "):
+            raise base.RouterError(
+                f"HAProxy at {self._endpoint.text} answered {command!r} with: {_one_line(reply)}"
+            )
+        columns = lines[1].removeprefix("# ").split()
+        found: dict[str, ServerState] = {}
+        try:
+            for line in lines[2:]:
+                if not line.strip():
+                    continue
+                row = dict(zip(columns, line.split(), strict=False))
+                if row.get("be_name") != self._backend:
+                    continue
+                found[row["srv_name"]] = ServerState(
+                    name=row["srv_name"],
+                    weight=int(row["srv_uweight"]),
+                    op_state=int(row["srv_op_state"]),
+                    admin_state=int(row["srv_admin_state"]),
+                )
+        except (KeyError, ValueError) as exc:
+            raise base.RouterError(
+                f"HAProxy at {self._endpoint.text} answered {command!r} in an unknown format ({exc!r})"
+            ) from None
+        missing = [name for name in (self._blue_server, self._green_server) if name not in found]
+        if missing:
+            raise base.RouterError(
+                f"HAProxy backend {self._backend!r} at {self._endpoint.text} has no server "
+                f"{' nor '.join(repr(name) for name in missing)}; it has: {', '.join(sorted(found)) or 'none'}"
+            )
+        return {name: found[name] for name in (self._blue_server, self._green_server)}
+
+    async def _command(self, command: str) -> str:
+        try:
+            async with asyncio.timeout(self._timeout):
+                reader, writer = await self._endpoint.open()
+                try:
+                    writer.write(command.encode() + b"\n")
+                    await writer.drain()
+                    reply = await reader.read()
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+        except TimeoutError:
+            raise base.RouterError(
+                f"HAProxy runtime API at {self._endpoint.text} did not answer {command!r} "
+                f"within {self._timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise base.RouterError(
+                f"cannot reach the HAProxy runtime API at {self._endpoint.text}: {exc.strerror or exc}"
+            ) from None
+        return reply.decode("utf-8", errors="replace")
+
+    def _describe(self, weights: dict[str, int]) -> str:
+        return ", ".join(f"{self._backend}/{server} {weight}" for server, weight in weights.items())
+
+    @staticmethod
+    def _partial(done: list[str]) -> str:
+        return f" (already applied: {', '.join(done)})" if done else ""
+
+
+def _one_line(reply: str) -> str:
+    text = " ".join(reply.split())
+    return text[:300] + ("..." if len(text) > 300 else "") if text else "(empty reply)"

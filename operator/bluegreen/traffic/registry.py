@@ -1,0 +1,60 @@
+"""The one place that knows every router kind.
+
+Each key of :data:`bluegreen.api.spec.ROUTER_KINDS` maps to a factory here, written
+out by hand: a kind with no factory is an error that names the known kinds,
+never a silent fallback to some default router. Router modules do not import
+each other (an import-linter contract checks it); only this module sees them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from bluegreen.api import spec
+from bluegreen.traffic import base, haproxy
+
+
+class UnknownRouterKindError(LookupError):
+    """A router kind this build has no implementation for."""
+
+
+def _haproxy(router: spec.Router) -> base.Router:
+    config = router.haproxy
+    if config is None:
+        raise ValueError(f"router {router.display_name!r} has no haproxy settings")
+    return haproxy.HAProxyRouter.from_spec(name=router.display_name, config=config)
+
+
+FACTORIES: Mapping[str, Callable[[spec.Router], base.Router]] = {
+    "haproxy": _haproxy,
+}
+
+
+def build_router(router: spec.Router) -> base.Router:
+    """The router an entry of ``spec.traffic.routers`` describes."""
+    kind = router.kind
+    factory = FACTORIES.get(kind)
+    if factory is None:
+        raise UnknownRouterKindError(
+            f"router kind {kind!r} has no implementation in this build; known kinds: {', '.join(sorted(FACTORIES))}"
+        )
+    return factory(router)
+
+
+def build_routers(routers: list[spec.Router]) -> list[base.Router]:
+    """All routers of a spec, in the order given (the order weights are applied in).
+
+    Names must be unique: status, events and the journal tell routers apart by name.
+    """
+    built: list[base.Router] = []
+    seen: dict[str, int] = {}
+    for index, router in enumerate(routers):
+        name = router.display_name
+        if name in seen:
+            raise ValueError(
+                f"spec.traffic.routers[{index}] and [{seen[name]}] are both named {name!r}; "
+                "give each router a distinct `name`"
+            )
+        seen[name] = index
+        built.append(build_router(router))
+    return built

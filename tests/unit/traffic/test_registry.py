@@ -1,0 +1,86 @@
+"""The router registry: every kind of the API builds, nothing else does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bluegreen.api import spec
+from bluegreen.traffic import base, registry
+
+# One valid entry per router kind; a kind added to the API without an example
+# here fails test_every_kind_has_an_example.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "haproxy": {"runtimeAPI": "tcp://127.0.0.1:9999", "backend": "app", "blueServer": "blue", "greenServer": "green"},
+}
+
+
+def router_spec(kind: str, *, name: str | None = None, **overrides: Any) -> spec.Router:
+    entry: dict[str, Any] = {kind: EXAMPLES[kind] | overrides}
+    if name is not None:
+        entry["name"] = name
+    return spec.Router.model_validate(entry)
+
+
+def test_every_kind_has_an_example_and_a_factory() -> None:
+    assert set(EXAMPLES) == set(spec.ROUTER_KINDS)
+    assert set(registry.FACTORIES) == set(spec.ROUTER_KINDS)
+
+
+@pytest.mark.parametrize("kind", spec.ROUTER_KINDS)
+def test_every_kind_builds_a_router_named_after_the_entry(kind: str) -> None:
+    unnamed = registry.build_router(router_spec(kind))
+    named = registry.build_router(router_spec(kind, name="edge"))
+
+    assert unnamed.name == kind
+    assert named.name == "edge"
+    for method in ("set_weights", "verify", "finalize"):
+        assert inspect.iscoroutinefunction(getattr(named, method))
+
+
+def test_a_kind_without_a_factory_is_an_error_not_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(registry.FACTORIES, "haproxy")
+
+    with pytest.raises(registry.UnknownRouterKindError, match="router kind 'haproxy' has no implementation"):
+        registry.build_router(router_spec("haproxy"))
+
+
+def test_build_routers_keeps_the_order() -> None:
+    routers = registry.build_routers(
+        [router_spec("haproxy", name="edge-eu"), router_spec("haproxy", name="edge-us"), router_spec("haproxy")]
+    )
+
+    assert [router.name for router in routers] == ["edge-eu", "edge-us", "haproxy"]
+
+
+def test_build_routers_refuses_two_routers_with_one_name() -> None:
+    with pytest.raises(ValueError, match=r"routers\[1\] and \[0\] are both named 'haproxy'"):
+        registry.build_routers([router_spec("haproxy"), router_spec("haproxy", backend="other")])
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[str]:
+    """A TCP port that accepts connections and never answers."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    yield f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    server.close()
+    await server.wait_closed()
+
+
+async def test_haproxy_settings_reach_the_router(silent_server: str) -> None:
+    router = registry.build_router(router_spec("haproxy", runtimeAPI=silent_server, backend="edge", timeout="150ms"))
+
+    expected = rf"{silent_server} did not answer 'show servers state edge' within 0.15s"
+    with pytest.raises(base.RouterError, match=expected):
+        await router.verify()
