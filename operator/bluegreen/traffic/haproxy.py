@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import re
 
 from bluegreen.api import durations, spec
@@ -253,8 +254,10 @@ class HAProxyRouter:
                 f"within {self._timeout:g}s"
             ) from None
         except OSError as exc:
+            # asyncio words a refusal "Connect call failed (addr)"; the errno says it better.
+            reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
             raise base.RouterError(
-                f"cannot reach the HAProxy runtime API at {self._endpoint.text}: {exc.strerror or exc}"
+                f"cannot reach the HAProxy runtime API at {self._endpoint.text}: {reason}"
             ) from None
         return reply.decode("utf-8", errors="replace")
 
