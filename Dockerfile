@@ -1,0 +1,15 @@
+# The operator image: the package from this repository on a pinned slim Python, run as non-root.
+# Build: hack/build-image.sh (needs a Docker engine; none runs on the project's CI machines).
+FROM python:3.11.7-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11.7-slim-bookworm
+COPY --from=build /install /usr/local
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin bluegreen
+USER 10001
+ENV PYTHONUNBUFFERED=1
+ENTRYPOINT ["kopf", "run", "-m", "bluegreen.handlers"]
+CMD ["--all-namespaces"]
