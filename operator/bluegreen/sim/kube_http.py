@@ -150,7 +150,8 @@ class HttpApi:
         info = self.store.resolve(group, version, plural)
         if info is None or (namespace is not None and not info.namespaced):
             raise _not_found()
-        if subresource is not None and not (subresource == "status" and info.status_subresource):
+        if subresource is not None and not (
+                (subresource == "status" and info.status_subresource) or (subresource == "scale" and info.scale)):
             raise _not_found()
         return _Target(info, namespace, name, subresource, watch_prefix)
 
@@ -172,6 +173,8 @@ class HttpApi:
                 self._count("list", target)
                 return self._list(request, target)
             self._count("get", target)
+            if target.subresource == "scale":
+                return _json(self.store.get_scale(info, target.namespace, target.name))
             obj = self.store.get(info, target.namespace, target.name)
             return self._object_response(request, info, obj)
         if method == "POST":
@@ -189,6 +192,8 @@ class HttpApi:
         if method == "PUT" and target.name is not None:
             self._count("update", target)
             body = await self._body(request)
+            if target.subresource == "scale":
+                return _json(self.store.update_scale(info, target.namespace, target.name, body, dry_run=dry_run))
             updated = self.store.update(info, target.namespace, target.name, body,
                                         subresource=target.subresource, dry_run=dry_run,
                                         field_validation=field_validation)
@@ -207,6 +212,9 @@ class HttpApi:
                     f"{kube_store.JSON_PATCH}, {kube_store.MERGE_PATCH}, {kube_store.APPLY_PATCH}"
                     + (f", {kube_store.STRATEGIC_MERGE_PATCH}" if info.builtin else ""),
                 )
+            if target.subresource == "scale":
+                return _json(self.store.patch_scale(info, target.namespace, target.name, patch,
+                                                    patch_type=content_type, dry_run=dry_run))
             patched = self.store.patch(info, target.namespace, target.name, patch, patch_type=content_type,
                                        subresource=target.subresource, dry_run=dry_run,
                                        field_validation=field_validation)
@@ -452,6 +460,10 @@ class HttpApi:
             if info.status_subresource:
                 resources.append({"name": f"{info.plural}/status", "singularName": "",
                                   "namespaced": info.namespaced, "kind": info.kind, "verbs": _SUBRESOURCE_VERBS})
+            if info.scale:
+                resources.append({"name": f"{info.plural}/scale", "singularName": "", "namespaced": info.namespaced,
+                                  "group": "autoscaling", "version": "v1", "kind": "Scale",
+                                  "verbs": _SUBRESOURCE_VERBS})
         return {"kind": "APIResourceList", "apiVersion": "v1",
                 "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
 

@@ -43,6 +43,8 @@ class ResourceInfo:
     crd_name: str | None = None  # the CRD that declared it; None for built-in resources
     keep_status_on_create: bool = False  # nodes accept status on create; most drop it
     field_selectors: frozenset[str] = frozenset()
+    # The scale subresource as (specReplicasPath, statusReplicasPath, labelSelectorPath), JSONPath-like.
+    scale: tuple[str, str, str] | None = None
 
     @property
     def api_version(self) -> str:
@@ -66,6 +68,9 @@ class ResourceInfo:
         return self.singular or self.kind.lower()
 
 
+_WORKLOAD_SCALE = (".spec.replicas", ".status.replicas", ".spec.selector")
+
+
 def _core(plural: str, kind: str, **kwargs: Any) -> ResourceInfo:
     return ResourceInfo(group="", version="v1", plural=plural, kind=kind, **kwargs)
 
@@ -84,13 +89,13 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
     _core("endpoints", "Endpoints", status_subresource=False, short_names=("ep",)),
     ResourceInfo(group="events.k8s.io", version="v1", plural="events", kind="Event",
                  status_subresource=False, short_names=("ev",)),
-    ResourceInfo(group="apps", version="v1", plural="deployments", kind="Deployment",
+    ResourceInfo(group="apps", version="v1", plural="deployments", kind="Deployment", scale=_WORKLOAD_SCALE,
                  short_names=("deploy",), categories=("all",)),
-    ResourceInfo(group="apps", version="v1", plural="statefulsets", kind="StatefulSet",
+    ResourceInfo(group="apps", version="v1", plural="statefulsets", kind="StatefulSet", scale=_WORKLOAD_SCALE,
                  short_names=("sts",), categories=("all",)),
     ResourceInfo(group="apps", version="v1", plural="daemonsets", kind="DaemonSet",
                  short_names=("ds",), categories=("all",)),
-    ResourceInfo(group="apps", version="v1", plural="replicasets", kind="ReplicaSet",
+    ResourceInfo(group="apps", version="v1", plural="replicasets", kind="ReplicaSet", scale=_WORKLOAD_SCALE,
                  short_names=("rs",), categories=("all",)),
     ResourceInfo(group="batch", version="v1", plural="jobs", kind="Job", categories=("all",)),
     ResourceInfo(group="batch", version="v1", plural="cronjobs", kind="CronJob",
@@ -155,8 +160,15 @@ def resources_from_crd(crd: dict[str, Any]) -> list[ResourceInfo]:
             schema=(version.get("schema") or {}).get("openAPIV3Schema"),
             crd_name=expected_name,
             field_selectors=selectable,
+            scale=_scale_paths(subresources.get("scale")),
         ))
     return infos
+
+
+def _scale_paths(scale: Any) -> tuple[str, str, str] | None:
+    if not isinstance(scale, dict) or not scale.get("specReplicasPath"):
+        return None
+    return (scale["specReplicasPath"], scale.get("statusReplicasPath", ""), scale.get("labelSelectorPath", ""))
 
 
 def crd_status(crd: dict[str, Any], *, now: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from bluegreen.sim import kube_patch, kube_resources, kube_schema, kube_selectors
+from bluegreen.sim import kube_patch, kube_resources, kube_schema, kube_selectors, kube_tables
 from bluegreen.sim.kube_resources import ResourceInfo
 
 ADDED = "ADDED"
@@ -931,6 +931,80 @@ class Store:
         if not finalizers:
             del new["metadata"]["finalizers"]
         self._commit_modified(crds.info, crds, crd, new)
+
+    # --- scale subresource ------------------------------------------------------------------------
+
+    def _scale_paths(self, info: ResourceInfo) -> tuple[str, str, str]:
+        if info.scale is None:
+            raise KubeApiError(404, "NotFound", "the server could not find the requested resource")
+        return info.scale
+
+    def scale_of(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        spec_path, status_path, selector_path = self._scale_paths(info)
+        meta = _meta(obj)
+        replicas = next(iter(kube_tables.jsonpath(obj, spec_path)), 0)
+        current = next(iter(kube_tables.jsonpath(obj, status_path)), 0) if status_path else 0
+        selector: Any = next(iter(kube_tables.jsonpath(obj, selector_path)), "") if selector_path else ""
+        if isinstance(selector, dict):  # a LabelSelector object, as on built-in workloads
+            selector = ",".join(f"{key}={value}" for key, value in (selector.get("matchLabels") or {}).items())
+        status: dict[str, Any] = {"replicas": current}
+        if selector:
+            status["selector"] = selector
+        return {
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion",
+                                                     "creationTimestamp") if key in meta},
+            "spec": {"replicas": replicas},
+            "status": status,
+        }
+
+    def get_scale(self, info: ResourceInfo, namespace: str | None, name: str) -> dict[str, Any]:
+        with self._lock:
+            return self.scale_of(info, self.get(info, namespace, name))
+
+    def update_scale(self, info: ResourceInfo, namespace: str | None, name: str, scale: Any, *,
+                     dry_run: bool = False) -> dict[str, Any]:
+        spec_path, _, _ = self._scale_paths(info)
+        replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale, dict) else None
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise KubeApiError(
+                422, "Invalid",
+                f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: {json.dumps(replicas)}: '
+                "must be greater than or equal to 0",
+            )
+        with self._lock:
+            collection = self._collection(info)
+            old = self.get(info, namespace, name)
+            candidate: dict[str, Any] = kube_patch.clone(old)
+            candidate["metadata"]["resourceVersion"] = _meta(scale).get("resourceVersion") or None
+            node = candidate
+            steps = spec_path.lstrip(".").split(".")
+            for step in steps[:-1]:
+                node = node.setdefault(step, {})
+            node[steps[-1]] = replicas
+            new = self._write(info, collection, old, candidate, subresource=None, dry_run=dry_run,
+                              field_validation=None)
+            return self.scale_of(info, new)
+
+    def patch_scale(self, info: ResourceInfo, namespace: str | None, name: str, patch: Any, *,
+                    patch_type: str, dry_run: bool = False) -> dict[str, Any]:
+        with self._lock:
+            current = self.get_scale(info, namespace, name)
+            current["metadata"].pop("resourceVersion", None)  # only the patch's own version is a precondition
+            try:
+                if patch_type == JSON_PATCH:
+                    patched = kube_patch.json_patch(current, patch)
+                elif patch_type in (MERGE_PATCH, STRATEGIC_MERGE_PATCH) and isinstance(patch, dict):
+                    patched = kube_patch.merge_patch(current, patch)
+                else:
+                    raise KubeApiError(415, "UnsupportedMediaType",
+                                       f"the body of the request was in an unknown format - accepted media types "
+                                       f"include: {JSON_PATCH}, {MERGE_PATCH}, {STRATEGIC_MERGE_PATCH}")
+            except kube_patch.PatchFormatError as exc:
+                raise bad_request(str(exc)) from None
+            except kube_patch.PatchError as exc:
+                raise KubeApiError(422, "Invalid", str(exc)) from None
+            return self.update_scale(info, namespace, name, patched, dry_run=dry_run)
 
     def delete_collection(
             self, info: ResourceInfo, namespace: str | None, *,

@@ -312,3 +312,61 @@ async def test_in_process_changes_reach_http_watchers(
     emulator.patch("v1/configmaps", "default", "a", {"data": {"k": "v"}})
     events = await watch_events(http, f"{CMS}?watch=true&resourceVersion={rv}", count=1)
     assert events[0]["type"] == "MODIFIED" and events[0]["object"]["data"] == {"k": "v"}
+
+
+async def test_scale_subresource(emulator: KubeEmulator, http: aiohttp.ClientSession) -> None:
+    deployments = "/apis/apps/v1/namespaces/default/deployments"
+    await call(http, "POST", deployments, {"metadata": {"name": "web"}, "spec": {
+        "replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {}}})
+    status, scale = await call(http, "GET", f"{deployments}/web/scale")
+    assert status == 200
+    assert (scale["kind"], scale["apiVersion"]) == ("Scale", "autoscaling/v1")
+    assert scale["spec"] == {"replicas": 2} and scale["status"]["selector"] == "app=web"
+    status, scale = await call(http, "PATCH", f"{deployments}/web/scale", {"spec": {"replicas": 0}}, MERGE)
+    assert status == 200 and scale["spec"]["replicas"] == 0
+    stored = emulator.get("apps/v1/deployments", "default", "web")
+    assert stored is not None and stored["spec"]["replicas"] == 0 and stored["metadata"]["generation"] == 2
+    status, _ = await call(http, "PATCH", f"{deployments}/web/scale", {"spec": {"replicas": -1}}, MERGE)
+    assert status == 422
+    status, _ = await call(http, "GET", f"{CMS}/x/scale")
+    assert status == 404
+    _, resources = await call(http, "GET", "/apis/apps/v1")
+    assert "deployments/scale" in {item["name"] for item in resources["resources"]}
+
+
+async def test_delete_collection_by_selector(emulator: KubeEmulator, http: aiohttp.ClientSession) -> None:
+    for name, labels in [("a", {"app": "web"}), ("b", {"app": "web"}), ("c", {"app": "db"})]:
+        await call(http, "POST", CMS, {"metadata": {"name": name, "labels": labels}})
+    status, body = await call(http, "DELETE", f"{CMS}?labelSelector=app%3Dweb")
+    assert status == 200
+    assert sorted(item["metadata"]["name"] for item in body["items"]) == ["a", "b"]
+    assert [obj["metadata"]["name"] for obj in emulator.list("v1/configmaps", "default")] == ["c"]
+
+
+async def test_watch_list_initial_events_end_with_a_bookmark(http: aiohttp.ClientSession) -> None:
+    await call(http, "POST", CMS, {"metadata": {"name": "a"}})
+    events = await watch_events(
+        http, f"{CMS}?watch=true&sendInitialEvents=true&allowWatchBookmarks=true"
+              "&resourceVersionMatch=NotOlderThan", count=2)
+    assert [event["type"] for event in events] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+async def test_emulators_in_one_process_are_independent() -> None:
+    first, second = KubeEmulator(name="blue", kubernetes_version="1.30"), KubeEmulator(name="green",
+                                                                                       kubernetes_version="1.31")
+    await first.start()
+    await second.start()
+    try:
+        first.create("v1/configmaps", {"metadata": {"name": "only-blue"}})
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{second.url}{CMS}/only-blue") as response:
+                assert response.status == 404
+            async with http.get(f"{first.url}{CMS}/only-blue") as response:
+                assert response.status == 200
+            async with http.get(f"{second.url}/version") as response:
+                assert (await response.json())["minor"] == "31"
+        assert first.url != second.url
+    finally:
+        await first.stop()  # not in LIFO order: no process-wide state to unwind
+        await second.stop()

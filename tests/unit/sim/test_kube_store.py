@@ -363,3 +363,42 @@ def test_events_are_stored_and_listable(emulator: KubeEmulator) -> None:
                                   "involvedObject": {"kind": "Widget", "name": "w1", "namespace": "default"}})
     events = emulator.list("v1/events", "default")
     assert [event["reason"] for event in events] == ["Created"]
+
+
+def test_orphan_propagation_keeps_dependents(emulator: KubeEmulator) -> None:
+    owner = emulator.create(WIDGETS, widget())
+    ref = {"apiVersion": "example.com/v1", "kind": "Widget", "name": "w1", "uid": owner["metadata"]["uid"]}
+    emulator.create(CM, {"metadata": {"name": "child", "ownerReferences": [ref]}})
+    emulator.store.delete(emulator.store.resolve_path(WIDGETS), "default", "w1", propagation="Orphan")
+    child = emulator.get(CM, "default", "child")
+    assert child is not None and "ownerReferences" not in child["metadata"]
+
+
+def test_crd_scale_subresource(emulator: KubeEmulator) -> None:
+    crd = widget_crd(subresources={"status": {}, "scale": {
+        "specReplicasPath": ".spec.size", "statusReplicasPath": ".status.size",
+        "labelSelectorPath": ".status.selector"}})
+    emulator.install_crd(crd)
+    emulator.create(WIDGETS, widget(size=3))
+    info = emulator.store.resolve_path(WIDGETS)
+    scale = emulator.store.update_scale(info, "default", "w1", {"spec": {"replicas": 5}})
+    assert scale["spec"]["replicas"] == 5
+    assert emulator.get(WIDGETS, "default", "w1")["spec"]["size"] == 5  # type: ignore[index]
+    with pytest.raises(KubeApiError) as error:
+        emulator.store.update_scale(info, "default", "w1", {"spec": {"replicas": 50}})
+    assert error.value.status == 422  # the CRD's schema still applies: maximum 10
+
+
+def test_writes_from_another_thread_reach_the_loop(emulator: KubeEmulator) -> None:
+    import threading
+
+    async def scenario() -> list[str]:
+        emulator.store.attach_loop(asyncio.get_running_loop())
+        events = emulator.watch(CM)
+        worker = threading.Thread(target=lambda: emulator.create(CM, {"metadata": {"name": "from-thread"}}))
+        worker.start()
+        event_type, obj = await asyncio.wait_for(anext(events), 5)
+        worker.join()
+        return [event_type, obj["metadata"]["name"]]
+
+    assert asyncio.run(scenario()) == ["ADDED", "from-thread"]
