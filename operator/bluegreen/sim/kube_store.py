@@ -34,7 +34,6 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from bluegreen.sim import kube_patch, kube_resources, kube_schema, kube_selectors, kube_tables
@@ -355,10 +354,6 @@ class Store:
             items = [obj for obj in candidates
                      if (labels is None or labels.matches(obj)) and (fields is None or fields.matches(obj))]
             return items, self._rv
-
-    def objects(self, info: ResourceInfo) -> Iterator[dict[str, Any]]:
-        with self._lock:
-            return iter(list(self._collection(info).objects.values()))
 
     # --- watching ---------------------------------------------------------------------------------
 
