@@ -241,6 +241,7 @@ async def test_discovery(http: aiohttp.ClientSession, suffix: str) -> None:
     by_name = {item["name"]: item for item in core["resources"]}
     assert by_name["namespaces"]["namespaced"] is False
     assert by_name["pods"]["shortNames"] == ["po"]
+    assert by_name["pods"]["categories"] == ["all"]
     assert "pods/status" in by_name
     assert {"get", "list", "watch", "create", "update", "patch", "delete"} <= set(by_name["configmaps"]["verbs"])
     _, groups = await call(http, "GET", f"/apis{suffix}")
