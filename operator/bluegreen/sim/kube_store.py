@@ -32,6 +32,7 @@ import dataclasses
 import datetime
 import json
 import random
+import re
 import threading
 import uuid
 from typing import Any
@@ -51,6 +52,11 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the apiserver's generateName alphabet
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL_NAMED = frozenset({"namespaces", "services"})
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 
 
 class KubeApiError(Exception):
@@ -476,9 +482,7 @@ class Store:
                         "metadata.name", "Required value: name or generateName is required",
                         reason="FieldValueRequired")])
                 name = self._generate_name(collection, namespace, prefix)
-            if "/" in name or "%" in name or name in (".", ".."):
-                raise _invalid(info, name, [kube_schema.FieldError(
-                    "metadata.name", f'Invalid value: "{name}": may not contain \'/\' or \'%\'')])
+            self._check_name(info, name)
             key = (namespace or "", name)
             if key in collection.objects:
                 raise KubeApiError(409, "AlreadyExists", f'{info.qualified} "{name}" already exists',
@@ -491,6 +495,7 @@ class Store:
             meta["generation"] = 1
             if info.status_subresource and not info.keep_status_on_create:
                 obj.pop("status", None)
+            self._check_labels(info, obj, name)
             obj = self._validate(info, obj, name=name, field_validation=field_validation)
             obj = self._on_create(info, obj)
             if dry_run:
@@ -539,6 +544,42 @@ class Store:
             )
         meta["namespace"] = namespace
         return str(namespace)
+
+    @staticmethod
+    def _check_name(info: ResourceInfo, name: str) -> None:
+        if info.group == "" and info.plural in _DNS_LABEL_NAMED:
+            if len(name) > 63 or not _DNS_LABEL.fullmatch(name):
+                raise _invalid(info, name, [kube_schema.FieldError("metadata.name", (
+                    f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case alphanumeric '
+                    "characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  "
+                    f"or '123-abc', regex used for validation is '{_DNS_LABEL.pattern}')"))])
+        elif len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+            raise _invalid(info, name, [kube_schema.FieldError("metadata.name", (
+                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric '
+                "characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
+                f"'example.com', regex used for validation is '{_DNS_SUBDOMAIN.pattern}')"))])
+
+    @staticmethod
+    def _check_labels(info: ResourceInfo, obj: dict[str, Any], name: str) -> None:
+        labels = _meta(obj).get("labels") or {}
+        if not isinstance(labels, dict):
+            raise bad_request("metadata.labels must be a map of strings")
+        errors: list[kube_schema.FieldError] = []
+        for key, value in labels.items():
+            if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+                errors.append(kube_schema.FieldError("metadata.labels", (
+                    f"Invalid value: {json.dumps(value)}: a valid label must be an empty string or consist of "
+                    "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                    f"character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+                    f"'{_LABEL_VALUE.pattern}')")))
+            prefix, _, label_name = key.rpartition("/")
+            if (not label_name or len(label_name) > 63 or not _LABEL_NAME.fullmatch(label_name)
+                    or (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)))):
+                errors.append(kube_schema.FieldError("metadata.labels", (
+                    f'Invalid value: "{key}": name part must consist of alphanumeric characters, \'-\', \'_\' or '
+                    "'.', and must start and end with an alphanumeric character")))
+        if errors:
+            raise _invalid(info, name, errors)
 
     def _generate_name(self, collection: _Collection, namespace: str | None, prefix: str) -> str:
         for _ in range(100):
@@ -730,6 +771,7 @@ class Store:
             except kube_resources.CrdError as exc:
                 raise KubeApiError(422, "Invalid", f'CustomResourceDefinition.apiextensions.k8s.io "{name}" '
                                                    f"is invalid: {exc}") from None
+        self._check_labels(info, new, name)
         new = self._validate(info, new, name=name, field_validation=field_validation)
 
         if new == old:

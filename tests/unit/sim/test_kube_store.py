@@ -402,3 +402,26 @@ def test_writes_from_another_thread_reach_the_loop(emulator: KubeEmulator) -> No
         return [event_type, obj["metadata"]["name"]]
 
     assert asyncio.run(scenario()) == ["ADDED", "from-thread"]
+
+
+@pytest.mark.parametrize(("resource", "name", "fragment"), [
+    (CM, "Upper", "a lowercase RFC 1123 subdomain"),
+    (CM, "under_score", "a lowercase RFC 1123 subdomain"),
+    ("v1/namespaces", "dotted.name", "a lowercase RFC 1123 label"),
+    (CM, "x" * 254, "a lowercase RFC 1123 subdomain"),
+])
+def test_names_are_validated(emulator: KubeEmulator, resource: str, name: str, fragment: str) -> None:
+    with pytest.raises(KubeApiError) as error:
+        emulator.create(resource, {"metadata": {"name": name}})
+    assert error.value.status == 422
+    assert f'metadata.name: Invalid value: "{name}": {fragment}' in error.value.message
+
+
+def test_labels_are_validated(emulator: KubeEmulator) -> None:
+    emulator.create(CM, {"metadata": {"name": "ok", "labels": {"bluegreen.io/cluster": "prod-green", "e": ""}}})
+    with pytest.raises(KubeApiError) as error:
+        emulator.create(CM, {"metadata": {"name": "bad", "labels": {"app": "has space"}}})
+    assert 'metadata.labels: Invalid value: "has space"' in error.value.message
+    with pytest.raises(KubeApiError) as error:
+        emulator.patch(CM, "default", "ok", {"metadata": {"labels": {"Bad Key/x": "v"}}})
+    assert error.value.status == 422
