@@ -232,7 +232,7 @@ class UpgradeLoop:
                     ):
                         journal.append(JournalEntry(time=now, target="workloads", action="sync", detail=line))
                 case SetWeights():
-                    journal.extend(await self._set_weights(collaborators.routers, action, body=body, now=now))
+                    journal.extend(await self._set_weights(collaborators.routers, action, body=body))
                 case DeleteWorkloads(side=side):
                     for line in await collaborators.workloads.delete(
                         side=side, blue_name=spec.cluster.name, green_name=spec.green_name,
@@ -250,7 +250,7 @@ class UpgradeLoop:
                 await self._remove_annotation(action.key)
 
     async def _set_weights(
-        self, routers: list[Router], action: SetWeights, *, body: dict[str, Any], now: datetime.datetime
+        self, routers: list[Router], action: SetWeights, *, body: dict[str, Any]
     ) -> list[JournalEntry]:
         """Apply to every router (in order when moving to green, in reverse when moving back), verify each."""
         current = parse_status(body.get("status")).weights.green
@@ -264,9 +264,13 @@ class UpgradeLoop:
                     f"router {router.name} reports blue {effective.blue}% / green {effective.green}% "
                     f"after being set to blue {action.blue}% / green {action.green}%"
                 )
-            if change.changed:
+            # Recorded when the router changed, and also when status did not yet know the router
+            # was at this weight (a crash between the change and the status write): the journal
+            # tells every weight the upgrade went through, once.
+            if change.changed or current != action.green:
                 journal.append(JournalEntry(
-                    time=now, target=router.name, action="setWeights", detail=change.detail,
+                    time=self.context.clock(), target=router.name, action="setWeights",
+                    detail=change.detail or "already at these weights (applied before a restart)",
                     weights=Weights(blue=action.blue, green=action.green, verified=effective is not None),
                     change_id=change.change_id,
                 ))
