@@ -24,36 +24,18 @@ def set_condition(
 ) -> list[Condition]:
     """Return ``conditions`` with one condition set (True/False/Unknown for True/False/None)."""
     text = "Unknown" if status is None else ("True" if status else "False")
-    result: list[Condition] = []
-    replaced = False
-    for condition in conditions:
-        if condition.type != str(type_):
-            result.append(condition)
-            continue
-        since = condition.last_transition_time if condition.status == text else now
-        result.append(
-            Condition(
-                type=str(type_),
-                status=text,
-                reason=reason,
-                message=message,
-                last_transition_time=since,
-                observed_generation=generation,
-            )
-        )
-        replaced = True
-    if not replaced:
-        result.append(
-            Condition(
-                type=str(type_),
-                status=text,
-                reason=reason,
-                message=message,
-                last_transition_time=now,
-                observed_generation=generation,
-            )
-        )
-    return result
+    previous = next((c for c in conditions if c.type == str(type_)), None)
+    updated = Condition(
+        type=str(type_),
+        status=text,
+        reason=reason,
+        message=message,
+        last_transition_time=previous.last_transition_time if previous and previous.status == text else now,
+        observed_generation=generation,
+    )
+    if previous is None:
+        return [*conditions, updated]
+    return [updated if c is previous else c for c in conditions]
 
 
 def is_true(conditions: list[Condition], type_: ConditionType | str) -> bool:
