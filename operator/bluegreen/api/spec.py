@@ -36,6 +36,9 @@ SHORT_NAMES = ("cu",)
 # RFC 1123 label, what Kubernetes accepts as a namespace or a Cluster API cluster name.
 K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 RUNTIME_API_PATTERN = r"^(unix://.+|tcp://[^:/]+:[0-9]+)$"
+# HAProxy's own charset for proxy and server names; anything else could smuggle a
+# second runtime API command into the line (";" separates commands).
+HAPROXY_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 
 Duration = Annotated[str, Field(pattern=durations.DURATION_PATTERN, examples=["30s", "5m", "1h30m"])]
 K8sName = Annotated[str, Field(min_length=1, max_length=63, pattern=K8S_NAME_PATTERN)]
@@ -51,6 +54,7 @@ _PATTERN_HINTS = {
         "(e.g. prod-green)",
     ),
     RUNTIME_API_PATTERN: ("a runtime API address", "write unix:///run/haproxy.sock or tcp://host:port"),
+    HAPROXY_NAME_PATTERN: ("an HAProxy name", "use letters, digits and - _ . : as in the HAProxy configuration"),
 }
 
 
@@ -172,9 +176,11 @@ class HAProxyRouter(Model):
         pattern=RUNTIME_API_PATTERN,
         description="HAProxy runtime API socket: unix:///run/haproxy.sock or tcp://host:port.",
     )
-    backend: str = Field(min_length=1, description="The backend that holds both servers.")
-    blue_server: str = Field(min_length=1, description="The server in the backend that points at blue.")
-    green_server: str = Field(min_length=1, description="The server in the backend that points at green.")
+    backend: str = Field(pattern=HAPROXY_NAME_PATTERN, description="The backend that holds both servers.")
+    blue_server: str = Field(pattern=HAPROXY_NAME_PATTERN, description="The server in the backend that points at blue.")
+    green_server: str = Field(
+        pattern=HAPROXY_NAME_PATTERN, description="The server in the backend that points at green."
+    )
     timeout: Duration = Field(default="5s", description="How long one runtime API command may take.")
 
 
