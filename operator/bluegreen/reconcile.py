@@ -26,7 +26,15 @@ from collections.abc import Callable
 from typing import Any
 
 from bluegreen.api import spec as api
-from bluegreen.api.status import JOURNAL_LIMIT, ClusterUpgradeStatus, ConditionType, JournalEntry, Weights, parse_status
+from bluegreen.api.status import (
+    JOURNAL_LIMIT,
+    ClusterUpgradeStatus,
+    ConditionType,
+    JournalEntry,
+    Phase,
+    Weights,
+    parse_status,
+)
 from bluegreen.clusters.base import ClusterProvider
 from bluegreen.clusters.registry import build_cluster_provider
 from bluegreen.engine import conditions as cond
@@ -58,6 +66,8 @@ from bluegreen.workloads.flux_remote import FluxRemoteWorkloads
 logger = logging.getLogger(__name__)
 
 CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
+# Preflight checks cost API calls (and in git mode a clone); they run only before anything is created.
+PREFLIGHT_PHASES = frozenset({Phase.PENDING, Phase.PREFLIGHT, Phase.BLOCKED})
 
 
 def utcnow() -> datetime.datetime:
@@ -140,7 +150,7 @@ class UpgradeLoop:
             else:
                 collaborators = self._collaborators_for(spec, raw_spec)
                 self._register_interests(spec)
-                observed = await self._observe(spec, collaborators, meta)
+                observed = await self._observe(spec, collaborators, meta, phase=status.phase)
             decision = decide(spec, status, observed, now, owner=self.owner)
             if spec is not None:
                 journal = await self._act(decision, collaborators, spec=spec, body=body, now=now)
@@ -184,7 +194,7 @@ class UpgradeLoop:
         ))
 
     async def _observe(
-        self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, meta: dict[str, Any]
+        self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, meta: dict[str, Any], *, phase: Phase
     ) -> Observed:
         ns = spec.cluster.namespace
         blue, green, workloads = await asyncio.gather(
@@ -192,7 +202,16 @@ class UpgradeLoop:
             collaborators.provider.observe(namespace=ns, name=spec.green_name),
             collaborators.workloads.observe(blue_name=spec.cluster.name, green_name=spec.green_name),
         )
+        problems: list[str] = []
+        if phase in PREFLIGHT_PHASES:
+            cluster_problems, workload_problems = await asyncio.gather(
+                collaborators.provider.preflight(namespace=ns, blue_name=spec.cluster.name,
+                                                 green_name=spec.green_name, overrides=dict(spec.target.overrides)),
+                collaborators.workloads.preflight(blue_name=spec.cluster.name, green_name=spec.green_name),
+            )
+            problems = [*cluster_problems, *workload_problems]
         return Observed(
+            preflight_problems=tuple(problems),
             generation=int(meta.get("generation") or 0),
             annotations=dict(meta.get("annotations") or {}),
             blue=blue,

@@ -94,7 +94,7 @@ class ClusterProviderKind(enum.StrEnum):
     EKSA = "eksa"
 
 
-IMPLEMENTED_PROVIDERS = frozenset({ClusterProviderKind.CAPI})
+IMPLEMENTED_PROVIDERS = frozenset({ClusterProviderKind.CAPI, ClusterProviderKind.EKSA})
 
 
 class ClusterRef(Model):
@@ -145,17 +145,85 @@ class FluxMode(enum.StrEnum):
     GIT = "git"
 
 
+class SecretRef(Model):
+    """A Secret in the ClusterUpgrade's namespace."""
+
+    name: K8sName
+
+
+class GitAuthor(Model):
+    name: str = Field(default="bluegreen", min_length=1)
+    email: str = Field(default="bluegreen@bluegreen.io", min_length=3)
+
+
+class Substitution(Model):
+    """A literal text replacement applied to every file copied from blue's directory to green's."""
+
+    from_: str = Field(alias="from", min_length=1, description="Text as it appears in blue's files.")
+    to: str = Field(description="What green's copy says instead.")
+
+
+GIT_URL_PATTERN = r"^(ssh://.+|https://.+|http://.+|file:///.+|git://.+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:.+)$"
+
+
+class GitRepository(Model):
+    """The environment repository Flux syncs each cluster from (``<root>/<cluster>/...``)."""
+
+    url: str = Field(
+        pattern=GIT_URL_PATTERN,
+        description="ssh://git@host/org/env.git, git@host:org/env.git, https://host/org/env.git or file:///path",
+    )
+    branch: str = Field(default="main", min_length=1, pattern=r"^[^\s~^:?*\[\\]+$")
+    root: str = Field(default="clusters", description="Directory holding one subdirectory per cluster.")
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Subdirectories of <root>/<blue>/ to copy to green; empty: all but flux-system "
+        "(which EKS Anywhere manages itself).",
+    )
+    secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Credentials (Flux's keys): identity and known_hosts for SSH; username and "
+        "password (or a token as password) for HTTPS. Required for ssh and https URLs.",
+    )
+    substitutions: list[Substitution] = Field(
+        default_factory=list, description="What must differ per cluster in the copied files (host names...)."
+    )
+    author: GitAuthor = Field(default_factory=GitAuthor)
+    timeout: Duration = Field(default="60s", description="How long one git operation may take.")
+
+
 class FluxWorkloads(Model):
     """How Flux deploys the workloads, and where blue's Kustomizations are."""
 
     mode: FluxMode = Field(
         default=FluxMode.REMOTE,
-        description="remote: Kustomizations on the management cluster with kubeConfig.secretRef.",
+        description="remote: Kustomizations on the management cluster with kubeConfig.secretRef; git: "
+        "each cluster runs its own Flux syncing <root>/<cluster> of the environment repository.",
     )
     namespace: K8sName | None = Field(
-        default=None, description="Namespace of blue's Kustomizations (default: the cluster's namespace)."
+        default=None,
+        description="remote: namespace of blue's Kustomizations on the management cluster (default: the "
+        "cluster's namespace). git: namespace of Flux inside each cluster (default: flux-system).",
     )
-    selector: LabelSelector = Field(description="Labels that pick blue's Kustomizations.")
+    selector: LabelSelector = Field(
+        default_factory=LabelSelector,
+        description="Labels that pick blue's Kustomizations (remote: required; git: default all in the namespace).",
+    )
+    git: GitRepository | None = Field(default=None, description="The environment repository (git mode).")
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> FluxWorkloads:
+        if self.mode == FluxMode.REMOTE:
+            if not self.selector.match_labels:
+                raise ValueError(
+                    "selector.matchLabels is required in remote mode (an empty selector would pick every "
+                    "Kustomization); give the labels of blue's Kustomizations, e.g. bluegreen.io/cluster: <blue>"
+                )
+            if self.git is not None:
+                raise ValueError("git is only used with mode: git; remove it or set mode: git")
+        elif self.git is None:
+            raise ValueError("mode git needs git: {url: ..., secretRef: {name: ...}} for the environment repository")
+        return self
 
 
 class Workloads(Model):
@@ -353,7 +421,10 @@ class ClusterUpgradeSpec(Model):
 
     @property
     def flux_namespace(self) -> str:
-        return self.workloads.flux.namespace or self.cluster.namespace
+        flux = self.workloads.flux
+        if flux.namespace:
+            return flux.namespace
+        return "flux-system" if flux.mode == FluxMode.GIT else self.cluster.namespace
 
 
 _PAIRS = (("blue", "green"), ("spoon", "knife"))

@@ -22,6 +22,12 @@ class ClusterProvider(Protocol):
         """Report whether the cluster exists, is ready, its version, and its kubeconfig Secret."""
         ...
 
+    async def preflight(
+        self, *, namespace: str, blue_name: str, green_name: str, overrides: dict[str, Any]
+    ) -> list[str]:
+        """What stops green from being created as asked, each naming the fix; empty when nothing does."""
+        ...
+
     async def provision_green(
         self,
         *,

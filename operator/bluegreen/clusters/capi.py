@@ -85,6 +85,20 @@ class CapiClusterProvider:
         has_kubeconfig = secret is not None and KUBECONFIG_KEY in (secret.get("data") or {})
         return observe_cluster(cluster, kubeconfig_secret=secret_name if has_kubeconfig else None)
 
+    async def preflight(
+        self, *, namespace: str, blue_name: str, green_name: str, overrides: dict[str, Any]
+    ) -> list[str]:
+        blue = await self._client.get(await self._resource(), namespace=namespace, name=blue_name)
+        if blue is None:
+            return []  # the engine reports a missing blue itself
+        if topology_class(blue) is None:
+            return [
+                f"Cluster {namespace}/{blue_name} has no spec.topology (ClusterClass); bluegreen clones "
+                "topology clusters only: move it to a ClusterClass, or create green yourself and upgrade "
+                "with spec.target.greenName pointing at it"
+            ]
+        return []
+
     async def provision_green(
         self,
         *,

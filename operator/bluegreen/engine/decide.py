@@ -329,6 +329,7 @@ def _preflight(work: _Pass) -> None:
             f"spec.workloads.flux.selector matches no Kustomization in namespace {spec.flux_namespace}; "
             "label blue's Kustomizations or fix the selector"
         )
+    problems.extend(work.observed.preflight_problems)
     if problems:
         message = "; ".join(problems)
         work.condition(ConditionType.PREFLIGHT_PASSED, False, "PreflightFailed", message)

@@ -70,6 +70,9 @@ class Observed:
     green: ClusterObservation
     workloads: WorkloadsObservation
     spec_error: str | None = None  # set when the spec failed validation; the engine holds
+    # What the providers found wrong before anything is created (observed in Pending,
+    # Preflight and Blocked only): each names what to fix.
+    preflight_problems: tuple[str, ...] = ()
     deleting: bool = False  # the ClusterUpgrade itself is being deleted
 
 

@@ -17,6 +17,10 @@ class WorkloadSync(Protocol):
         """Blue's Kustomizations, green's copies, and which copies are still missing."""
         ...
 
+    async def preflight(self, *, blue_name: str, green_name: str) -> list[str]:
+        """What stops green's workloads from being synced (credentials, reachability), each naming the fix."""
+        ...
+
     async def sync_green(
         self, *, blue_name: str, green_name: str, kubeconfig_secret: tuple[str, str, str]
     ) -> list[str]:

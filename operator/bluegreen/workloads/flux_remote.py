@@ -198,6 +198,11 @@ class FluxRemoteWorkloads:
             green_missing=missing,
         )
 
+    async def preflight(self, *, blue_name: str, green_name: str) -> list[str]:
+        # Everything remote mode needs is on the management cluster and checked as it goes
+        # (the selector finding blue's Kustomizations is a preflight check of the engine).
+        return []
+
     async def sync_green(
         self, *, blue_name: str, green_name: str, kubeconfig_secret: tuple[str, str, str]
     ) -> list[str]:

@@ -232,6 +232,20 @@ def test_preflight_blocks_before_anything_is_created(change: dict[str, object], 
     assert not any(d.actions for d in world.log)
 
 
+def test_provider_preflight_problems_block_with_their_fix() -> None:
+    world = World(preflight_problems=("spec.target.overrides.controlPlaneConfiguration.endpoint.host: set it",
+                                      "git credentials Secret env-repo not found"))
+    world.run_until_settled()
+    assert world.status.phase == Phase.BLOCKED
+    message = condition(world, ConditionType.PREFLIGHT_PASSED)[2]
+    assert "endpoint.host: set it" in message and "env-repo not found" in message
+    assert not any(d.actions for d in world.log), "nothing is created"
+    world.preflight_problems = ()
+    world.annotations[ANNOTATION_RETRY] = "true"
+    world.run_until_settled()
+    assert world.status.phase == Phase.PROVISIONING
+
+
 def test_blocked_then_fixed_then_retry_proceeds() -> None:
     world = World(blue_exists=False)
     world.run_until_settled()

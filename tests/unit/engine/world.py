@@ -69,11 +69,13 @@ class World:
     green_copies: dict[str, tuple[bool, str | None]] = dataclasses.field(default_factory=dict)  # name -> (ready, rev)
     router_green: int | None = None  # None: never set by the operator
     fail_actions: bool = False
+    preflight_problems: tuple[str, ...] = ()
     log: list[Decision] = dataclasses.field(default_factory=list)
 
     def observe(self) -> Observed:
         green_name = self.spec.green_name
         return Observed(
+            preflight_problems=self.preflight_problems,
             generation=self.generation,
             annotations=dict(self.annotations),
             blue=ClusterObservation(

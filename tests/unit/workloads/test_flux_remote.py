@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from bluegreen.api.spec import FluxWorkloads
+from bluegreen.api.spec import FluxMode, FluxWorkloads, LabelSelector
 from bluegreen.kube import client as kubeclient
 from bluegreen.kube import config
 from bluegreen.workloads import flux_remote
@@ -116,7 +116,9 @@ def test_a_copy_reports_what_it_is_a_copy_of() -> None:
 
 def test_an_empty_selector_is_refused_naming_the_field() -> None:
     client = kubeclient.KubeClient(config.Connection(server="http://127.0.0.1:1"))
-    flux = FluxWorkloads.model_validate({"selector": {}})
+    # The spec validation refuses this already; the provider guards itself all the same.
+    flux = FluxWorkloads.model_construct(mode=FluxMode.REMOTE, namespace=None, git=None,
+                                         selector=LabelSelector.model_construct(match_labels={}))
 
     with pytest.raises(flux_remote.FluxSyncError, match=r"spec.workloads.flux.selector.matchLabels is empty"):
         flux_remote.FluxRemoteWorkloads(client=client, flux=flux, namespace="flux-system", labels={})
