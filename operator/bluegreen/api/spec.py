@@ -307,7 +307,7 @@ class Pause(Model):
     """Wait before the next step: for a duration, or without one for a human."""
 
     duration: Duration | None = Field(
-        default=None, description="How long to wait; without it, wait for `kubectl bluegreen promote`."
+        default=None, description="How long to wait; without it, wait for the bluegreen.io/promote annotation."
     )
 
 

@@ -37,7 +37,7 @@ class Phase(enum.StrEnum):
     SHIFTING = "Shifting"
     """Traffic moves to green step by step."""
     PAUSED = "Paused"
-    """Held by spec.paused or by a pause step that waits for a human (kubectl bluegreen promote)."""
+    """Held by spec.paused or by a pause step that waits for a human (annotation bluegreen.io/promote)."""
     PROMOTED = "Promoted"
     """Green serves 100 %; blue is kept intact for the rollback window (promotion.retainBlueFor)."""
     RETIRING = "Retiring"

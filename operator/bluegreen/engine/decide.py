@@ -462,7 +462,7 @@ def _shifting(work: _Pass) -> None:
         started = work.status.step.started_at or work.now
         if step.pause.duration is None:
             work.update(held_phase=Phase.SHIFTING)
-            work.goto(Phase.PAUSED, f"{label}: paused until promoted (kubectl bluegreen promote)")
+            work.goto(Phase.PAUSED, f"{label}: paused until promoted (annotate bluegreen.io/promote=step)")
             work.done = True
             return
         until = started + duration(step.pause.duration)
