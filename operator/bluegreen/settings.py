@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
+import tempfile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +19,10 @@ class OperatorSettings:
     api_timeout_seconds: float = 30.0
     # Safety net for a missed watch event: a pass at least this often even when nothing woke it.
     resync_seconds: float = 300.0
+    # Where git mode keeps its clones of environment repositories (one per upgrade).
+    workdir: pathlib.Path = dataclasses.field(
+        default_factory=lambda: pathlib.Path(tempfile.gettempdir()) / "bluegreen"
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:
@@ -39,6 +45,7 @@ class OperatorSettings:
             retry_max_seconds=number("BLUEGREEN_RETRY_MAX_SECONDS", cls.retry_max_seconds),
             api_timeout_seconds=number("BLUEGREEN_API_TIMEOUT_SECONDS", cls.api_timeout_seconds),
             resync_seconds=number("BLUEGREEN_RESYNC_SECONDS", cls.resync_seconds),
+            **({"workdir": pathlib.Path(env["BLUEGREEN_WORKDIR"])} if env.get("BLUEGREEN_WORKDIR") else {}),
         )
 
     def backoff(self, failures: int) -> float:
