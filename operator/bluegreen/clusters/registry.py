@@ -11,10 +11,12 @@ from collections.abc import Callable
 
 from bluegreen.clusters.base import ClusterProvider
 from bluegreen.clusters.capi import CapiClusterProvider
+from bluegreen.clusters.eksa import EksaClusterProvider
 from bluegreen.kube.client import KubeClient
 
 _PROVIDERS: dict[str, Callable[[KubeClient], ClusterProvider]] = {
     "capi": lambda client: CapiClusterProvider(client=client),
+    "eksa": lambda client: EksaClusterProvider(client=client),
 }
 
 
@@ -27,7 +29,7 @@ def provider_kinds() -> tuple[str, ...]:
 
 
 def build_cluster_provider(kind: str, *, client: KubeClient) -> ClusterProvider:
-    """The provider for ``kind`` (``"capi"``), talking to the management cluster through ``client``."""
+    """The provider for ``kind`` (``"capi"``, ``"eksa"``), talking to the management cluster through ``client``."""
     factory = _PROVIDERS.get(str(kind))
     if factory is None:
         raise UnknownProviderError(
