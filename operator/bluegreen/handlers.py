@@ -21,6 +21,7 @@ import kopf
 
 from bluegreen.api import spec as api
 from bluegreen.kube.client import KubeClient
+from bluegreen.kube.remote import RemoteClients
 from bluegreen.reconcile import Context, UpgradeLoop
 from bluegreen.settings import OperatorSettings
 from bluegreen.wakeups import Wakeups
@@ -37,8 +38,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     # Daemons are stopped fast on exit; the loop holds no state outside status.
     settings.process.ultimate_exiting_timeout = 10
+    management = KubeClient.from_env(timeout=operator.api_timeout_seconds)
     memo["context"] = Context(
-        management=KubeClient.from_env(timeout=operator.api_timeout_seconds),
+        management=management,
+        remote=RemoteClients(management, timeout=operator.api_timeout_seconds),
         wakeups=Wakeups(),
         settings=operator,
     )
@@ -48,6 +51,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 async def close(memo: kopf.Memo, **_: Any) -> None:
     context: Context | None = memo.get("context")
     if context is not None:
+        await context.remote.close()
         await context.management.close()
 
 
@@ -74,15 +78,21 @@ async def upgrade_changed(namespace: str | None, name: str, memo: Any, **_: Any)
 
 
 @kopf.on.event("cluster.x-k8s.io", "clusters")
-async def cluster_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def cluster_changed(name: str, memo: Any, **_: Any) -> None:
     context: Context = memo["context"]
-    context.wakeups.cluster_changed(namespace or "", name)
+    context.wakeups.cluster_changed(name)
+
+
+@kopf.on.event("anywhere.eks.amazonaws.com", "clusters")
+async def eksa_cluster_changed(name: str, memo: Any, **_: Any) -> None:
+    context: Context = memo["context"]
+    context.wakeups.cluster_changed(name)
 
 
 @kopf.on.event("", "v1", "secrets", labels={KUBECONFIG_SECRET_LABEL: kopf.PRESENT})
-async def kubeconfig_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
+async def kubeconfig_changed(labels: Mapping[str, str], memo: Any, **_: Any) -> None:
     context: Context = memo["context"]
-    context.wakeups.cluster_changed(namespace or "", labels[KUBECONFIG_SECRET_LABEL])
+    context.wakeups.cluster_changed(labels[KUBECONFIG_SECRET_LABEL])
 
 
 @kopf.on.event("kustomize.toolkit.fluxcd.io", "kustomizations")

@@ -56,18 +56,22 @@ from bluegreen.engine.types import (
 )
 from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.kube.events import post_event
+from bluegreen.kube.remote import RemoteClients
+from bluegreen.remote_watch import RemoteWatches
 from bluegreen.settings import OperatorSettings
 from bluegreen.traffic.base import Router
 from bluegreen.traffic.registry import build_routers
 from bluegreen.wakeups import Interests, Wakeups
 from bluegreen.workloads.base import WorkloadSync
-from bluegreen.workloads.flux_remote import FluxRemoteWorkloads
+from bluegreen.workloads.registry import build_workload_sync
 
 logger = logging.getLogger(__name__)
 
 CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
 # Preflight checks cost API calls (and in git mode a clone); they run only before anything is created.
 PREFLIGHT_PHASES = frozenset({Phase.PENDING, Phase.PREFLIGHT, Phase.BLOCKED})
+# While green syncs and serves, what happens inside the workload clusters matters.
+REMOTE_WATCH_PHASES = frozenset({Phase.SYNCING, Phase.VERIFYING, Phase.SHIFTING, Phase.PAUSED, Phase.PROMOTED})
 
 
 def utcnow() -> datetime.datetime:
@@ -79,6 +83,7 @@ class Context:
     """What all upgrades of one operator process share."""
 
     management: KubeClient
+    remote: RemoteClients
     wakeups: Wakeups
     settings: OperatorSettings
     clock: Callable[[], datetime.datetime] = utcnow
@@ -109,6 +114,7 @@ class UpgradeLoop:
         self.name = name
         self.owner = upgrade_label(namespace, name)
         self._collaborators: Collaborators | None = None
+        self._remote_watches: RemoteWatches | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -117,6 +123,7 @@ class UpgradeLoop:
     async def run(self, *, stop: asyncio.Event) -> None:
         """Reconcile until stopped (operator exit or the object's deletion)."""
         wake = self.context.wakeups.event(self.key)
+        self._remote_watches = RemoteWatches(self.context.remote, wake, label=self.owner)
         try:
             while not stop.is_set():
                 wake.clear()
@@ -125,6 +132,7 @@ class UpgradeLoop:
                     return
                 await _wait_any(wake, stop, seconds=min(delay, self.context.settings.resync_seconds))
         finally:
+            await self._remote_watches.close()
             self.context.wakeups.forget(self.key)
 
     async def reconcile_once(self) -> float | None:
@@ -160,6 +168,10 @@ class UpgradeLoop:
         except Exception as exc:  # any failure of the world: keep the old status, say why, back off
             return await self._record_failure(body, status, exc, now=now)
 
+        if spec is not None and self._remote_watches is not None:
+            watching = decision.status.phase in REMOTE_WATCH_PHASES
+            self._remote_watches.ensure(collaborators.workloads.remote_watches(
+                blue_name=spec.cluster.name, green_name=spec.green_name) if watching else [])
         new_status = decision.status.model_copy(update={
             "failures": 0,
             "journal": (list(decision.status.journal) + journal)[-JOURNAL_LIMIT:],
@@ -175,21 +187,27 @@ class UpgradeLoop:
         digest = _digest(raw_spec)
         if self._collaborators is None or self._collaborators.digest != digest:
             management = self.context.management
+            provider = build_cluster_provider(spec.cluster.provider.value, client=management)
+            cluster_namespace = spec.cluster.namespace
+
+            def kubeconfig_ref(cluster: str) -> tuple[str, str, str]:
+                return provider.kubeconfig_secret_ref(namespace=cluster_namespace, name=cluster)
+
             self._collaborators = Collaborators(
                 digest=digest,
-                provider=build_cluster_provider(spec.cluster.provider.value, client=management),
-                workloads=FluxRemoteWorkloads(
-                    client=management, flux=spec.workloads.flux, namespace=spec.flux_namespace,
-                    labels={LABEL_UPGRADE: self.owner},
+                provider=provider,
+                workloads=build_workload_sync(
+                    spec, management=management, remote_clients=self.context.remote,
+                    upgrade_namespace=self.namespace, kubeconfig_ref=kubeconfig_ref,
+                    workdir=self.context.settings.workdir / self.owner, labels={LABEL_UPGRADE: self.owner},
                 ),
                 routers=build_routers(spec.traffic.routers),
             )
         return self._collaborators
 
     def _register_interests(self, spec: api.ClusterUpgradeSpec) -> None:
-        ns = spec.cluster.namespace
         self.context.wakeups.register(self.key, Interests(
-            clusters=frozenset({(ns, spec.cluster.name), (ns, spec.green_name)}),
+            clusters=frozenset({spec.cluster.name, spec.green_name}),
             flux_namespaces=frozenset({spec.flux_namespace}),
         ))
 

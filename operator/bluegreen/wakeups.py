@@ -18,7 +18,9 @@ UpgradeKey = tuple[str, str]  # (namespace, name)
 
 @dataclasses.dataclass(frozen=True)
 class Interests:
-    clusters: frozenset[tuple[str, str]]  # (namespace, cluster name): blue and green
+    # Cluster names (blue and green). By name only: a cluster's kubeconfig Secret may live in
+    # another namespace than its Cluster object (EKS Anywhere keeps them in eksa-system).
+    clusters: frozenset[str]
     flux_namespaces: frozenset[str]
 
 
@@ -26,7 +28,7 @@ class Wakeups:
     def __init__(self) -> None:
         self._events: dict[UpgradeKey, asyncio.Event] = {}
         self._interests: dict[UpgradeKey, Interests] = {}
-        self._by_cluster: dict[tuple[str, str], set[UpgradeKey]] = collections.defaultdict(set)
+        self._by_cluster: dict[str, set[UpgradeKey]] = collections.defaultdict(set)
         self._by_flux_namespace: dict[str, set[UpgradeKey]] = collections.defaultdict(set)
 
     def event(self, key: UpgradeKey) -> asyncio.Event:
@@ -51,8 +53,8 @@ class Wakeups:
     def upgrade_changed(self, key: UpgradeKey) -> None:
         self.event(key).set()
 
-    def cluster_changed(self, namespace: str, name: str) -> None:
-        for key in self._by_cluster.get((namespace, name), ()):
+    def cluster_changed(self, name: str) -> None:
+        for key in self._by_cluster.get(name, ()):
             self.event(key).set()
 
     def kustomization_changed(self, namespace: str) -> None:

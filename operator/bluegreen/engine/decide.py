@@ -522,8 +522,9 @@ def _retiring(work: _Pass) -> None:
         work.wait("removing blue's Flux Kustomizations")
         return
     if work.spec.promotion.blue_deletion_policy == BlueDeletionPolicy.DELETE and blue.exists:
-        if not blue.deleting:
-            work.act(DeleteCluster(side="blue", name=blue.name))
+        # Asked again while the deletion runs: deleting is idempotent, and a provider whose
+        # cleanup was cut short (machine configs after the Cluster) finishes it.
+        work.act(DeleteCluster(side="blue", name=blue.name))
         work.wait(f"deleting blue cluster {blue.name}")
         return
     retained = work.spec.promotion.blue_deletion_policy == BlueDeletionPolicy.RETAIN and blue.exists

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 import aiohttp
@@ -282,6 +282,46 @@ class KubeClient:
         except NotFoundError:
             return None
         return list(found.get("resources") or [])
+
+    async def watch(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: LabelSelector | None = None,
+        resource_version: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch events ``(type, object)`` until the server ends the stream (``timeout_seconds``).
+
+        Without ``resource_version`` the server first sends the current objects as ADDED.
+        An ERROR event (e.g. 410 Expired) is raised as :class:`ApiError`; the caller re-lists.
+        """
+        params = {"watch": "true", "timeoutSeconds": str(timeout_seconds), "allowWatchBookmarks": "true"}
+        if label_selector:
+            params["labelSelector"] = format_label_selector(label_selector)
+        if resource_version:
+            params["resourceVersion"] = resource_version
+        path = resource.path(namespace=namespace)
+        extra: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30)}
+        if self._ssl is not None:
+            extra["ssl"] = self._ssl
+        try:
+            async with self._session_now().get(
+                self.connection.server + path, params=params, headers=self._headers(), **extra
+            ) as response:
+                if response.status >= 400:
+                    raise _api_error(response.status, await response.text(), method="WATCH", path=path)
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise _api_error(int(status.get("code") or 500), json.dumps(status), method="WATCH", path=path)
+                    yield str(event.get("type")), dict(event.get("object") or {})
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise UnreachableError(f"WATCH {self.connection.server}{path}: {str(exc) or type(exc).__name__}") from None
 
     # --- transport ---------------------------------------------------------------------------
 

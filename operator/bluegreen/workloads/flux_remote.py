@@ -40,6 +40,7 @@ from bluegreen.api.spec import FluxMode, FluxWorkloads
 from bluegreen.engine.types import KustomizationObservation, WorkloadsObservation
 from bluegreen.kube import client as kubeclient
 from bluegreen.kube import mergepatch, objects
+from bluegreen.workloads.base import RemoteWatch
 
 KUSTOMIZATIONS = kubeclient.Resource("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
 SECRETS = kubeclient.Resource("", "v1", "secrets")
@@ -197,6 +198,9 @@ class FluxRemoteWorkloads:
             green=tuple(observe_kustomization(item) for item in green),
             green_missing=missing,
         )
+
+    def remote_watches(self, *, blue_name: str, green_name: str) -> list[RemoteWatch]:
+        return []  # everything remote mode reads is on the management cluster, watched by kopf
 
     async def preflight(self, *, blue_name: str, green_name: str) -> list[str]:
         # Everything remote mode needs is on the management cluster and checked as it goes
