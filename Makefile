@@ -40,8 +40,9 @@ integration: setup
 crds: venv
 	$(BIN)/python -m bluegreen.api.crd --write
 
+DEMO ?= capi
 demo: setup
-	$(BIN)/python hack/demo.py $(DEMO_ARGS)
+	$(BIN)/python hack/demo.py --provider $(DEMO) $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

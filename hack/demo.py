@@ -66,14 +66,25 @@ async def measured_share(world: harness.WorldProcess, *, since: float) -> dict[s
 
 
 async def watch(world: harness.WorldProcess, *, name: str, namespace: str, steps: list[dict[str, Any]],
-                deadline: float, started: float) -> dict[str, Any]:
+                deadline: float, started: float, promote_after: float) -> dict[str, Any]:
     client = KubeClient.from_kubeconfig(str(world.kubeconfig))
     last_text: list[str] = []
     status: dict[str, Any] = {}
+    paused_since: float | None = None
     try:
         while time.monotonic() < deadline:
             body = await client.get(CLUSTER_UPGRADES, namespace=namespace, name=name) or {}
             status = body.get("status") or {}
+            if status.get("phase") == "Paused":
+                paused_since = paused_since or time.monotonic()
+                if time.monotonic() - paused_since >= promote_after:
+                    # What the person watching would do once satisfied with green at this weight.
+                    command = ["annotate", "clusterupgrade", name, "-n", namespace, "bluegreen.io/promote=step"]
+                    print(f"    $ kubectl {' '.join(command)}", flush=True)
+                    harness.kubectl(world.kubeconfig, *command)
+                    paused_since = None
+            else:
+                paused_since = None
             share = await measured_share(world, since=time.time() - 2)
             lines = render(status, steps=steps, share=share, elapsed=time.monotonic() - started)
             # Print when something other than the clock and the measurement changed.
@@ -94,6 +105,33 @@ async def cluster_exists(world: harness.WorldProcess, *, namespace: str, name: s
     return any(c["name"] == name and c["namespace"] == namespace and c["exists"] for c in clusters["clusters"])
 
 
+def demo_manifest(provider: str, world: dict[str, Any]) -> dict[str, Any]:
+    """The example to run, with what only the emulated world knows filled in (and said so)."""
+    if provider == "capi":
+        manifest: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "clusterupgrade-demo.yaml").read_text())
+        changes = []
+    else:
+        # The complete EKS-A example, as committed, with the world's addresses and demo timings.
+        manifest = yaml.safe_load((ROOT / "examples" / "clusterupgrade-eksa.yaml").read_text())
+        spec = manifest["spec"]
+        git = spec["workloads"]["flux"]["git"]
+        git["url"] = world["git"]["http_url"]
+        git["secretRef"]["name"] = world["git"]["secret"]
+        for step in spec["traffic"]["steps"]:
+            if "pause" in step and step["pause"].get("duration"):
+                step["pause"]["duration"] = "3s"
+        spec["promotion"]["retainBlueFor"] = "5s"
+        changes = [f"workloads.flux.git.url -> {git['url']} (the world's git server, HTTP with basic auth)",
+                   "traffic.steps: pauses of 10m -> 3s (the pause without duration stays: the demo promotes it)",
+                   "promotion.retainBlueFor: 24h -> 5s"]
+    for router in manifest["spec"]["traffic"]["routers"]:
+        if "haproxy" in router:
+            router["haproxy"]["runtimeAPI"] = world["haproxy"]["runtime_api"]
+            changes.append(f"traffic.routers.haproxy.runtimeAPI -> {world['haproxy']['runtime_api']}")
+    print("the demo changes in the example: " + "; ".join(changes), flush=True)
+    return manifest
+
+
 async def main_async(args: argparse.Namespace) -> int:
     started_wall, started = time.time(), time.monotonic()
     state_dir = ROOT / ".demo"
@@ -101,22 +139,19 @@ async def main_async(args: argparse.Namespace) -> int:
     state_dir.mkdir(parents=True)
     print("starting the emulated world (Kubernetes API emulators, Cluster API and Flux simulators, "
           "real HAProxy, real backends, load generator)...", flush=True)
-    world = harness.start_world(state_dir / "world")
+    world = harness.start_world(state_dir / "world", args=("--provider", args.provider))
     operator = harness.start_operator(world.kubeconfig, log_path=state_dir / "operator.log",
                                       env={"BLUEGREEN_RETRY_BASE_SECONDS": "0.5"})
     try:
         print(f"world ready: HAProxy at {world.info['haproxy']['frontend_url']}, "
               f"management API at {world.info['management_url']}", flush=True)
         print(harness.kubectl(world.kubeconfig, "apply", "-k", str(ROOT / "crds")).strip(), flush=True)
-        manifest = yaml.safe_load((ROOT / "examples" / "clusterupgrade-demo.yaml").read_text())
-        for router in manifest["spec"]["traffic"]["routers"]:
-            if "haproxy" in router:
-                router["haproxy"]["runtimeAPI"] = world.info["haproxy"]["runtime_api"]
+        manifest = demo_manifest(args.provider, world.info)
         print(harness.kubectl(world.kubeconfig, "apply", "-f", "-", input_text=yaml.safe_dump(manifest)).strip(),
               flush=True)
         name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
         status = await watch(world, name=name, namespace=namespace, steps=manifest["spec"]["traffic"]["steps"],
-                             deadline=started + args.timeout, started=started)
+                             deadline=started + args.timeout, started=started, promote_after=3.0)
         print(harness.kubectl(world.kubeconfig, "get", "clusterupgrades", "-A").rstrip(), flush=True)
         summary = await world.control("POST", "/load/stop")
         end = time.time()
@@ -154,6 +189,8 @@ async def main_async(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timeout", type=float, default=170.0, help="give up after this many seconds")
+    parser.add_argument("--provider", choices=["capi", "eksa"], default="capi",
+                        help="capi: examples/clusterupgrade-demo.yaml; eksa: examples/clusterupgrade-eksa.yaml")
     return asyncio.run(main_async(parser.parse_args()))
 
 

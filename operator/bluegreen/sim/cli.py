@@ -25,9 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="start the world and run until interrupted")
     defaults = world.WorldConfig()
     up.add_argument("--state-dir", type=pathlib.Path, required=True, help="where kubeconfig and world.json go")
-    up.add_argument("--namespace", default=defaults.namespace)
+    up.add_argument("--provider", default=defaults.provider, choices=["capi", "eksa"],
+                    help="capi: Cluster API with Flux remote mode; eksa: EKS Anywhere, Flux in each cluster (git)")
+    up.add_argument("--namespace", default=None,
+                    help="where the Cluster objects live (capi: fleet, eksa: eksa-clusters)")
     up.add_argument("--blue", default=defaults.blue, help="name of the blue cluster")
-    up.add_argument("--blue-version", default=defaults.blue_version)
+    up.add_argument("--blue-version", default=None, help="blue's version (capi: v1.30.4, eksa: 1.30)")
     up.add_argument("--capi-version", default=defaults.capi_version, choices=["v1beta1", "v1beta2"])
     up.add_argument("--provision-delay", type=float, default=defaults.provision_delay,
                     help="seconds a new cluster takes to become ready")
@@ -40,8 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    eksa = args.provider == "eksa"
     config = world.WorldConfig(
-        namespace=args.namespace, blue=args.blue, blue_version=args.blue_version, capi_version=args.capi_version,
+        provider=args.provider,
+        namespace=args.namespace or ("eksa-clusters" if eksa else defaults.namespace),
+        blue=args.blue,
+        blue_version=args.blue_version or ("1.30" if eksa else defaults.blue_version),
+        capi_version=args.capi_version,
         provision_delay=args.provision_delay, flux_delay=args.flux_delay, rate=args.rate,
         load_duration=args.load_duration,
     )

@@ -23,20 +23,25 @@ import json
 import pathlib
 import socket
 import time
+from typing import Any
 
 import yaml
 from aiohttp import web
 
-from bluegreen.sim import backends, capi, flux, haproxy, load
+from bluegreen.sim import backends, capi, eksa, flux, flux_incluster, gitserver, haproxy, load
 from bluegreen.sim.kube import KubeEmulator
 
 
 @dataclasses.dataclass(frozen=True)
 class WorldConfig:
+    provider: str = "capi"  # capi: Flux remote mode on the management cluster; eksa: Flux in each cluster, git mode
     namespace: str = "fleet"
     blue: str = "prod-blue"
     blue_version: str = "v1.30.4"
     capi_version: str = "v1beta2"
+    endpoint_host: str = "10.20.30.40"  # eksa: blue's control-plane VIP
+    git_secret: str = "fleet-environment-git"  # eksa: the Secret holding the repository's credentials
+    flux_interval: float = 0.5  # eksa: how often each cluster's Flux fetches the repository
     provision_delay: float = 2.0
     flux_delay: float = 0.5
     revision: str = "main@sha1:4f6d0a1c9e2b7d3f8a5c6e1b0d9f2a3c4b5e6d7f"
@@ -57,14 +62,25 @@ class World:
             blue_address=self.blue_backend.address,
             green_address=self.green_backend.address,
         )
-        self.capi = capi.CapiController(
-            management=self.management,
-            api_version=config.capi_version,
-            provision_delay=config.provision_delay,
-            on_ready=self._cluster_ready,
-            on_deleted=self._cluster_deleted,
-        )
-        self.flux = flux.FluxController(management=self.management, clusters=self.capi, delay=config.flux_delay)
+        self.capi: capi.CapiController | None = None
+        self.eksa: eksa.EksaController | None = None
+        self.git: gitserver.GitServer | None = None
+        self.in_cluster_flux: dict[str, flux_incluster.InClusterFlux] = {}
+        self._failing: dict[str, bool] = {}  # health-check faults asked for before their cluster exists
+        if config.provider == "eksa":
+            self.eksa = eksa.EksaController(management=self.management, provision_delay=config.provision_delay,
+                                            on_ready=self._cluster_ready, on_deleted=self._cluster_deleted)
+            self.git = gitserver.GitServer(state_dir=state_dir / "git", clusters=(config.blue,))
+        else:
+            self.capi = capi.CapiController(
+                management=self.management,
+                api_version=config.capi_version,
+                provision_delay=config.provision_delay,
+                on_ready=self._cluster_ready,
+                on_deleted=self._cluster_deleted,
+            )
+        self.flux = flux.FluxController(management=self.management, clusters=self.capi or self.eksa,
+                                        delay=config.flux_delay)
         self.load: load.LoadGenerator | None = None
         self._clock_offset = time.time() - time.monotonic()
         self._control: web.AppRunner | None = None
@@ -75,14 +91,22 @@ class World:
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         await self.management.start()
-        capi.install(self.management, api_version=self.config.capi_version)
         flux.install(self.management)
-        self._seed()
-        await self.capi.start()
+        if self.git is not None:
+            await self.git.start(http=True)
+        if self.eksa is not None:
+            eksa.install(self.management)
+            self._seed_eksa()
+            await self.eksa.start()
+        else:
+            capi.install(self.management, api_version=self.config.capi_version)
+            self._seed_capi()
+            assert self.capi is not None
+            await self.capi.start()
         await self.flux.start()
         await self.blue_backend.start()
         await self.haproxy.start()
-        await self.capi.wait_ready(self.config.namespace, self.config.blue)
+        await self.lifecycle.wait_ready(self.config.namespace, self.config.blue)
         await self._start_control()
         self.load = load.LoadGenerator(url=self.haproxy.frontend_url, rate=self.config.rate,
                                        duration=self.config.load_duration)
@@ -94,18 +118,48 @@ class World:
             await self.load.stop()
         if self._control is not None:
             await self._control.cleanup()
+        for in_cluster in self.in_cluster_flux.values():
+            await in_cluster.stop()
         await self.flux.stop()
-        await self.capi.stop()
+        await self.lifecycle.stop()
+        if self.git is not None:
+            await self.git.stop()
         await self.haproxy.stop()
         await self.green_backend.stop()
         await self.blue_backend.stop()
         await self.management.stop()
 
-    def _seed(self) -> None:
-        ns, blue = self.config.namespace, self.config.blue
-        for namespace in (ns, "flux-system", "eksa-system"):
+    @property
+    def lifecycle(self) -> capi.CapiController | eksa.EksaController:
+        """The simulated cluster lifecycle controller of the provider this world plays."""
+        controller = self.eksa if self.eksa is not None else self.capi
+        assert controller is not None
+        return controller
+
+    def _cluster_resource(self) -> str:
+        return eksa.cluster_resource() if self.eksa is not None else capi.cluster_resource(self.config.capi_version)
+
+    def _namespaces(self) -> None:
+        for namespace in (self.config.namespace, "flux-system", "eksa-system"):
             if self.management.get("v1/namespaces", None, namespace) is None:
                 self.management.create("v1/namespaces", {"metadata": {"name": namespace}})
+
+    def _seed_eksa(self) -> None:
+        """An EKS-A vSphere cluster whose own Flux syncs clusters/<blue>/ of the environment repository."""
+        assert self.git is not None
+        self._namespaces()
+        eksa.seed_cluster(self.management, namespace=self.config.namespace, name=self.config.blue,
+                          version=self.config.blue_version, endpoint_host=self.config.endpoint_host,
+                          repository_url=self.git.http_url)
+        # The credentials a platform team keeps next to its ClusterUpgrades (Flux's key names).
+        self.management.create("v1/secrets", {
+            "metadata": {"name": self.config.git_secret, "namespace": self.config.namespace},
+            "stringData": {"username": self.git.username, "password": self.git.password},
+        })
+
+    def _seed_capi(self) -> None:
+        ns, blue = self.config.namespace, self.config.blue
+        self._namespaces()
         capi.seed_cluster(self.management, namespace=ns, name=blue, version=self.config.blue_version,
                           api_version=self.config.capi_version)
         flux.seed_source(self.management, namespace=ns, name="fleet-infra", revision=self.config.revision)
@@ -118,12 +172,12 @@ class World:
     def _write_state(self) -> None:
         kubeconfig = self.state_dir / "management.kubeconfig"
         kubeconfig.write_text(yaml.safe_dump(self.management.kubeconfig()))
-        info = {
+        info: dict[str, Any] = {
             "management_url": self.management.url,
             "management_kubeconfig": str(kubeconfig),
             "control_url": self.control_url,
             "namespace": self.config.namespace,
-            "clusters": sorted(self.capi.clusters),
+            "clusters": sorted(self.lifecycle.clusters),
             "blue": self.config.blue,
             "haproxy": {
                 "runtime_api": self.haproxy.runtime_api,
@@ -134,19 +188,33 @@ class World:
                 "green_server": "green",
             },
             "backends": {"blue": self.blue_backend.url, "green": self.green_backend.url},
+            "provider": self.config.provider,
         }
+        if self.git is not None:
+            info["git"] = {"http_url": self.git.http_url, "file_url": self.git.file_url,
+                           "secret": self.config.git_secret, "branch": self.git.branch, "root": self.git.root}
         (self.state_dir / "world.json").write_text(json.dumps(info, indent=2))
 
     # --- what happens to clusters --------------------------------------------------------------
 
     async def _cluster_ready(self, name: str, emulator: KubeEmulator) -> None:
-        """A new cluster's ingress comes up with it (blue's is already running)."""
+        """A new cluster's ingress comes up with it (blue's is already running), and, with EKS-A, its Flux."""
+        if self.git is not None and name not in self.in_cluster_flux:
+            in_cluster = flux_incluster.InClusterFlux(emulator=emulator, cluster=name, repo_url=self.git.file_url,
+                                                      branch=self.git.branch, root=self.git.root,
+                                                      interval=self.config.flux_interval)
+            self.in_cluster_flux[name] = in_cluster
+            in_cluster.set_failing(self._failing.get(name, False))
+            await in_cluster.start()
         if name != self.config.blue and not self.green_backend.running:
             self.green_backend.cluster = name
             await self.green_backend.start()
 
     async def _cluster_deleted(self, name: str) -> None:
         """A deleted cluster's ingress goes away with it: anything still routed there fails."""
+        in_cluster = self.in_cluster_flux.pop(name, None)
+        if in_cluster is not None:
+            await in_cluster.stop()
         if name == self.config.blue:
             await self.blue_backend.stop()
         elif name == self.green_backend.cluster:
@@ -161,6 +229,7 @@ class World:
         app.router.add_get("/clusters", self._clusters)
         app.router.add_post("/flux/failing", self._flux_failing)
         app.router.add_post("/flux/revision", self._flux_revision)
+        app.router.add_post("/git/concurrent-push", self._git_concurrent_push)
         self._control = web.AppRunner(app)
         await self._control.setup()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -184,26 +253,44 @@ class World:
 
     async def _clusters(self, request: web.Request) -> web.Response:
         found = []
-        for obj in self.management.list(capi.cluster_resource(self.config.capi_version)):
+        for obj in self.management.list(self._cluster_resource()):
             meta = obj["metadata"]
+            spec = obj.get("spec") or {}
             found.append({
                 "name": meta["name"], "namespace": meta.get("namespace"), "exists": True,
                 "deleting": bool(meta.get("deletionTimestamp")),
                 "phase": (obj.get("status") or {}).get("phase"),
-                "version": ((obj.get("spec") or {}).get("topology") or {}).get("version"),
-                "api_running": meta["name"] in self.capi.clusters,
+                "version": spec.get("kubernetesVersion") or (spec.get("topology") or {}).get("version"),
+                "api_running": meta["name"] in self.lifecycle.clusters,
             })
         return web.json_response({"clusters": found})
 
     async def _flux_failing(self, request: web.Request) -> web.Response:
         body = await request.json()
-        self.flux.set_failing(str(body["target"]), bool(body.get("failing", True)))
+        target, failing = str(body["target"]), bool(body.get("failing", True))
+        self.flux.set_failing(target, failing)
+        in_cluster = self.in_cluster_flux.get(target)
+        if in_cluster is not None:
+            in_cluster.set_failing(failing)
+        self._failing[target] = failing
         return web.json_response({"ok": True})
 
     async def _flux_revision(self, request: web.Request) -> web.Response:
         body = await request.json()
         flux.set_revision(self.management, namespace=self.config.namespace, name=str(body.get("source", "fleet-infra")),
                           revision=str(body["revision"]))
+        return web.json_response({"ok": True})
+
+
+    async def _git_concurrent_push(self, request: web.Request) -> web.Response:
+        """Someone else pushes to the environment repository right before the next push arrives."""
+        if self.git is None:
+            raise web.HTTPNotFound(text="this world has no git server (start it with --provider eksa)")
+        body = await request.json()
+        git = self.git
+        path, text = str(body.get("path", "README.md")), str(body.get("text", "changed by a colleague\n"))
+        git.before_next_push(lambda: git.commit_as_someone_else({path: text}, message=str(body.get(
+            "message", "A colleague's change, pushed while bluegreen was working"))))
         return web.json_response({"ok": True})
 
 
