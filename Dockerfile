@@ -7,6 +7,10 @@ COPY operator ./operator
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11.7-slim-bookworm
+# Flux git mode commits to the environment repository with the git command line, over HTTPS or ssh.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 COPY --from=build /install /usr/local
 RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin bluegreen
 USER 10001
