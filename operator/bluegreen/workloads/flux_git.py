@@ -215,15 +215,17 @@ class FluxGitWorkloads:
         blue = await self._kustomizations(blue_name, required=True) if view.blue_present else []
         green = await self._kustomizations(green_name, required=False)
         blue_names = {objects.name_of(item) for item in blue}
-        green_seen: list[KustomizationObservation] = []
-        for item in green:
-            seen = dataclasses.replace(observe_kustomization(item), copy_of=None)
-            if seen.name in blue_names:
-                seen = dataclasses.replace(seen, copy_of=seen.name)
-            green_seen.append(await self._gate_on_sync_commit(seen, view))
+        green_seen = [
+            dataclasses.replace(seen, copy_of=seen.name if seen.name in blue_names else None)
+            for seen in map(observe_kustomization, green)
+        ]
+        containing: set[str] = set()
+        if view.sync_commit is not None:
+            applied = {gitrepo.revision_commit(seen.revision) for seen in green_seen if seen.ready}
+            containing = await self._containing(view.sync_commit, {commit for commit in applied if commit})
         return WorkloadsObservation(
             blue=tuple(observe_kustomization(item) for item in blue),
-            green=tuple(green_seen),
+            green=tuple(self._gate(seen, sync_commit=view.sync_commit, containing=containing) for seen in green_seen),
             green_missing=view.green_missing,
         )
 
@@ -376,27 +378,30 @@ class FluxGitWorkloads:
             sync_commit = await self._repo.last_change(head, green_dirs) if not missing else None
             return _RepoView(green_missing=missing, sync_commit=sync_commit, problem=problem)
 
-    async def _gate_on_sync_commit(self, seen: KustomizationObservation, view: _RepoView) -> KustomizationObservation:
-        if not seen.ready or view.sync_commit is None:
-            return seen
-        applied = gitrepo.revision_commit(seen.revision)
-        short = view.sync_commit[:7]
-        if applied is None:
-            return dataclasses.replace(seen, ready=False, reason="WaitingForCommit",
-                                       message=f"revision {seen.revision!r} names no commit; waiting for Flux to "
-                                               f"apply commit {short}")
+    async def _containing(self, sync_commit: str, applied: set[str]) -> set[str]:
+        """Which of the ``applied`` commits contain ``sync_commit``; fetches once if one is not known yet."""
         async with self._lock:
-            if not await self._repo.has_commit(applied):
-                # Green's Flux saw a newer head than the clone has: catch up once, now.
+            known = {commit for commit in applied if await self._repo.has_commit(commit)}
+            if known != applied:
+                # A cluster's Flux saw a newer head than the clone has: catch up, once per observation.
                 try:
                     await self._fetch(await self._required_credentials())
                 except (gitrepo.GitError, FluxGitError) as exc:
-                    logger.info("cannot fetch %s to check %s: %s", self._repo.shown_url, applied, exc)
-            contained = await self._repo.has_commit(applied) and await self._repo.is_ancestor(view.sync_commit, applied)
-        if contained:
+                    logger.info("cannot fetch %s to check %s: %s", self._repo.shown_url,
+                                ", ".join(sorted(applied - known)), exc)
+                known = {commit for commit in applied if await self._repo.has_commit(commit)}
+            return {commit for commit in known if await self._repo.is_ancestor(sync_commit, commit)}
+
+    def _gate(self, seen: KustomizationObservation, *, sync_commit: str | None,
+              containing: set[str]) -> KustomizationObservation:
+        """Green's Kustomization counts only once the revision it applied contains the sync commit."""
+        if not seen.ready or sync_commit is None:
+            return seen
+        applied = gitrepo.revision_commit(seen.revision)
+        if applied is not None and applied in containing:
             return seen
         return dataclasses.replace(seen, ready=False, reason="WaitingForCommit",
-                                   message=f"waiting for Flux to apply commit {short} (green's copy); "
+                                   message=f"waiting for Flux to apply commit {sync_commit[:7]} (green's copy); "
                                            f"applied {seen.revision}")
 
     async def _kustomizations(self, cluster: str, *, required: bool) -> list[dict[str, Any]]:
