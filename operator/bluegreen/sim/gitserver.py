@@ -22,9 +22,11 @@ loudly here instead of silently dropping someone else's commit.
 
 Tests get a concurrent writer too: :meth:`GitServer.commit_as_someone_else`
 commits straight into the bare repository, and
-:meth:`GitServer.before_next_push` runs a callback (say, that commit) when the
-next push over HTTP asks for the refs, i.e. between the pusher's fetch and its
-push, which is the race a real shared repository has.
+:meth:`GitServer.before_next_push` runs a callback (say, that commit) in the
+middle of the next push over HTTP, after the pusher's fetch: either as it asks
+for the refs (its git then refuses to push: "fetch first") or as its pack
+arrives (the server then refuses the update: "failed to update ref"), the two
+ways a real shared repository loses a race.
 
 Helpers (:meth:`head`, :meth:`ls`, :meth:`read`, :meth:`log`) read the
 repository directly, never through a server, so they are safe to call from
@@ -221,7 +223,7 @@ class GitServer:
         self.username = "flux"
         self.password = secrets.token_urlsafe(18)
         self._users: dict[str, _User] = {self.username: _User(self.password)}
-        self._before_push: list[Callable[[], object]] = []
+        self._before_push: list[tuple[str, Callable[[], object]]] = []
         self.pushes = 0  # receive-pack requests that reached git http-backend
         self._runner: web.AppRunner | None = None
         self._http_port: int | None = None
@@ -291,9 +293,19 @@ class GitServer:
     def add_user(self, name: str, password: str, *, read_only: bool = False) -> None:
         self._users[name] = _User(password, read_only=read_only)
 
-    def before_next_push(self, callback: Callable[[], object]) -> None:
-        """Run ``callback`` when the next HTTP push asks for the refs (after the pusher's fetch)."""
-        self._before_push.append(callback)
+    def before_next_push(self, callback: Callable[[], object], *, when: str = "upload") -> None:
+        """Run ``callback`` (say, :meth:`commit_as_someone_else`) during the next HTTP push.
+
+        ``when="upload"``: as the pack arrives, before git applies it, so the
+        pusher's update finds the branch moved inside the server ("failed to
+        update ref"); a dry-run push never gets there, so a pusher's access
+        check cannot use it up. ``when="advertisement"``: as the pusher asks for
+        the refs, so its git sees the new head and refuses to push ("fetch
+        first"); a dry-run push asks for them too.
+        """
+        if when not in ("upload", "advertisement"):
+            raise ValueError(f"when must be 'upload' or 'advertisement', not {when!r}")
+        self._before_push.append((when, callback))
 
     # --- reading and writing the repository directly ---------------------------------------
 
@@ -393,8 +405,9 @@ class GitServer:
         pushing = request.query.get("service") == "git-receive-pack" or request.path.endswith("/git-receive-pack")
         if pushing and user.read_only:
             return web.Response(status=403, text=f"{name} may not push\n")
-        if pushing and request.method == "GET" and self._before_push:
-            self._before_push.pop(0)()
+        stage = "advertisement" if request.method == "GET" else "upload"
+        if pushing and self._before_push and self._before_push[0][0] == stage:
+            self._before_push.pop(0)[1]()
         body = await request.read()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

@@ -250,24 +250,24 @@ class Repository:
 
     async def push(self, commit: str, credentials: Credentials) -> bool:
         """Push ``commit`` as the branch's new head, fast-forward only; False when the branch moved meanwhile."""
+        what = f"git push {self.shown_url} {self.branch}"
         result = await self._run("push", "--porcelain", self.url, f"{commit}:refs/heads/{self.branch}",
-                                 credentials=credentials, ok=(0, 1), what=f"git push {self.shown_url} {self.branch}")
-        if result.returncode == 0:
-            await self._run("update-ref", self._tracking, commit)
-            return True
-        report = result.stdout.decode(errors="replace")
-        rejected = [line for line in report.splitlines() if line.startswith("!")]
-        if rejected and all(_moved_meanwhile(line) for line in rejected):
+                                 credentials=credentials, ok=(0, 1), what=what)
+        if not _pushed(result, credentials=credentials, what=what):
             return False
-        detail = "; ".join(line.split("\t")[-1] for line in rejected) or summarize(result.stderr)
-        message = scrub(detail, credentials.secret_values())
-        raise GitError(f"git push {self.shown_url} {self.branch} failed: {message}",
-                       kind=classify(result.stderr), detail=message)
+        await self._run("update-ref", self._tracking, commit)
+        return True
 
     async def push_allowed(self, head: str, credentials: Credentials) -> None:
-        """Check write access without changing anything (a dry-run push of the current head)."""
-        await self._run("push", "--dry-run", "--porcelain", self.url, f"{head}:refs/heads/{self.branch}",
-                        credentials=credentials, what=f"git push --dry-run {self.shown_url} {self.branch}")
+        """Check write access without changing anything (a dry-run push of ``head``); raise GitError if refused.
+
+        A dry run refused only because the branch moved since ``head`` still proves
+        access: the server let these credentials in to receive a push.
+        """
+        what = f"git push --dry-run {self.shown_url} {self.branch}"
+        result = await self._run("push", "--dry-run", "--porcelain", self.url, f"{head}:refs/heads/{self.branch}",
+                                 credentials=credentials, ok=(0, 1), what=what)
+        _pushed(result, credentials=credentials, what=what)
 
     # --- local reads -----------------------------------------------------------------------
 
@@ -532,6 +532,18 @@ def _private_file(path: pathlib.Path, content: bytes) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(content)
+
+
+def _pushed(result: _Result, *, credentials: Credentials, what: str) -> bool:
+    """True when the push went through, False when refused because the branch moved; else GitError."""
+    if result.returncode == 0:
+        return True
+    rejected = [line for line in result.stdout.decode(errors="replace").splitlines() if line.startswith("!")]
+    if rejected and all(_moved_meanwhile(line) for line in rejected):
+        return False
+    detail = "; ".join(line.split("\t")[-1] for line in rejected) or summarize(result.stderr)
+    message = scrub(detail, credentials.secret_values())
+    raise GitError(f"{what} failed: {message}", kind=classify(result.stderr), detail=message)
 
 
 def _moved_meanwhile(porcelain_line: str) -> bool:

@@ -125,7 +125,8 @@ async def test_only_the_listed_paths_are_copied(fleet: GitOpsFleet) -> None:
     assert "infra" not in journal[0]
 
 
-async def test_a_push_that_lands_between_fetch_and_push_is_kept(fleet: GitOpsFleet) -> None:
+@pytest.mark.parametrize(("when", "posted"), [("advertisement", 1), ("upload", 2)])
+async def test_a_push_that_lands_between_fetch_and_push_is_kept(fleet: GitOpsFleet, when: str, posted: int) -> None:
     workloads = over(fleet, "http")
     theirs: list[str] = []
 
@@ -136,8 +137,9 @@ async def test_a_push_that_lands_between_fetch_and_push_is_kept(fleet: GitOpsFle
             f"clusters/{BLUE}/apps/workload-mapping.yaml": blue_mapping + "  timeoutMs: \"5000\"\n",
         }))
 
-    # Given someone pushes after the operator fetched and before it pushes
-    fleet.server.before_next_push(eksa_bootstraps_green_and_someone_edits_blue)
+    # Given someone pushes after the operator fetched: its git sees their head when it asks for the
+    # refs ("fetch first"), or the server finds the branch moved as the operator's pack arrives
+    fleet.server.before_next_push(eksa_bootstraps_green_and_someone_edits_blue, when=when)
 
     journal = await sync(workloads)
 
@@ -148,7 +150,16 @@ async def test_a_push_that_lands_between_fetch_and_push_is_kept(fleet: GitOpsFle
     assert fleet.server.read(f"clusters/{GREEN}/flux-system/gotk-sync.yaml") == "written by EKS-A for green\n"
     # and green's copy was rebuilt from blue as it is after their change
     assert "timeoutMs" in fleet.server.read(f"clusters/{GREEN}/apps/workload-mapping.yaml")
-    assert fleet.server.pushes == 1  # the first push was refused before it sent anything
+    assert fleet.server.pushes == posted
+
+
+async def test_a_push_racing_preflight_s_access_check_is_not_a_problem(fleet: GitOpsFleet) -> None:
+    workloads = over(fleet, "http")
+    fleet.server.before_next_push(lambda: fleet.server.commit_as_someone_else({"README.md": "hello\n"}),
+                                  when="advertisement")
+
+    assert await workloads.preflight(blue_name=BLUE, green_name=GREEN) == []
+    assert fleet.server.ls() == ["README.md", "clusters"]  # the race did happen
 
 
 async def test_a_branch_that_keeps_moving_is_an_error_not_a_force_push(fleet: GitOpsFleet) -> None:
