@@ -12,9 +12,14 @@ git repository (see :mod:`bluegreen.sim.gitserver`):
   ``reconcile.fluxcd.io/requestedAt`` changes, like ``flux reconcile source
   git``) it fetches the branch; the GitRepository's artifact revision becomes
   ``<branch>@sha1:<commit>``;
-* each subdirectory of ``<root>/<cluster>/`` has one ``Kustomization``
-  (``kustomize.toolkit.fluxcd.io/v1``) of the same name with ``path``
-  ``./<root>/<cluster>/<dir>``. When the commit changes, it applies the YAML
+* the ``Kustomization`` (``kustomize.toolkit.fluxcd.io/v1``) named
+  ``flux-system`` that bootstrap creates always exists, with ``path``
+  ``./<root>/<cluster>``; while that directory is missing from the branch it
+  is ``Ready=False`` (``BuildFailed``, path not found), as Flux reports it;
+* each other subdirectory of ``<root>/<cluster>/`` has one Kustomization of
+  the same name with ``path`` ``./<root>/<cluster>/<dir>`` (this simulation
+  splits the directory so each part has its own status; ``flux-system``
+  applies only ``flux-system/``). When the commit changes, it applies the YAML
   documents of that directory (Namespaces first; generic create or merge
   patch for any kind the emulator serves; Flux's own kinds and kustomize's
   ``kustomization.yaml`` are what this simulator itself stands for, so they
@@ -181,14 +186,15 @@ class InClusterFlux:
             return
         self.revision = f"{self.branch}@sha1:{commit}"
         self._source_status(ready=True, reason="Succeeded", message=f"stored artifact for revision '{self.revision}'")
-        directories = await self._subdirectories(commit)
+        present, directories = await self._listing(commit)
         existing = {item["metadata"]["name"]: item for item in self.emulator.list(flux.KUSTOMIZATIONS, self.namespace)
                     if (item["metadata"].get("labels") or {}).get(MANAGED_LABEL) == "true"}
-        for name in directories:
+        # The bootstrap Kustomization exists whether or not the cluster's directory does.
+        for name in sorted({*directories, SOURCE_NAME}):
             kustomization = existing.pop(name, None) or self._create_kustomization(name)
-            key = (commit, self._failing, kustomization["metadata"].get("generation"))
+            key = (commit, self._failing, kustomization["metadata"].get("generation"), present)
             if self._handled.get(name) != key:
-                await self._apply(kustomization, commit=commit)
+                await self._apply(kustomization, commit=commit, cluster_directory=present)
                 self._handled[name] = key
         for name, kustomization in existing.items():
             self._prune(_inventory(kustomization))
@@ -197,17 +203,24 @@ class InClusterFlux:
             self._handled.pop(name, None)
 
     def _create_kustomization(self, name: str) -> dict[str, Any]:
+        # Bootstrap's own Kustomization points at the whole cluster directory, as EKS-A's does.
+        path = f"./{self.directory}" if name == SOURCE_NAME else f"./{self.directory}/{name}"
         return self.emulator.create(flux.KUSTOMIZATIONS, {
             "apiVersion": f"{flux.KUSTOMIZE_GROUP}/v1",
             "kind": "Kustomization",
             "metadata": {"name": name, "namespace": self.namespace, "labels": {MANAGED_LABEL: "true"}},
-            "spec": {"interval": "10m0s", "path": f"./{self.directory}/{name}", "prune": True,
+            "spec": {"interval": "10m0s", "path": path, "prune": True,
                      "sourceRef": {"kind": "GitRepository", "name": SOURCE_NAME}, "timeout": "5m"},
         })
 
-    async def _apply(self, kustomization: dict[str, Any], *, commit: str) -> None:
+    async def _apply(self, kustomization: dict[str, Any], *, commit: str, cluster_directory: bool) -> None:
         name = kustomization["metadata"]["name"]
         revision = f"{self.branch}@sha1:{commit}"
+        if not cluster_directory:
+            self._prune(_inventory(kustomization))
+            self._status(kustomization, ready=False, reason="BuildFailed", attempted=revision, inventory=[],
+                         message=f"kustomization path not found: stat ./{self.directory}: no such file or directory")
+            return
         try:
             documents = await self._documents(commit, f"{self.directory}/{name}")
             inventory = [self._apply_one(document, owner=name) for document in documents]
@@ -339,11 +352,13 @@ class InClusterFlux:
                         f"+refs/heads/{self.branch}:refs/heads/{self.branch}", git_dir=repository)
         return (await self._git("rev-parse", f"refs/heads/{self.branch}", git_dir=repository)).decode().strip()
 
-    async def _subdirectories(self, commit: str) -> list[str]:
+    async def _listing(self, commit: str) -> tuple[bool, list[str]]:
+        """Whether the cluster's directory exists at ``commit``, and its subdirectories."""
         assert self._workdir is not None
-        output = await self._git("ls-tree", "-d", "-z", "--name-only", commit, "--", f"{self.directory}/",
+        output = await self._git("ls-tree", "-z", commit, "--", f"{self.directory}/",
                                  git_dir=self._workdir / "source.git")
-        return sorted(path.rsplit("/", 1)[-1] for path in output.decode().split("\0") if path)
+        entries = [record.split("\t", 1) for record in output.decode().split("\0") if record]
+        return bool(entries), sorted(path.rsplit("/", 1)[-1] for meta, path in entries if meta.split()[1] == "tree")
 
     async def _documents(self, commit: str, directory: str) -> list[dict[str, Any]]:
         assert self._workdir is not None

@@ -151,3 +151,30 @@ async def test_a_reconcile_request_is_handled_before_the_interval(
         return flux.passes > passes and source.get("status", {}).get("lastHandledReconcileAt") == "now-1"
 
     await eventually(handled, what="the requested reconcile (the interval is an hour)")
+
+
+async def test_bootstrap_s_kustomization_waits_for_the_cluster_s_directory(
+    server: gitserver.GitServer, cluster: KubeEmulator
+) -> None:
+    # Given a new cluster whose directory nobody has committed yet
+    in_cluster = InClusterFlux(emulator=cluster, cluster="prod-green", repo_url=server.file_url, interval=3600)
+    await in_cluster.start()
+    try:
+        await in_cluster.reconcile()
+        kustomizations = cluster.list(KUSTOMIZATIONS, "flux-system")
+        assert [item["metadata"]["name"] for item in kustomizations] == ["flux-system"]
+        assert kustomizations[0]["spec"]["path"] == "./clusters/prod-green"
+        status, reason, applied = ready(cluster, "flux-system")
+        assert (status, reason, applied) == ("False", "BuildFailed", None)
+
+        # When its directory is committed
+        server.commit_as_someone_else({"clusters/prod-green/apps/config.yaml": "apiVersion: v1\nkind: ConfigMap\n"
+                                                                               "metadata: {name: app}\n"})
+        await in_cluster.reconcile()
+
+        revision = f"main@sha1:{server.head()}"
+        assert ready(cluster, "flux-system") == ("True", "ReconciliationSucceeded", revision)
+        assert ready(cluster, "apps") == ("True", "ReconciliationSucceeded", revision)
+        assert cluster.get("v1/configmaps", "default", "app") is not None
+    finally:
+        await in_cluster.stop()

@@ -413,7 +413,7 @@ async def test_green_s_failing_health_checks_show_flux_s_reason(fleet: GitOpsFle
     seen = await observe_when(workloads, lambda s: bool(s.green) and not any(k.ready for k in s.green),
                               "green's health checks failing")
     assert {(k.name, k.reason) for k in seen.green} == {
-        ("apps", "HealthCheckFailed"), ("infra", "HealthCheckFailed")}
+        ("apps", "HealthCheckFailed"), ("flux-system", "HealthCheckFailed"), ("infra", "HealthCheckFailed")}
     assert all(k.ready for k in seen.blue)
 
 
@@ -427,16 +427,17 @@ async def test_after_retirement_blue_s_workloads_are_gone_and_blue_is_not_asked(
     await workloads.delete(side="blue", blue_name=BLUE, green_name=GREEN)
     fleet.fluxes[BLUE].poke()
 
-    # Then blue's own Flux prunes what it applied
+    # Then blue's own Flux prunes what it applied; only bootstrap's Kustomization is left, failing
     async def pruned() -> bool:
-        return not blue.list("kustomize.toolkit.fluxcd.io/v1/kustomizations", "flux-system") and \
-            blue.get("v1/configmaps", "podinfo", "workload-mapping") is None
+        left = [item["metadata"]["name"] for item in blue.list("kustomize.toolkit.fluxcd.io/v1/kustomizations",
+                                                               "flux-system")]
+        return left == ["flux-system"] and blue.get("v1/configmaps", "podinfo", "workload-mapping") is None
     await eventually(pruned, what="blue's Kustomizations and workloads pruned")
     # and blue's workloads are reported empty even once blue's cluster (and kubeconfig) is gone
     fleet.management.delete("v1/secrets", "eksa-system", f"{BLUE}-kubeconfig")
     seen = await workloads.observe(blue_name=BLUE, green_name=GREEN)
     assert seen.blue == ()
-    assert {k.name for k in seen.green} == {"apps", "infra"}
+    assert {k.name for k in seen.green} == {"apps", "flux-system", "infra"}
 
 
 async def test_an_unreadable_repository_does_not_break_the_observation(fleet: GitOpsFleet) -> None:
