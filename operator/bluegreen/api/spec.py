@@ -151,6 +151,13 @@ class SecretRef(Model):
     name: K8sName
 
 
+class SecretKeyRef(Model):
+    """One key of a Secret in the ClusterUpgrade's namespace."""
+
+    name: K8sName
+    key: str | None = Field(default=None, min_length=1, description="Default depends on the use (value, token).")
+
+
 class GitAuthor(Model):
     name: str = Field(default="bluegreen", min_length=1)
     email: str = Field(default="bluegreen@bluegreen.io", min_length=3)
@@ -252,9 +259,171 @@ class HAProxyRouter(Model):
     timeout: Duration = Field(default="5s", description="How long one runtime API command may take.")
 
 
+class AwsAccess(Model):
+    """How to reach AWS: credentials come from the default chain (IRSA, instance role, environment)."""
+
+    region: str | None = Field(default=None, description="AWS region (Route 53 is global; ELBv2 needs one).")
+    endpoint_url: str | None = Field(
+        default=None, alias="endpointURL", pattern=r"^https?://.+",
+        description="An AWS API endpoint other than the public one (a VPC endpoint).",
+    )
+
+
+class Route53Record(Model):
+    """One side's weighted record."""
+
+    set_identifier: str = Field(min_length=1, max_length=128, description="SetIdentifier of this side's record.")
+    value: str | None = Field(default=None, min_length=1, description="The record's value (CNAME target, IP...).")
+    alias_target: dict[str, Any] | None = Field(
+        default=None, description="An alias target {hostedZoneId, dnsName, evaluateTargetHealth} instead of value.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    health_check_id: str | None = Field(default=None, description="A Route 53 health check for this record.")
+
+    @model_validator(mode="after")
+    def _value_or_alias(self) -> Route53Record:
+        if (self.value is None) == (self.alias_target is None):
+            raise ValueError("set exactly one of value and aliasTarget")
+        return self
+
+
+class Route53Router(Model):
+    """Weighted records: one per side, same name and type, different SetIdentifier."""
+
+    hosted_zone_id: str = Field(min_length=1)
+    record_name: str = Field(min_length=1, description="e.g. app.example.com")
+    record_type: str = Field(default="CNAME", pattern=r"^(A|AAAA|CNAME|TXT)$")
+    ttl: int = Field(default=60, ge=0, le=2147483647, description="Seconds; each step dwells at least one TTL.")
+    blue: Route53Record
+    green: Route53Record
+    aws: AwsAccess = Field(default_factory=AwsAccess)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Route53Router:
+        if self.blue.set_identifier == self.green.set_identifier:
+            raise ValueError("blue.setIdentifier and green.setIdentifier must differ")
+        return self
+
+
+class ElbTarget(Model):
+    id: str = Field(min_length=1, description="Instance id or IP address.")
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class ElbV2Router(Model):
+    """An ALB listener or rule forwarding to weighted target groups, or one target group's targets."""
+
+    mode: str = Field(
+        default="WeightedTargetGroups", pattern=r"^(WeightedTargetGroups|TargetRegistration)$",
+        description="WeightedTargetGroups: the forward action's weights; TargetRegistration: green's targets "
+        "registered and blue's deregistered one at a time in one target group.",
+    )
+    listener_arn: str | None = Field(default=None, alias="listenerARN")
+    rule_arn: str | None = Field(default=None, alias="ruleARN")
+    blue_target_group_arn: str | None = Field(default=None, alias="blueTargetGroupARN")
+    green_target_group_arn: str | None = Field(default=None, alias="greenTargetGroupARN")
+    target_group_arn: str | None = Field(default=None, alias="targetGroupARN")
+    blue_targets: list[ElbTarget] = Field(default_factory=list)
+    green_targets: list[ElbTarget] = Field(default_factory=list)
+    health_timeout: Duration = Field(default="5m", description="How long a registered target may take to be healthy.")
+    aws: AwsAccess = Field(default_factory=AwsAccess)
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> ElbV2Router:
+        if self.mode == "WeightedTargetGroups":
+            if (self.listener_arn is None) == (self.rule_arn is None):
+                raise ValueError("WeightedTargetGroups needs exactly one of listenerARN and ruleARN")
+            if not self.blue_target_group_arn or not self.green_target_group_arn:
+                raise ValueError("WeightedTargetGroups needs blueTargetGroupARN and greenTargetGroupARN")
+        else:
+            if not self.target_group_arn:
+                raise ValueError("TargetRegistration needs targetGroupARN")
+            if not self.blue_targets or not self.green_targets:
+                raise ValueError("TargetRegistration needs blueTargets and greenTargets (at least one each)")
+        return self
+
+
+class ClusterAccess(Model):
+    """Which cluster holds the routing objects: this management cluster, or one reached by a kubeconfig Secret."""
+
+    kubeconfig_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="A Secret in the ClusterUpgrade's namespace with a kubeconfig (default key value).",
+    )
+
+
+class ObjectRef(Model):
+    namespace: K8sName
+    name: str = Field(min_length=1, max_length=253)
+
+
+class BackendRef(Model):
+    """A backendRef of an HTTPRoute rule (a Service by default)."""
+
+    name: str = Field(min_length=1, max_length=253)
+    namespace: K8sName | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    kind: str = Field(default="Service")
+    group: str = Field(default="")
+
+
+class GatewayAPIRouter(Model):
+    """Gateway API HTTPRoute: backendRefs weights of one rule."""
+
+    cluster: ClusterAccess = Field(default_factory=ClusterAccess)
+    http_route: ObjectRef = Field(alias="httpRoute")
+    rule: int = Field(default=0, ge=0, description="Index of the rule in spec.rules.")
+    blue_backend: BackendRef
+    green_backend: BackendRef
+
+
+class EmissaryRouter(Model):
+    """Emissary-ingress: the weights of blue's and green's Mappings of one prefix/host."""
+
+    cluster: ClusterAccess = Field(default_factory=ClusterAccess)
+    api_version: str = Field(default="getambassador.io/v3alpha1", alias="apiVersion")
+    blue_mapping: ObjectRef
+    green_mapping: ObjectRef
+
+
+class IstioDestination(Model):
+    host: str = Field(min_length=1)
+    subset: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class IstioRouter(Model):
+    """Istio VirtualService: route weights of one http route."""
+
+    cluster: ClusterAccess = Field(default_factory=ClusterAccess)
+    virtual_service: ObjectRef
+    route: int = Field(default=0, ge=0, description="Index in spec.http.")
+    blue_destination: IstioDestination
+    green_destination: IstioDestination
+
+
+class WebhookRouter(Model):
+    """Anything else (F5, a home-made LB): POST the weights as JSON; optionally GET them back."""
+
+    url: str = Field(pattern=r"^https?://.+", description="Where the weights are POSTed.")
+    read_url: str | None = Field(default=None, alias="readURL", pattern=r"^https?://.+",
+                                 description="GET here returns {blue, green}; without it, weights are not verified.")
+    timeout: Duration = Field(default="10s")
+    retries: int = Field(default=2, ge=0, le=10)
+    bearer_token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="A Secret key holding a bearer token (default key token).")
+    insecure_skip_tls_verify: bool = Field(default=False, alias="insecureSkipTLSVerify")
+
+
 # Router kinds, one key each in a router entry; the registry in bluegreen.traffic
 # maps each key to its module. A key that is not here is a validation error.
-ROUTER_KINDS: tuple[str, ...] = ("haproxy",)
+ROUTER_KINDS: tuple[str, ...] = ("haproxy", "route53", "elbv2", "gatewayAPI", "emissary", "istio", "webhook")
+_ROUTER_ATTRIBUTES = {kind: "gateway_api" if kind == "gatewayAPI" else kind for kind in ROUTER_KINDS}
+# Kinds this build carries out; the others are in the API and refused by validation until they land.
+IMPLEMENTED_ROUTER_KINDS: frozenset[str] = frozenset({"haproxy"})
+
+
+def _implemented_router_kinds() -> list[str]:
+    return [kind for kind in ROUTER_KINDS if kind in IMPLEMENTED_ROUTER_KINDS]
 
 
 class Router(Model):
@@ -262,6 +431,12 @@ class Router(Model):
 
     name: str | None = Field(default=None, description="Optional name used in status and events.")
     haproxy: HAProxyRouter | None = None
+    route53: Route53Router | None = None
+    elbv2: ElbV2Router | None = None
+    gateway_api: GatewayAPIRouter | None = Field(default=None, alias="gatewayAPI")
+    emissary: EmissaryRouter | None = None
+    istio: IstioRouter | None = None
+    webhook: WebhookRouter | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -272,29 +447,32 @@ class Router(Model):
             unknown = [key for key in data if key != "name" and key not in ROUTER_KINDS]
             if unknown:
                 raise _FieldProblems([
-                    ((key,), f"unknown router kind {key!r}; use one of: {', '.join(ROUTER_KINDS)}")
+                    ((key,), f"unknown router kind {key!r}; use one of: {', '.join(_implemented_router_kinds())}")
                     for key in unknown
                 ])
         return data
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Router:
-        kinds = [kind for kind in ROUTER_KINDS if getattr(self, kind) is not None]
+        kinds = [kind for kind in ROUTER_KINDS if getattr(self, _ROUTER_ATTRIBUTES[kind]) is not None]
         if not kinds:
-            raise ValueError(f"a router needs a kind; add one of: {', '.join(ROUTER_KINDS)}")
+            raise ValueError(f"a router needs a kind; add one of: {', '.join(_implemented_router_kinds())}")
         if len(kinds) > 1:
             raise ValueError(
                 f"a router has one kind, found {' and '.join(kinds)}; list each as its own router"
             )
+        if kinds[0] not in IMPLEMENTED_ROUTER_KINDS:
+            raise _FieldProblems([((kinds[0],), f"router kind {kinds[0]} is not available in this release; use one "
+                                                f"of: {', '.join(_implemented_router_kinds())}")])
         return self
 
     @property
     def kind(self) -> str:
-        return next(kind for kind in ROUTER_KINDS if getattr(self, kind) is not None)
+        return next(kind for kind in ROUTER_KINDS if getattr(self, _ROUTER_ATTRIBUTES[kind]) is not None)
 
     @property
     def config(self) -> Model:
-        config = getattr(self, self.kind)
+        config = getattr(self, _ROUTER_ATTRIBUTES[self.kind])
         assert isinstance(config, Model)
         return config
 
