@@ -59,7 +59,7 @@ from bluegreen.kube.events import post_event
 from bluegreen.kube.remote import RemoteClients
 from bluegreen.remote_watch import RemoteWatches
 from bluegreen.settings import OperatorSettings
-from bluegreen.traffic.base import Router
+from bluegreen.traffic.base import Router, RouterContext
 from bluegreen.traffic.registry import build_routers
 from bluegreen.wakeups import Interests, Wakeups
 from bluegreen.workloads.base import WorkloadSync
@@ -201,7 +201,8 @@ class UpgradeLoop:
                     upgrade_namespace=self.namespace, kubeconfig_ref=kubeconfig_ref,
                     workdir=self.context.settings.workdir / self.owner, labels={LABEL_UPGRADE: self.owner},
                 ),
-                routers=build_routers(spec.traffic.routers),
+                routers=build_routers(spec.traffic.routers, context=RouterContext(
+                    management=management, remote=self.context.remote, namespace=self.namespace)),
             )
         return self._collaborators
 

@@ -14,9 +14,32 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
+from bluegreen.kube.client import KubeClient
+from bluegreen.kube.remote import RemoteClients
+
 
 class RouterError(Exception):
     """The router could not apply or read weights (unreachable, refused, malformed reply)."""
+
+
+class RouterPending(Exception):
+    """The change is accepted but not in effect yet (Route 53 PENDING, targets still registering).
+
+    Not a failure: the upgrade holds the step and looks again after ``retry_after`` seconds.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterContext:
+    """What a router may need from the operator to reach its target."""
+
+    management: KubeClient  # the management cluster
+    remote: RemoteClients  # clients for clusters reached through kubeconfig Secrets
+    namespace: str  # the ClusterUpgrade's namespace: Secrets the spec names live there
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +70,12 @@ class Router(Protocol):
         ...
 
     async def verify(self) -> RouterWeights | None:
-        """Read the effective weights back, or None if this router cannot tell."""
+        """Read the effective weights back, or None if this router cannot tell.
+
+        Raise :class:`RouterPending` while an accepted change is not in effect yet.
+        """
         ...
 
     async def finalize(self) -> None:
-        """Restore what the router took over, or remove what it created."""
+        """At blue's retirement: remove what routes to blue (Route 53: delete blue's record), idempotently."""
         ...

@@ -18,30 +18,38 @@ class UnknownRouterKindError(LookupError):
     """A router kind this build has no implementation for."""
 
 
-def _haproxy(router: spec.Router) -> base.Router:
+def _haproxy(router: spec.Router, context: base.RouterContext | None) -> base.Router:
     config = router.haproxy
     if config is None:
         raise ValueError(f"router {router.display_name!r} has no haproxy settings")
     return haproxy.HAProxyRouter.from_spec(name=router.display_name, config=config)
 
 
-FACTORIES: Mapping[str, Callable[[spec.Router], base.Router]] = {
+Factory = Callable[[spec.Router, base.RouterContext | None], base.Router]
+
+FACTORIES: Mapping[str, Factory] = {
     "haproxy": _haproxy,
 }
 
 
-def build_router(router: spec.Router) -> base.Router:
-    """The router an entry of ``spec.traffic.routers`` describes."""
+def build_router(router: spec.Router, *, context: base.RouterContext | None = None) -> base.Router:
+    """The router an entry of ``spec.traffic.routers`` describes.
+
+    ``context`` gives routers that need them the clients and the namespace of the
+    ClusterUpgrade; routers reached directly (HAProxy) ignore it.
+    """
     kind = router.kind
     factory = FACTORIES.get(kind)
     if factory is None:
         raise UnknownRouterKindError(
             f"router kind {kind!r} has no implementation in this build; known kinds: {', '.join(sorted(FACTORIES))}"
         )
-    return factory(router)
+    return factory(router, context)
 
 
-def build_routers(routers: list[spec.Router]) -> list[base.Router]:
+def build_routers(
+    routers: list[spec.Router], *, context: base.RouterContext | None = None
+) -> list[base.Router]:
     """All routers of a spec, in the order given (the order weights are applied in).
 
     Names must be unique: status, events and the journal tell routers apart by name.
@@ -56,5 +64,5 @@ def build_routers(routers: list[spec.Router]) -> list[base.Router]:
                 "give each router a distinct `name`"
             )
         seen[name] = index
-        built.append(build_router(router))
+        built.append(build_router(router, context=context))
     return built
