@@ -22,7 +22,8 @@ import yaml
 from bluegreen.api import crd, spec
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
-EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+# Examples in subfolders too (examples/routers/...): every file a user may copy is checked.
+EXAMPLES = sorted((REPO / "examples").rglob("*.yaml"))
 
 # The fields of apiextensions.k8s.io/v1 JSONSchemaProps; anything else in a schema is dropped
 # or refused by the API server.
@@ -318,7 +319,7 @@ def test_printer_columns() -> None:
             assert schema_at(schema, json_path)["type"] == column_type
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: str(path.relative_to(REPO / "examples")))
 def test_examples_validate_against_the_crd_and_the_models(example: pathlib.Path) -> None:
     documents = [doc for doc in yaml.safe_load_all(example.read_text()) if doc]
     upgrades = [doc for doc in documents if doc.get("kind") == spec.KIND]
