@@ -47,6 +47,7 @@ from bluegreen.engine.types import (
     DeleteCluster,
     DeleteWorkloads,
     Event,
+    FinalizeRouters,
     Observed,
     ProvisionGreen,
     RemoveAnnotation,
@@ -59,7 +60,7 @@ from bluegreen.kube.events import post_event
 from bluegreen.kube.remote import RemoteClients
 from bluegreen.remote_watch import RemoteWatches
 from bluegreen.settings import OperatorSettings
-from bluegreen.traffic.base import Router, RouterContext
+from bluegreen.traffic.base import Router, RouterContext, RouterError, RouterPending
 from bluegreen.traffic.registry import build_routers
 from bluegreen.wakeups import Interests, Wakeups
 from bluegreen.workloads.base import WorkloadSync
@@ -91,6 +92,16 @@ class Context:
 
 class WeightsNotVerified(Exception):
     """A router reports other weights than it was just given."""
+
+
+class RouterFailure(Exception):
+    """A router refused a change; names the router so status and the journal can say which."""
+
+    def __init__(self, router: str, action: str, error: Exception) -> None:
+        super().__init__(f"router {router}: {error}")
+        self.router = router
+        self.action = action
+        self.error = error
 
 
 @dataclasses.dataclass
@@ -165,6 +176,8 @@ class UpgradeLoop:
             else:
                 journal = []
                 await self._act_annotations_only(decision)
+        except RouterPending as pending:  # accepted, not in effect yet: hold this step, not a failure
+            return await self._record_pending(body, status, pending, now=now)
         except Exception as exc:  # any failure of the world: keep the old status, say why, back off
             return await self._record_failure(body, status, exc, now=now)
 
@@ -271,6 +284,14 @@ class UpgradeLoop:
                         journal.append(JournalEntry(time=now, target="workloads", action="sync", detail=line))
                 case SetWeights():
                     journal.extend(await self._set_weights(collaborators.routers, action, body=body))
+                case FinalizeRouters():
+                    for router in reversed(collaborators.routers):
+                        try:
+                            await router.finalize()
+                        except RouterError as exc:
+                            raise RouterFailure(router.name, "finalize", exc) from exc
+                        journal.append(JournalEntry(time=self.context.clock(), target=router.name,
+                                                    action="finalize", detail="no longer routes to blue"))
                 case DeleteWorkloads(side=side):
                     for line in await collaborators.workloads.delete(
                         side=side, blue_name=spec.cluster.name, green_name=spec.green_name,
@@ -295,8 +316,11 @@ class UpgradeLoop:
         ordered = routers if action.green >= current else list(reversed(routers))
         journal: list[JournalEntry] = []
         for router in ordered:
-            change = await router.set_weights(blue=action.blue, green=action.green)
-            effective = await router.verify()
+            try:
+                change = await router.set_weights(blue=action.blue, green=action.green)
+                effective = await router.verify()
+            except RouterError as exc:
+                raise RouterFailure(router.name, "setWeights", exc) from exc
             if effective is not None and (effective.blue, effective.green) != (action.blue, action.green):
                 raise WeightsNotVerified(
                     f"router {router.name} reports blue {effective.blue}% / green {effective.green}% "
@@ -348,7 +372,12 @@ class UpgradeLoop:
             list(status.conditions), type_=ConditionType.PROGRESSING, status=False, reason="RetryingAfterError",
             message=message, now=now, generation=generation,
         )
-        failed = status.model_copy(update={"failures": failures, "conditions": conditions, "message": message})
+        journal = list(status.journal)
+        if isinstance(exc, RouterFailure):  # a router's refused change is part of the story of the traffic
+            journal = [*journal, JournalEntry(time=now, target=exc.router, action=f"{exc.action} failed",
+                                              detail=str(exc.error))][-JOURNAL_LIMIT:]
+        failed = status.model_copy(update={"failures": failures, "conditions": conditions, "message": message,
+                                           "journal": journal})
         try:
             await self._write_status(body, status, failed)
         except Exception as write_error:  # the API itself may be what fails; the next pass tries again
@@ -356,6 +385,19 @@ class UpgradeLoop:
         if failures == 1 or failures % 10 == 0:
             await self._post(body, Event(reason="RetryingAfterError", message=message, type="Warning"), now=now)
         return delay
+
+    async def _record_pending(
+        self, body: dict[str, Any], status: ClusterUpgradeStatus, pending: RouterPending, *, now: datetime.datetime
+    ) -> float:
+        message = f"waiting for a router: {pending}"
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        conditions = cond.set_condition(
+            list(status.conditions), type_=ConditionType.PROGRESSING, status=True, reason="WaitingForRouter",
+            message=message, now=now, generation=generation,
+        )
+        await self._write_status(body, status, status.model_copy(update={"conditions": conditions,
+                                                                         "message": message}))
+        return max(0.1, pending.retry_after)
 
     async def _post(self, body: dict[str, Any], event: Event, *, now: datetime.datetime) -> None:
         await post_event(self.context.management, involved=body, reason=event.reason, message=event.message,

@@ -104,6 +104,9 @@ class Weights(StatusModel):
 class StepStatus(StatusModel):
     index: int = Field(default=0, ge=0)
     started_at: datetime.datetime | None = None
+    weights_changed_at: datetime.datetime | None = Field(
+        default=None, description="When this step's weights were applied (DNS dwell counts from here)."
+    )
 
 
 class JournalEntry(StatusModel):
@@ -131,6 +134,9 @@ class ClusterUpgradeStatus(StatusModel):
     )
     held_phase: Phase | None = Field(
         default=None, description="The phase to resume when spec.paused is cleared."
+    )
+    routers_finalized: bool = Field(
+        default=False, description="At retirement: every router removed what routed to blue."
     )
     preflight: dict[str, Any] = Field(default_factory=dict)
     analysis: list[dict[str, Any]] = Field(default_factory=list)

@@ -47,6 +47,7 @@ from bluegreen.engine.types import (
     DeleteCluster,
     DeleteWorkloads,
     Event,
+    FinalizeRouters,
     Observed,
     ProvisionGreen,
     RemoveAnnotation,
@@ -125,7 +126,8 @@ class _Pass:
     def set_weights(self, green: int) -> None:
         """Ask for ``green`` percent everywhere; status records it as applied once the action ran."""
         self.act(SetWeights(green=green))
-        self.update(weights=Weights(blue=100 - green, green=green, verified=True))
+        self.update(weights=Weights(blue=100 - green, green=green, verified=True),
+                    step=self.status.step.model_copy(update={"weights_changed_at": self.now}))
         self.event("TrafficWeightUpdated", f"traffic: blue {100 - green}%, green {green}%")
 
     # --- what the world says -------------------------------------------------------------------
@@ -456,6 +458,13 @@ def _shifting(work: _Pass) -> None:
             work.set_weights(step.set_weight)
             work.update(message=f"{label}: green at {step.set_weight}%")
             return
+        dwell = router_dwell(work.spec)
+        changed_at = work.status.step.weights_changed_at or work.status.step.started_at
+        if dwell and changed_at is not None and work.now < changed_at + dwell:
+            work.wake(changed_at + dwell)
+            work.wait(f"{label}: green at {step.set_weight}%; dwelling {format_duration(dwell)} "
+                      "(one DNS TTL) so resolvers see the change")
+            return
         _advance(work)
         return
     if step.pause is not None:
@@ -517,6 +526,12 @@ def _retiring(work: _Pass) -> None:
     if _held_by_spec(work):
         return
     blue = work.observed.blue
+    if not work.status.routers_finalized:
+        work.act(FinalizeRouters())
+        work.update(routers_finalized=True)
+        work.event("RoutersFinalized", "routers no longer route to blue (e.g. blue's DNS record deleted)")
+        work.wait("removing blue from every router")
+        return
     if work.observed.workloads.blue:
         work.act(DeleteWorkloads(side="blue"))
         work.wait("removing blue's Flux Kustomizations")
@@ -568,6 +583,12 @@ _HANDLERS = {
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def router_dwell(spec: ClusterUpgradeSpec) -> datetime.timedelta:
+    """How long a weight change takes to reach clients: one TTL for DNS routers, else nothing."""
+    ttls = [router.route53.ttl for router in spec.traffic.routers if router.route53 is not None]
+    return datetime.timedelta(seconds=max(ttls, default=0))
 
 
 def _current_step(work: _Pass) -> Step | None:

@@ -122,13 +122,20 @@ class DeleteCluster:
 
 
 @dataclasses.dataclass(frozen=True)
+class FinalizeRouters:
+    """At retirement, before blue goes: every router removes what routes to blue (in reverse order)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class RemoveAnnotation:
     """Consume a control annotation so the same request is not acted on twice."""
 
     key: str
 
 
-Action = ProvisionGreen | SyncWorkloads | SetWeights | DeleteWorkloads | DeleteCluster | RemoveAnnotation
+Action = (
+    ProvisionGreen | SyncWorkloads | SetWeights | FinalizeRouters | DeleteWorkloads | DeleteCluster | RemoveAnnotation
+)
 
 
 @dataclasses.dataclass(frozen=True)

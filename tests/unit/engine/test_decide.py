@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bluegreen.api import spec as api_spec
 from bluegreen.api.status import ConditionType, Phase
 from bluegreen.engine.types import (
     ANNOTATION_ABORT,
@@ -11,6 +12,7 @@ from bluegreen.engine.types import (
     ANNOTATION_RETRY,
     DeleteCluster,
     DeleteWorkloads,
+    FinalizeRouters,
     ProvisionGreen,
     SetWeights,
     SyncWorkloads,
@@ -79,6 +81,33 @@ def test_actions_come_one_kind_per_phase() -> None:
     world.flux_syncs()
     decision = world.step()
     assert decision.actions == (SetWeights(green=0),), "verifying establishes blue 100 before any shift"
+
+
+def test_dns_routers_hold_each_weight_for_one_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_spec, "IMPLEMENTED_ROUTER_KINDS", frozenset({"haproxy", "route53"}))
+    route53 = {"route53": {"hostedZoneId": "Z1", "recordName": "app.example.com", "ttl": 30,
+                           "blue": {"setIdentifier": "blue", "value": "lb-blue"},
+                           "green": {"setIdentifier": "green", "value": "lb-green"}}}
+    world = World(spec=make_spec(traffic={"routers": [route53], "steps": [{"setWeight": 10}, {"setWeight": 100}]}))
+    reach_shifting(world)
+    assert world.router_green == 10 and world.status.step.index == 0
+    assert "one DNS TTL" in world.status.message
+    world.advance(29)
+    world.run_until_settled()
+    assert world.router_green == 10, "resolvers may still hold the old answer"
+    world.advance(1)
+    world.run_until_settled()
+    assert world.router_green == 100
+
+
+def test_retirement_finalizes_routers_before_blue_goes() -> None:
+    world = World(spec=make_spec(promotion={"retainBlueFor": "0s"}, traffic={
+        "routers": [{"haproxy": {"runtimeAPI": "tcp://h:1", "backend": "b", "blueServer": "x", "greenServer": "y"}}],
+        "steps": [{"setWeight": 100}]}))
+    reach_shifting(world)
+    kinds = [type(a) for d in world.log for a in d.actions]
+    assert kinds.index(FinalizeRouters) < kinds.index(DeleteWorkloads) < kinds.index(DeleteCluster)
+    assert kinds.count(FinalizeRouters) == 1 and world.status.phase == Phase.COMPLETED
 
 
 def test_retirement_deletes_workloads_before_the_cluster() -> None:

@@ -20,6 +20,7 @@ from bluegreen.engine.types import (
     ANNOTATION_RETRY,
     DeleteCluster,
     DeleteWorkloads,
+    FinalizeRouters,
     Observed,
     SetWeights,
 )
@@ -77,7 +78,8 @@ def checked_pass(world: World) -> None:
                 assert status.phase not in ROLLBACK_PHASES
             if action.green < previous:
                 assert status.phase in ROLLBACK_PHASES, f"traffic moved back outside a rollback ({phase_before})"
-        if isinstance(action, (DeleteCluster, DeleteWorkloads)) and getattr(action, "side", None) == "blue":
+        if isinstance(action, FinalizeRouters | DeleteCluster | DeleteWorkloads) and getattr(
+                action, "side", "blue") == "blue":
             promoted_at = world.status.promoted_at if applied else status.promoted_at
             assert status.promoted_at is not None and promoted_at is not None
             assert world.now - status.promoted_at >= duration(world.spec.promotion.retain_blue_for)

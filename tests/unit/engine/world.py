@@ -19,6 +19,7 @@ from bluegreen.engine.types import (
     Decision,
     DeleteCluster,
     DeleteWorkloads,
+    FinalizeRouters,
     KustomizationObservation,
     Observed,
     ProvisionGreen,
@@ -68,6 +69,7 @@ class World:
     green_owner: str | None = OWNER
     green_copies: dict[str, tuple[bool, str | None]] = dataclasses.field(default_factory=dict)  # name -> (ready, rev)
     router_green: int | None = None  # None: never set by the operator
+    routers_finalized: bool = False
     fail_actions: bool = False
     preflight_problems: tuple[str, ...] = ()
     log: list[Decision] = dataclasses.field(default_factory=list)
@@ -121,6 +123,8 @@ class World:
                     self.green_copies.setdefault(name, (False, None))
             case SetWeights(green=green):
                 self.router_green = green
+            case FinalizeRouters():
+                self.routers_finalized = True
             case DeleteWorkloads(side="blue"):
                 self.blue_kustomizations = {}
             case DeleteWorkloads(side="green"):
