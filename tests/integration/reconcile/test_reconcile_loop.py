@@ -124,7 +124,7 @@ async def world() -> AsyncIterator[tuple[KubeEmulator, UpgradeLoop, ScriptedRout
     loop = UpgradeLoop(context, namespace="fleet", name="demo")
     router = ScriptedRouter()
     fakes = Collaborators(digest="fixed", provider=FakeProvider(), workloads=FakeWorkloads(), routers=[router])
-    loop._collaborators_for = lambda spec, raw: fakes  # type: ignore[method-assign]
+    loop._collaborators_for = lambda spec, raw: fakes  # type: ignore[method-assign,assignment]
     try:
         yield emulator, loop, router
     finally:
