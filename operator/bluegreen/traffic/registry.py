@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from bluegreen.api import spec
-from bluegreen.traffic import base, haproxy
+from bluegreen.traffic import base, elbv2, haproxy, route53
 
 
 class UnknownRouterKindError(LookupError):
@@ -25,10 +25,26 @@ def _haproxy(router: spec.Router, context: base.RouterContext | None) -> base.Ro
     return haproxy.HAProxyRouter.from_spec(name=router.display_name, config=config)
 
 
+def _route53(router: spec.Router, context: base.RouterContext | None) -> base.Router:
+    config = router.route53
+    if config is None:
+        raise ValueError(f"router {router.display_name!r} has no route53 settings")
+    return route53.Route53Router.from_spec(name=router.display_name, config=config)
+
+
+def _elbv2(router: spec.Router, context: base.RouterContext | None) -> base.Router:
+    config = router.elbv2
+    if config is None:
+        raise ValueError(f"router {router.display_name!r} has no elbv2 settings")
+    return elbv2.from_spec(name=router.display_name, config=config)
+
+
 Factory = Callable[[spec.Router, base.RouterContext | None], base.Router]
 
 FACTORIES: Mapping[str, Factory] = {
     "haproxy": _haproxy,
+    "route53": _route53,
+    "elbv2": _elbv2,
 }
 
 

@@ -1,0 +1,512 @@
+"""An AWS load balancer (ALB) as a router, in one of two modes.
+
+**WeightedTargetGroups.** A listener's default action, or one rule's action,
+``forward``s to blue's and green's target groups with weights
+(``ForwardConfig.TargetGroups``, 0-999 each); the share is ``weight / sum``.
+The percent is written as the weight itself, so the share is exact. Only the
+two weights change: the action's ``TargetGroupStickinessConfig``, other target
+groups' entries and the other actions of the listener or rule (authentication
+before the forward...) are sent back as they were read. The listener or rule
+is read first and modified (``ModifyListener`` / ``ModifyRule``) only on a
+difference. ``finalize`` removes blue's target group from the forward action.
+
+**TargetRegistration** (the way TheFork moved clusters). One target group; blue's
+and green's ingress nodes are its targets, and the share is the number of
+green's targets over all targets. The reachable states are those of one fixed
+sequence of moves that alternates "register one green target" and
+"deregister one blue target", starting with a registration and keeping the
+last blue target until every green one is registered. Three and three give::
+
+    blue  3  3  2  2  1  1  0
+    green 0  1  1  2  2  3  3
+    %     0 25 33 50 66 75 100
+
+(the percent of green, rounded down). A requested percent maps to the nearest
+state of that sequence; a percent strictly between 0 and 100 maps to a state
+strictly between (asking for 10 % means "some traffic to green", which 0 %
+would not honour), and a tie goes to the state with less green. Why this
+sequence: capacity never drops before it was added (each deregistration follows
+a registration), and each side keeps a target for as long as it has a share.
+
+Each call of ``set_weights`` makes at most ONE move and raises
+:class:`~bluegreen.traffic.base.RouterPending` until the target state is reached
+with every registered target healthy; the next call continues. Before a move,
+every registered target of blue and green must be healthy (so a side never
+loses its last healthy target while it carries traffic); a target that stays
+unhealthy beyond ``health_timeout`` (counted from when this router first saw
+it so) is an error. Moving back towards blue walks the same sequence backwards
+(register one blue, deregister one green). When the registrations are off the
+sequence (changed by hand), moves register what is missing before they
+deregister anything, until the sequence is reached.
+
+``verify`` returns the share implied by the *healthy* registered targets: that is
+where the load balancer sends requests. With no healthy target at all the
+load balancer fails open to every registered target, which ``verify`` reports as
+an error. Deregistered targets drain (``deregistration_delay``) without new
+requests, so a deregistration is in effect at once and is not waited for.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+from bluegreen.api import durations, spec
+from bluegreen.traffic import aws, base
+
+MAX_FORWARD_WEIGHT = 999
+MAX_FORWARD_TARGET_GROUPS = 5
+
+
+def check_forward_weight(weight: int, *, target_group: str) -> None:
+    """ALB takes forward weights 0-999; moto does not check, AWS does."""
+    if not 0 <= weight <= MAX_FORWARD_WEIGHT:
+        raise ValueError(f"forward weights are 0-{MAX_FORWARD_WEIGHT}; {target_group} weight {weight} is out of range")
+
+
+def _check_percent(*, blue: int, green: int) -> None:
+    if not (0 <= blue <= 100 and 0 <= green <= 100 and blue + green == 100):
+        raise ValueError(f"weights must be percent summing to 100, got blue={blue} green={green}")
+
+
+def _clients(region: str | None, endpoint_url: str | None, timeout: float, max_attempts: int) -> aws.AwsClient:
+    return aws.AwsClient(service="elbv2", region=region, endpoint_url=endpoint_url, timeout=timeout,
+                         max_attempts=max_attempts)
+
+
+# --- WeightedTargetGroups ---------------------------------------------------------------------
+
+
+class WeightedTargetGroupsRouter:
+    """Weights of blue's and green's target groups in one listener's or rule's forward action."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        blue_target_group_arn: str,
+        green_target_group_arn: str,
+        listener_arn: str | None = None,
+        rule_arn: str | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        timeout: float = 10.0,
+        max_attempts: int = 3,
+    ) -> None:
+        if (listener_arn is None) == (rule_arn is None):
+            raise ValueError("elbv2 WeightedTargetGroups needs exactly one of listenerARN and ruleARN")
+        if blue_target_group_arn == green_target_group_arn:
+            raise ValueError(f"elbv2 blueTargetGroupARN and greenTargetGroupARN are both {blue_target_group_arn!r}")
+        self._name = name
+        self._listener_arn = listener_arn
+        self._rule_arn = rule_arn
+        self._blue = blue_target_group_arn
+        self._green = green_target_group_arn
+        self._client = _clients(region, endpoint_url, timeout, max_attempts)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def _where(self) -> str:
+        return f"listener {self._listener_arn}" if self._listener_arn else f"rule {self._rule_arn}"
+
+    def __repr__(self) -> str:
+        return (f"WeightedTargetGroupsRouter(name={self._name!r}, {self._where}, "
+                f"blue={self._blue!r}, green={self._green!r})")
+
+    async def set_weights(self, *, blue: int, green: int) -> base.RouterChange:
+        _check_percent(blue=blue, green=green)
+        for arn, weight in ((self._blue, blue), (self._green, green)):
+            check_forward_weight(weight, target_group=arn)
+        actions = await self.actions()
+        index, weights = self._forward(actions)
+        current = (weights.get(self._blue, 0), weights.get(self._green, 0))
+        if current == (blue, green) and self._blue in weights and self._green in weights:
+            return base.RouterChange(changed=False, detail=f"{self._where}: blue {blue}, green {green}")
+        if blue == 0 and self._blue not in weights and current[1] == green:
+            # Blue's group was removed by finalize: weight 0 and absent route the same.
+            return base.RouterChange(changed=False, detail=f"{self._where}: green {green} (blue removed)")
+        desired = dict(weights)
+        desired[self._blue], desired[self._green] = blue, green
+        if len(desired) > MAX_FORWARD_TARGET_GROUPS:
+            raise base.RouterError(
+                f"the forward action of {self._where} would hold {len(desired)} target groups; an ALB takes at most "
+                f"{MAX_FORWARD_TARGET_GROUPS}: remove the ones that are neither blue's nor green's"
+            )
+        await self._write(actions, index, desired)
+        return base.RouterChange(
+            changed=True,
+            detail=f"{self._where}: blue {_text(weights.get(self._blue))}->{blue}, "
+                   f"green {_text(weights.get(self._green))}->{green}",
+        )
+
+    async def verify(self) -> base.RouterWeights:
+        _, weights = self._forward(await self.actions())
+        blue, green = weights.get(self._blue, 0), weights.get(self._green, 0)
+        sharing = {arn: weight for arn, weight in weights.items() if arn not in (self._blue, self._green) and weight}
+        if sharing:
+            listing = ", ".join(f"{arn} (weight {weight})" for arn, weight in sharing.items())
+            raise base.RouterError(
+                f"the forward action of {self._where} also sends traffic to {listing}; set their weight to 0"
+            )
+        if blue + green == 0:
+            raise base.RouterError(f"the forward action of {self._where} gives blue and green weight 0")
+        blue_percent = round(100 * blue / (blue + green))
+        return base.RouterWeights(blue=blue_percent, green=100 - blue_percent)
+
+    async def finalize(self) -> None:
+        actions = await self.actions()
+        index, weights = self._forward(actions)
+        if self._blue not in weights:
+            return
+        blue, green = weights[self._blue], weights.get(self._green, 0)
+        if blue > 0 or green == 0:
+            raise base.RouterError(
+                f"blue's target group still takes traffic in {self._where} (weight {blue}, green's {green}); "
+                "it is removed only once green holds 100 %"
+            )
+        desired = {arn: weight for arn, weight in weights.items() if arn != self._blue}
+        desired[self._green] = 100
+        await self._write(actions, index, desired)
+
+    async def actions(self) -> list[dict[str, Any]]:
+        """The listener's default actions or the rule's actions, as ELBv2 returns them."""
+        if self._listener_arn is not None:
+            reply = await self._client.call("describe_listeners", ListenerArns=[self._listener_arn])
+            listeners = reply.get("Listeners") or []
+            if not listeners:
+                raise base.RouterError(f"ELBv2 has no listener {self._listener_arn}")
+            return list(listeners[0].get("DefaultActions") or [])
+        reply = await self._client.call("describe_rules", RuleArns=[self._rule_arn])
+        rules = reply.get("Rules") or []
+        if not rules:
+            raise base.RouterError(f"ELBv2 has no rule {self._rule_arn}")
+        return list(rules[0].get("Actions") or [])
+
+    def _forward(self, actions: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
+        """Index of the forward action and its weights by target group, in the action's order."""
+        forwards = [index for index, action in enumerate(actions) if action.get("Type") == "forward"]
+        if not forwards:
+            kinds = ", ".join(str(action.get("Type")) for action in actions) or "none"
+            raise base.RouterError(
+                f"{self._where} has no forward action (its actions: {kinds}); it must forward to blue's target group"
+            )
+        index = forwards[0]
+        action = actions[index]
+        groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or []
+        if groups:
+            weights = {str(group["TargetGroupArn"]): int(group.get("Weight", 1)) for group in groups}
+        elif action.get("TargetGroupArn"):
+            # The short form: one target group, all the traffic.
+            weights = {str(action["TargetGroupArn"]): 1}
+        else:
+            weights = {}
+        if self._blue not in weights and self._green not in weights:
+            raise base.RouterError(
+                f"the forward action of {self._where} sends to {', '.join(weights) or 'no target group'}, neither "
+                f"blue's {self._blue} nor green's {self._green}: point it at blue's target group first"
+            )
+        return index, weights
+
+    async def _write(self, actions: list[dict[str, Any]], index: int, weights: dict[str, int]) -> None:
+        new_actions = [_writable(action) for action in actions]
+        forward = new_actions[index]
+        config = dict(forward.get("ForwardConfig") or {})
+        config["TargetGroups"] = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
+        forward["ForwardConfig"] = config
+        # With several groups the short form must go: AWS refuses a TargetGroupArn that differs from ForwardConfig.
+        forward.pop("TargetGroupArn", None)
+        if self._listener_arn is not None:
+            await self._client.call("modify_listener", ListenerArn=self._listener_arn, DefaultActions=new_actions)
+        else:
+            await self._client.call("modify_rule", RuleArn=self._rule_arn, Actions=new_actions)
+
+
+def _writable(action: dict[str, Any]) -> dict[str, Any]:
+    """An action as read, made fit to send back unchanged."""
+    action = copy.deepcopy(action)
+    oidc = action.get("AuthenticateOidcConfig")
+    if isinstance(oidc, dict) and "ClientSecret" not in oidc:
+        # Describe never returns the client secret; this keeps the one AWS holds.
+        oidc["UseExistingClientSecret"] = True
+    return action
+
+
+def _text(weight: int | None) -> str:
+    return "absent" if weight is None else str(weight)
+
+
+# --- TargetRegistration -----------------------------------------------------------------------
+
+
+def registration_path(*, blue_targets: int, green_targets: int) -> list[tuple[int, int]]:
+    """The reachable (registered blue, registered green) states, from all blue to all green."""
+    if blue_targets < 1 or green_targets < 1:
+        raise ValueError("TargetRegistration needs at least one blue and one green target")
+    blue, green = blue_targets, 0
+    states = [(blue, green)]
+    registered_last = False
+    while green < green_targets or blue > 0:
+        if green < green_targets and (blue <= 1 or not registered_last):
+            green += 1
+            registered_last = True
+        else:
+            blue -= 1
+            registered_last = False
+        states.append((blue, green))
+    return states
+
+
+def green_share(blue: int, green: int) -> int:
+    """Percent of green among ``blue + green`` equal targets, rounded down."""
+    if blue + green == 0:
+        raise ValueError("no targets")
+    return 100 * green // (blue + green)
+
+
+def state_for(path: list[tuple[int, int]], *, green_percent: int) -> int:
+    """Index in ``path`` of the state a requested green percent maps to (see the module docstring)."""
+    if green_percent <= 0:
+        return 0
+    if green_percent >= 100:
+        return len(path) - 1
+    interior = range(1, len(path) - 1)
+    return min(interior, key=lambda index: (abs(Fraction(100 * path[index][1], sum(path[index])) - green_percent),
+                                            index))
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A target of the group: an instance id or an IP, on a port (None: the target group's)."""
+
+    id: str
+    port: int | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return {"Id": self.id} if self.port is None else {"Id": self.id, "Port": self.port}
+
+    def __str__(self) -> str:
+        return self.id if self.port is None else f"{self.id}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetHealth:
+    state: str  # initial, healthy, unhealthy, unused, draining, unavailable
+    reason: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "healthy"
+
+
+class TargetRegistrationRouter:
+    """Move traffic by registering green's targets and deregistering blue's in one target group."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        target_group_arn: str,
+        blue_targets: list[Target],
+        green_targets: list[Target],
+        health_timeout: float = 300.0,
+        poll_interval: float = 5.0,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        timeout: float = 10.0,
+        max_attempts: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        registration_path(blue_targets=len(blue_targets), green_targets=len(green_targets))
+        shared = set(blue_targets) & set(green_targets)
+        if shared or len(set(blue_targets)) != len(blue_targets) or len(set(green_targets)) != len(green_targets):
+            raise ValueError("elbv2 blueTargets and greenTargets must each list distinct targets, none in both")
+        if health_timeout <= 0 or poll_interval <= 0:
+            raise ValueError("health_timeout and poll_interval must be positive")
+        self._name = name
+        self._target_group = target_group_arn
+        self._targets = {"blue": list(blue_targets), "green": list(green_targets)}
+        self._path = registration_path(blue_targets=len(blue_targets), green_targets=len(green_targets))
+        self._health_timeout = health_timeout
+        self._poll_interval = poll_interval
+        self._clock = clock
+        self._client = _clients(region, endpoint_url, timeout, max_attempts)
+        self._unhealthy_since: dict[Target, float] = {}
+        self._moves: list[str] = []  # moves made since set_weights last returned, for its detail
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return (f"TargetRegistrationRouter(name={self._name!r}, target_group={self._target_group!r}, "
+                f"blue={len(self._targets['blue'])} targets, green={len(self._targets['green'])} targets)")
+
+    def reachable(self, *, green_percent: int) -> int:
+        """The green percent that a request for ``green_percent`` reaches."""
+        blue, green = self._path[state_for(self._path, green_percent=green_percent)]
+        return green_share(blue, green)
+
+    async def set_weights(self, *, blue: int, green: int) -> base.RouterChange:
+        _check_percent(blue=blue, green=green)
+        goal_index = state_for(self._path, green_percent=green)
+        goal = self._path[goal_index]
+        registered = await self.registered()
+        self._wait_for_health(registered)
+        counts = (len(registered["blue"]), len(registered["green"]))
+        goal_text = f"green {green_share(*goal)} % ({goal[0]} blue, {goal[1]} green targets) for {green} % asked"
+        if counts == goal:
+            moves, self._moves = self._moves, []
+            detail = "; ".join([*moves, goal_text]) if moves else goal_text
+            return base.RouterChange(changed=bool(moves), detail=f"{self._target_group}: {detail}")
+        side, register = self._next_move(counts, goal_index)
+        targets = self._targets[side]
+        if register:
+            target = next(target for target in targets if target not in registered[side])
+            await self._client.call("register_targets", TargetGroupArn=self._target_group, Targets=[target.wire()])
+            self._moves.append(f"registered {side} {target}")
+        else:
+            target = next(target for target in reversed(targets) if target in registered[side])
+            await self._client.call("deregister_targets", TargetGroupArn=self._target_group, Targets=[target.wire()])
+            self._moves.append(f"deregistered {side} {target}")
+        raise base.RouterPending(
+            f"{self._moves[-1]} in {self._target_group}, moving towards {goal_text}",
+            retry_after=self._poll_interval,
+        )
+
+    async def verify(self) -> base.RouterWeights:
+        registered = await self.registered()
+        settling = [f"{side} {target}" for side in registered for target, health in registered[side].items()
+                     if health.state == "initial"]
+        if settling:
+            raise base.RouterPending(f"targets still registering in {self._target_group}: {', '.join(settling)}",
+                                     retry_after=self._poll_interval)
+        healthy = {side: sum(health.healthy for health in registered[side].values()) for side in registered}
+        if healthy["blue"] + healthy["green"] == 0:
+            raise base.RouterError(
+                f"no healthy target of blue or green in {self._target_group}: the load balancer fails open "
+                "and spreads requests over every registered target"
+            )
+        green_percent = green_share(healthy["blue"], healthy["green"])
+        return base.RouterWeights(blue=100 - green_percent, green=green_percent)
+
+    async def finalize(self) -> None:
+        # At green 100 % blue's targets are already deregistered; the group itself
+        # is the user's. A blue target still registered means blue still takes traffic.
+        registered = await self.registered()
+        if registered["blue"]:
+            raise base.RouterError(
+                f"blue's targets {', '.join(str(target) for target in registered['blue'])} are still registered in "
+                f"{self._target_group}; blue is retired only once green holds 100 %"
+            )
+
+    async def registered(self) -> dict[str, dict[Target, TargetHealth]]:
+        """Blue's and green's registered targets with their health; refuses targets of neither side."""
+        group = await self._client.call("describe_target_groups", TargetGroupArns=[self._target_group])
+        groups = group.get("TargetGroups") or []
+        if not groups:
+            raise base.RouterError(f"ELBv2 has no target group {self._target_group}")
+        default_port = groups[0].get("Port")
+        reply = await self._client.call("describe_target_health", TargetGroupArn=self._target_group)
+        # Targets as the group reports them (the port filled in) -> (side, the target as the spec names it).
+        known: dict[Target, tuple[str, Target]] = {}
+        for side, targets in self._targets.items():
+            for target in targets:
+                known[Target(target.id, default_port if target.port is None else target.port)] = (side, target)
+        found: dict[str, dict[Target, TargetHealth]] = {"blue": {}, "green": {}}
+        strangers: list[str] = []
+        for description in reply.get("TargetHealthDescriptions") or []:
+            wire = description.get("Target") or {}
+            key = Target(str(wire.get("Id")), wire.get("Port", default_port))
+            health = description.get("TargetHealth") or {}
+            state = str(health.get("State", "unavailable"))
+            if state == "draining":
+                continue  # deregistered: takes no new requests
+            if key not in known:
+                strangers.append(str(key))
+                continue
+            side, target = known[key]
+            reason = " ".join(str(health[part]) for part in ("Reason", "Description") if health.get(part))
+            found[side][target] = TargetHealth(state=state, reason=reason)
+        if strangers:
+            raise base.RouterError(
+                f"target group {self._target_group} holds targets that are neither blue's nor green's: "
+                f"{', '.join(strangers)}; they would take a share: deregister them or list them"
+            )
+        return found
+
+    def _wait_for_health(self, registered: dict[str, dict[Target, TargetHealth]]) -> None:
+        now = self._clock()
+        waiting: list[str] = []
+        overdue: list[str] = []
+        seen: set[Target] = set()
+        for side, targets in registered.items():
+            for target, health in targets.items():
+                if health.healthy:
+                    continue
+                seen.add(target)
+                since = self._unhealthy_since.setdefault(target, now)
+                text = f"{side} {target} is {health.state}" + (f" ({health.reason})" if health.reason else "")
+                (overdue if now - since >= self._health_timeout else waiting).append(text)
+        self._unhealthy_since = {target: since for target, since in self._unhealthy_since.items() if target in seen}
+        if overdue:
+            raise base.RouterError(
+                f"in {self._target_group}: {'; '.join(overdue)} for longer than {self._health_timeout:g}s; "
+                "no target is moved until every registered target is healthy"
+            )
+        if waiting:
+            raise base.RouterPending(f"waiting for healthy targets in {self._target_group}: {'; '.join(waiting)}",
+                                     retry_after=self._poll_interval)
+
+    def _next_move(self, counts: tuple[int, int], goal_index: int) -> tuple[str, bool]:
+        """(side, register?) of the one move from ``counts`` towards the goal state."""
+        if counts in self._path:
+            here = self._path.index(counts)
+            step = 1 if goal_index > here else -1
+            after = self._path[here + step]
+            if after[0] != counts[0]:
+                return "blue", after[0] > counts[0]
+            return "green", after[1] > counts[1]
+        # Off the sequence: add what is missing before removing anything.
+        goal = self._path[goal_index]
+        if counts[1] < goal[1]:
+            return "green", True
+        if counts[0] < goal[0]:
+            return "blue", True
+        if counts[1] > goal[1]:
+            return "green", False
+        return "blue", False
+
+
+# --- From the spec ----------------------------------------------------------------------------
+
+
+def from_spec(*, name: str, config: spec.ElbV2Router) -> WeightedTargetGroupsRouter | TargetRegistrationRouter:
+    """The router an ``elbv2`` entry describes, in its mode."""
+    if config.mode == "WeightedTargetGroups":
+        assert config.blue_target_group_arn and config.green_target_group_arn  # the spec validated it
+        return WeightedTargetGroupsRouter(
+            name=name,
+            listener_arn=config.listener_arn,
+            rule_arn=config.rule_arn,
+            blue_target_group_arn=config.blue_target_group_arn,
+            green_target_group_arn=config.green_target_group_arn,
+            region=config.aws.region,
+            endpoint_url=config.aws.endpoint_url,
+        )
+    assert config.target_group_arn
+    return TargetRegistrationRouter(
+        name=name,
+        target_group_arn=config.target_group_arn,
+        blue_targets=[Target(target.id, target.port) for target in config.blue_targets],
+        green_targets=[Target(target.id, target.port) for target in config.green_targets],
+        health_timeout=durations.parse_duration(config.health_timeout).total_seconds(),
+        region=config.aws.region,
+        endpoint_url=config.aws.endpoint_url,
+    )
