@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bluegreen.api import spec
-from bluegreen.traffic import base, elbv2
+from bluegreen.traffic import base, elbv2, registry
 from tests.fixtures.aws_world import REGION, Alb, AwsRelay, AwsWorld
 
 pytestmark = pytest.mark.routers
@@ -382,3 +382,28 @@ def test_a_target_on_both_sides_is_refused() -> None:
     with pytest.raises(ValueError, match="none in both"):
         elbv2.TargetRegistrationRouter(name="x", target_group_arn="arn:tg", blue_targets=[elbv2.Target("i-1")],
                                        green_targets=[elbv2.Target("i-1")])
+
+
+async def test_the_spec_reaches_the_router_through_the_registry(aws_world: AwsWorld, aws_relay: AwsRelay,
+                                                                alb: Alb) -> None:
+    entry = spec.Router.model_validate({"name": "alb", "elbv2": {
+        "ruleARN": alb.rule_arn, "blueTargetGroupARN": alb.blue_target_group_arn,
+        "greenTargetGroupARN": alb.green_target_group_arn,
+        "aws": {"region": REGION, "endpointURL": aws_relay.url}}})
+    router = registry.build_router(entry)
+
+    await router.set_weights(blue=60, green=40)
+
+    assert aws_world.forward_weights(rule_arn=alb.rule_arn) == {
+        alb.blue_target_group_arn: 60, alb.green_target_group_arn: 40}
+    assert aws_relay.writes(*WRITES) == ["ModifyRule"]
+
+
+async def test_without_a_region_elbv2_says_where_to_set_one(aws_relay: AwsRelay, alb: Alb) -> None:
+    router = elbv2.WeightedTargetGroupsRouter(
+        name="alb", listener_arn=alb.listener_arn, blue_target_group_arn=alb.blue_target_group_arn,
+        green_target_group_arn=alb.green_target_group_arn, endpoint_url=aws_relay.url,
+    )
+
+    with pytest.raises(base.RouterError, match=r"set aws\.region in the router, or AWS_REGION"):
+        await router.verify()

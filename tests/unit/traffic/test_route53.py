@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bluegreen.api import spec
-from bluegreen.traffic import base, route53
+from bluegreen.traffic import base, registry, route53
 from tests.fixtures.aws_world import AwsRelay, AwsWorld
 
 pytestmark = pytest.mark.routers
@@ -276,3 +276,19 @@ def test_alias_targets_from_the_spec_are_checked() -> None:
 )
 def test_dns_names_compare_as_route53_does(text: str, name: str) -> None:
     assert route53.dns_name(text) == name
+
+
+async def test_the_spec_reaches_the_router_through_the_registry(aws_world: AwsWorld, aws_relay: AwsRelay,
+                                                                zone: str) -> None:
+    entry = spec.Router.model_validate({"name": "dns", "route53": {
+        "hostedZoneId": zone, "recordName": NAME, "ttl": 120,
+        "blue": {"setIdentifier": "prod-blue", "value": "lb-blue.example.net"},
+        "green": {"setIdentifier": "prod-green", "value": "lb-green.example.net", "healthCheckId": "hc-green"},
+        "aws": {"endpointURL": aws_relay.url}}})
+    router = registry.build_router(entry)
+
+    await router.set_weights(blue=60, green=40)
+
+    green = aws_world.records(zone, NAME)["prod-green"]
+    assert (green["Weight"], green["TTL"], green["HealthCheckId"]) == (40, 120, "hc-green")
+    assert aws_relay.writes("ChangeResourceRecordSets") == ["ChangeResourceRecordSets"]
