@@ -161,8 +161,11 @@ class InClusterFlux:
                 raise
             except Exception:
                 logger.exception("in-cluster Flux of %s: reconcile failed", self.cluster)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that arrives as
+            # the event is set (set_failing during stop), and the loop would never end.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
 
     async def _watch_requests(self) -> None:
         watch: Any = self.emulator.watch(flux.GIT_REPOSITORIES)
@@ -386,11 +389,15 @@ class InClusterFlux:
             "git", *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env)
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
-        except TimeoutError:
-            process.kill()
+            async with asyncio.timeout(30):
+                stdout, stderr = await process.communicate()
+        except BaseException as exc:  # a timeout, or stop() cancelling the pass: leave no git behind
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
             await process.wait()
-            raise _Failed("GitOperationFailed", f"git {args[0]} timed out") from None
+            if isinstance(exc, TimeoutError):
+                raise _Failed("GitOperationFailed", f"git {args[0]} timed out") from None
+            raise
         if process.returncode != 0:
             raise _Failed("GitOperationFailed", f"git {args[0]} failed: {stderr.decode(errors='replace').strip()}")
         return stdout

@@ -266,7 +266,8 @@ class GitServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), 5)
+                async with asyncio.timeout(5):
+                    await process.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
@@ -559,7 +560,8 @@ async def _wait_for_banner(port: int, process: asyncio.subprocess.Process) -> bo
             await asyncio.sleep(0.05)
             continue
         try:
-            banner = await asyncio.wait_for(reader.readline(), 5)
+            async with asyncio.timeout(5):
+                banner = await reader.readline()
         except TimeoutError:
             banner = b""
         writer.close()

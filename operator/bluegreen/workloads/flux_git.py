@@ -106,7 +106,6 @@ class _RepoView:
     blue_present: bool = True
     green_missing: tuple[str, ...] = ()
     sync_commit: str | None = None  # last commit that changed green's copied directories
-    problem: str | None = None  # why the repository could not be read (then the view is a guess)
 
 
 class FluxGitWorkloads:
@@ -356,27 +355,30 @@ class FluxGitWorkloads:
     # --- observing -----------------------------------------------------------------------------
 
     async def _view(self, *, blue_name: str, green_name: str) -> _RepoView:
-        problem: str | None = None
+        """The branch as last fetched (fetching when older than ``fetch_interval``).
+
+        A failed fetch leaves the last fetched state: what it says about commits
+        stays true, and the failure is the business of preflight and the actions.
+        """
         async with self._lock:
             stale = self._fetched_at is None or time.monotonic() - self._fetched_at >= self._fetch_interval
             if stale:
                 try:
-                    credentials = await self._required_credentials()
-                    await self._fetch(credentials)
+                    await self._fetch(await self._required_credentials())
                 except (gitrepo.GitError, FluxGitError) as exc:
                     problem = self._explain(exc) if isinstance(exc, gitrepo.GitError) else str(exc)
                     logger.info("observing %s: %s", self._repo.shown_url, problem)
             head = await self._repo.local_head()
             if head is None:
                 # Never read: assume blue is there (its cluster is asked) and green's copies are not.
-                return _RepoView(green_missing=(self._dir(green_name),), problem=problem)
+                return _RepoView(green_missing=(self._dir(green_name),))
             if not await self._repo.exists(head, self._dir(blue_name)):
-                return _RepoView(blue_present=False, problem=problem)
+                return _RepoView(blue_present=False)
             paths = await self._paths(head, blue_name=blue_name)
             green_dirs = [self._dir(green_name, path) for path in paths]
             missing = tuple([directory for directory in green_dirs if not await self._repo.exists(head, directory)])
             sync_commit = await self._repo.last_change(head, green_dirs) if not missing else None
-            return _RepoView(green_missing=missing, sync_commit=sync_commit, problem=problem)
+            return _RepoView(green_missing=missing, sync_commit=sync_commit)
 
     async def _containing(self, sync_commit: str, applied: set[str]) -> set[str]:
         """Which of the ``applied`` commits contain ``sync_commit``; fetches once if one is not known yet."""

@@ -429,7 +429,10 @@ async def run_bounded(
         start_new_session=True,  # git's children (ssh, remote helpers) share the group we may kill
     )
     try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives as the process ends, and a cancelled upgrade must not go on running git.
+        async with asyncio.timeout(timeout):
+            stdout, stderr = await process.communicate(stdin)
     except TimeoutError:
         await _kill(process)
         seconds = f"{timeout:g}s"
