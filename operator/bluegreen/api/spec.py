@@ -419,7 +419,9 @@ class WebhookRouter(Model):
 ROUTER_KINDS: tuple[str, ...] = ("haproxy", "route53", "elbv2", "gatewayAPI", "emissary", "istio", "webhook")
 _ROUTER_ATTRIBUTES = {kind: "gateway_api" if kind == "gatewayAPI" else kind for kind in ROUTER_KINDS}
 # Kinds this build carries out; the others are in the API and refused by validation until they land.
-IMPLEMENTED_ROUTER_KINDS: frozenset[str] = frozenset({"haproxy", "route53", "elbv2"})
+IMPLEMENTED_ROUTER_KINDS: frozenset[str] = frozenset(
+    {"haproxy", "route53", "elbv2", "gatewayAPI", "emissary", "istio", "webhook"}
+)
 
 
 def _implemented_router_kinds() -> list[str]:

@@ -40,6 +40,7 @@ class RouterContext:
     management: KubeClient  # the management cluster
     remote: RemoteClients  # clients for clusters reached through kubeconfig Secrets
     namespace: str  # the ClusterUpgrade's namespace: Secrets the spec names live there
+    upgrade_name: str | None = None  # the ClusterUpgrade's name, for receivers serving several upgrades (webhook)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from bluegreen.api import spec
-from bluegreen.traffic import base, elbv2, haproxy, route53
+from bluegreen.traffic import base, elbv2, emissary, gatewayapi, haproxy, istio, route53, webhook
 
 
 class UnknownRouterKindError(LookupError):
@@ -23,6 +23,42 @@ def _haproxy(router: spec.Router, context: base.RouterContext | None) -> base.Ro
     if config is None:
         raise ValueError(f"router {router.display_name!r} has no haproxy settings")
     return haproxy.HAProxyRouter.from_spec(name=router.display_name, config=config)
+
+
+def _context(router: spec.Router, context: base.RouterContext | None) -> base.RouterContext:
+    if context is None:
+        raise ValueError(f"router {router.display_name!r} ({router.kind}) needs the operator's clients to reach its "
+                         "objects; pass a RouterContext")
+    return context
+
+
+def _gateway_api(router: spec.Router, context: base.RouterContext | None) -> base.Router:
+    config = router.gateway_api
+    if config is None:
+        raise ValueError(f"router {router.display_name!r} has no gatewayAPI settings")
+    return gatewayapi.GatewayAPIRouter.from_spec(
+        name=router.display_name, config=config, context=_context(router, context))
+
+
+def _emissary(router: spec.Router, context: base.RouterContext | None) -> base.Router:
+    config = router.emissary
+    if config is None:
+        raise ValueError(f"router {router.display_name!r} has no emissary settings")
+    return emissary.EmissaryRouter.from_spec(name=router.display_name, config=config, context=_context(router, context))
+
+
+def _istio(router: spec.Router, context: base.RouterContext | None) -> base.Router:
+    config = router.istio
+    if config is None:
+        raise ValueError(f"router {router.display_name!r} has no istio settings")
+    return istio.IstioRouter.from_spec(name=router.display_name, config=config, context=_context(router, context))
+
+
+def _webhook(router: spec.Router, context: base.RouterContext | None) -> base.Router:
+    config = router.webhook
+    if config is None:
+        raise ValueError(f"router {router.display_name!r} has no webhook settings")
+    return webhook.WebhookRouter.from_spec(name=router.display_name, config=config, context=context)
 
 
 def _route53(router: spec.Router, context: base.RouterContext | None) -> base.Router:
@@ -45,6 +81,10 @@ FACTORIES: Mapping[str, Factory] = {
     "haproxy": _haproxy,
     "route53": _route53,
     "elbv2": _elbv2,
+    "gatewayAPI": _gateway_api,
+    "emissary": _emissary,
+    "istio": _istio,
+    "webhook": _webhook,
 }
 
 
@@ -52,7 +92,9 @@ def build_router(router: spec.Router, *, context: base.RouterContext | None = No
     """The router an entry of ``spec.traffic.routers`` describes.
 
     ``context`` gives routers that need them the clients and the namespace of the
-    ClusterUpgrade; routers reached directly (HAProxy) ignore it.
+    ClusterUpgrade: the Kubernetes-object routers (Gateway API, Emissary, Istio)
+    cannot be built without it, a webhook needs it for its token; routers reached
+    directly (HAProxy) ignore it.
     """
     kind = router.kind
     factory = FACTORIES.get(kind)

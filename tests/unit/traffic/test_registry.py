@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 
 from bluegreen.api import spec
+from bluegreen.kube import config
+from bluegreen.kube.client import KubeClient
+from bluegreen.kube.remote import RemoteClients
 from bluegreen.traffic import base, registry
 
 # One valid entry per router kind; a kind added to the API without an example
@@ -24,7 +27,20 @@ EXAMPLES: dict[str, dict[str, Any]] = {
               "blueTargetGroupARN": "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/blue/1",
               "greenTargetGroupARN": "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/green/2",
               "aws": {"region": "eu-west-1"}},
+    "gatewayAPI": {"httpRoute": {"namespace": "shop", "name": "app"},
+                   "blueBackend": {"name": "app-blue", "port": 80}, "greenBackend": {"name": "app-green", "port": 80}},
+    "emissary": {"blueMapping": {"namespace": "shop", "name": "app-blue"},
+                 "greenMapping": {"namespace": "shop", "name": "app-green"}},
+    "istio": {"virtualService": {"namespace": "shop", "name": "app"},
+              "blueDestination": {"host": "app.blue.svc.cluster.local"},
+              "greenDestination": {"host": "app.green.svc.cluster.local"}},
+    "webhook": {"url": "https://lb.example/weights"},
 }
+# Kinds that edit Kubernetes objects cannot be built without the operator's clients.
+NEEDS_CONTEXT = ("gatewayAPI", "emissary", "istio")
+# Nothing connects until a router is used, so a client for a closed port is enough to build them.
+_NOWHERE = KubeClient(config.Connection(server="http://127.0.0.1:9"))
+CONTEXT = base.RouterContext(management=_NOWHERE, remote=RemoteClients(_NOWHERE), namespace="fleet")
 
 
 def router_spec(kind: str, *, name: str | None = None, **overrides: Any) -> spec.Router:
@@ -41,13 +57,19 @@ def test_every_kind_has_an_example_and_a_factory() -> None:
 
 @pytest.mark.parametrize("kind", sorted(spec.IMPLEMENTED_ROUTER_KINDS))
 def test_every_kind_builds_a_router_named_after_the_entry(kind: str) -> None:
-    unnamed = registry.build_router(router_spec(kind))
-    named = registry.build_router(router_spec(kind, name="edge"))
+    unnamed = registry.build_router(router_spec(kind), context=CONTEXT)
+    named = registry.build_router(router_spec(kind, name="edge"), context=CONTEXT)
 
     assert unnamed.name == kind
     assert named.name == "edge"
     for method in ("set_weights", "verify", "finalize"):
         assert inspect.iscoroutinefunction(getattr(named, method))
+
+
+@pytest.mark.parametrize("kind", NEEDS_CONTEXT)
+def test_kinds_that_edit_kubernetes_objects_need_the_context(kind: str) -> None:
+    with pytest.raises(ValueError, match=f"router 'edge' \\({kind}\\) needs the operator's clients"):
+        registry.build_router(router_spec(kind, name="edge"))
 
 
 def test_a_kind_without_a_factory_is_an_error_not_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
