@@ -265,13 +265,13 @@ def _loss(state: _Split) -> int:
 
 def _group_key(mapping: dict[str, Any]) -> tuple[Any, ...]:
     spec_ = mapping.get("spec") or {}
-    host = spec_.get("hostname", spec_.get("host"))
+    host = spec_.get("hostname", spec_.get("host")) or "*"  # no host is any host
     return (spec_.get("prefix"), spec_.get("prefix_regex", False), host)
 
 
 def _key_text(key: tuple[Any, ...]) -> str:
     prefix, regex, host = key
-    return f"prefix {prefix!r}{' (regex)' if regex else ''}, host {host or '*'!r}"
+    return f"prefix {prefix!r}{' (regex)' if regex else ''}, host {host!r}"
 
 
 def _text(weight: int | None) -> str:

@@ -96,8 +96,8 @@ def failure(exc: kubeclient.KubeError, *, doing: str, what: str, cluster: Cluste
         )
     if isinstance(exc, kubeclient.ApiError) and exc.status == 403:
         return base.RouterError(
-            f"the operator may not be {doing} {what} on {cluster} (403 Forbidden: {exc.message}); "
-            "grant it get and patch on that resource"
+            f"the operator is forbidden from {doing} {what} on {cluster} (403: {exc.message}); "
+            "grant its identity there get and patch on that resource"
         )
     return base.RouterError(f"{doing} {what} on {cluster} failed: {exc}")
 
