@@ -40,6 +40,8 @@ from tests.unit.traffic.harness_aws import (  # noqa: F401
     route53_harness,
 )
 from tests.unit.traffic.harness_haproxy import haproxy_harness  # noqa: F401
+from tests.unit.traffic.harness_kube import emissary_harness, gatewayapi_harness, istio_harness  # noqa: F401
+from tests.unit.traffic.harness_webhook import webhook_harness  # noqa: F401
 
 pytestmark = pytest.mark.routers
 
@@ -62,6 +64,10 @@ HARNESSES = [
     "route53_harness",
     "elbv2_weighted_harness",
     "elbv2_registration_harness",
+    "gatewayapi_harness",
+    "emissary_harness",
+    "istio_harness",
+    "webhook_harness",
 ]
 
 
