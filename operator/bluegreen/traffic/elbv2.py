@@ -323,7 +323,7 @@ class TargetRegistrationRouter:
         max_attempts: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        registration_path(blue_targets=len(blue_targets), green_targets=len(green_targets))
+        path = registration_path(blue_targets=len(blue_targets), green_targets=len(green_targets))
         shared = set(blue_targets) & set(green_targets)
         if shared or len(set(blue_targets)) != len(blue_targets) or len(set(green_targets)) != len(green_targets):
             raise ValueError("elbv2 blueTargets and greenTargets must each list distinct targets, none in both")
@@ -332,7 +332,7 @@ class TargetRegistrationRouter:
         self._name = name
         self._target_group = target_group_arn
         self._targets = {"blue": list(blue_targets), "green": list(green_targets)}
-        self._path = registration_path(blue_targets=len(blue_targets), green_targets=len(green_targets))
+        self._path = path
         self._health_timeout = health_timeout
         self._poll_interval = poll_interval
         self._clock = clock
