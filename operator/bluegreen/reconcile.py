@@ -215,7 +215,8 @@ class UpgradeLoop:
                     workdir=self.context.settings.workdir / self.owner, labels={LABEL_UPGRADE: self.owner},
                 ),
                 routers=build_routers(spec.traffic.routers, context=RouterContext(
-                    management=management, remote=self.context.remote, namespace=self.namespace)),
+                    management=management, remote=self.context.remote, namespace=self.namespace,
+                    upgrade_name=self.name)),
             )
         return self._collaborators
 

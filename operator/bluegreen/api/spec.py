@@ -23,7 +23,7 @@ import pydantic
 from pydantic import Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from bluegreen.api import durations, versions
+from bluegreen.api import durations, shares, versions
 
 GROUP = "bluegreen.io"
 VERSION = "v1alpha1"
@@ -546,6 +546,29 @@ class Traffic(Model):
         if problems:
             raise _FieldProblems(problems)
         return steps
+
+    @model_validator(mode="after")
+    def _weights_every_router_can_reach(self) -> Traffic:
+        # Routers made of whole targets reach only some shares; a step between them would
+        # never verify, so it is refused here with the shares that exist.
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for router in self.routers:
+            elb = router.elbv2
+            if elb is None or elb.mode != "TargetRegistration" or not elb.blue_targets or not elb.green_targets:
+                continue
+            reachable = shares.reachable_shares(blue_targets=len(elb.blue_targets),
+                                                green_targets=len(elb.green_targets))
+            for index, step in enumerate(self.steps):
+                if step.set_weight is not None and step.set_weight not in reachable:
+                    problems.append(((
+                        "steps", index, "setWeight"),
+                        f"{step.set_weight} % cannot be reached by router {router.display_name} "
+                        f"(TargetRegistration with {len(elb.blue_targets)} blue and {len(elb.green_targets)} green "
+                        f"targets); use one of: {', '.join(map(str, reachable))}",
+                    ))
+        if problems:
+            raise _FieldProblems(problems)
+        return self
 
 
 class BlueDeletionPolicy(enum.StrEnum):

@@ -56,6 +56,7 @@ from fractions import Fraction
 from typing import Any
 
 from bluegreen.api import durations, spec
+from bluegreen.api.shares import green_share, registration_path
 from bluegreen.traffic import aws, base
 
 MAX_FORWARD_WEIGHT = 999
@@ -243,31 +244,6 @@ def _text(weight: int | None) -> str:
 
 
 # --- TargetRegistration -----------------------------------------------------------------------
-
-
-def registration_path(*, blue_targets: int, green_targets: int) -> list[tuple[int, int]]:
-    """The reachable (registered blue, registered green) states, from all blue to all green."""
-    if blue_targets < 1 or green_targets < 1:
-        raise ValueError("TargetRegistration needs at least one blue and one green target")
-    blue, green = blue_targets, 0
-    states = [(blue, green)]
-    registered_last = False
-    while green < green_targets or blue > 0:
-        if green < green_targets and (blue <= 1 or not registered_last):
-            green += 1
-            registered_last = True
-        else:
-            blue -= 1
-            registered_last = False
-        states.append((blue, green))
-    return states
-
-
-def green_share(blue: int, green: int) -> int:
-    """Percent of green among ``blue + green`` equal targets, rounded down."""
-    if blue + green == 0:
-        raise ValueError("no targets")
-    return 100 * green // (blue + green)
 
 
 def state_for(path: list[tuple[int, int]], *, green_percent: int) -> int:

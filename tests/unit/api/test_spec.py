@@ -182,6 +182,18 @@ def test_weights_may_repeat_and_pauses_may_follow_100() -> None:
     assert spec.parse_spec(raw).traffic.steps[-1].pause == spec.Pause()
 
 
+def test_target_registration_steps_must_be_reachable_shares() -> None:
+    router = {"name": "alb", "elbv2": {
+        "mode": "TargetRegistration", "targetGroupARN": "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/t/1",
+        "blueTargets": [{"id": f"i-b{n}"} for n in range(3)], "greenTargets": [{"id": f"i-g{n}"} for n in range(3)]}}
+    raw = with_("traffic", {"routers": [router], "steps": [{"setWeight": 25}, {"setWeight": 40}, {"setWeight": 100}]})
+    assert problems_of(raw) == [
+        "spec.traffic.steps[1].setWeight: 40 % cannot be reached by router alb (TargetRegistration with 3 blue "
+        "and 3 green targets); use one of: 0, 25, 33, 50, 66, 75, 100"]
+    raw["traffic"]["steps"][1]["setWeight"] = 50
+    assert spec.parse_spec(raw).traffic.steps[1].set_weight == 50
+
+
 def test_two_unknown_router_kinds_are_two_problems() -> None:
     problems = problems_of(with_("traffic.routers.0", {"nginx": {}, "envoy": {}}))
     # The kinds offered are those this build implements, in the API's order.
