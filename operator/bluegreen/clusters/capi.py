@@ -206,17 +206,6 @@ def clone_cluster(
     return green
 
 
-def _condition_text(condition: Mapping[str, Any] | None, condition_type: str) -> str:
-    if condition is None:
-        return f"{condition_type} not reported yet"
-    text = f"{condition_type}={condition.get('status', 'Unknown')}"
-    if condition.get("reason"):
-        text += f" ({condition['reason']})"
-    if condition.get("message"):
-        text += f": {condition['message']}"
-    return text
-
-
 def observe_cluster(cluster: Mapping[str, Any], *, kubeconfig_secret: str | None) -> ClusterObservation:
     """Judge a Cluster object as read, in either API version's shape."""
     meta = objects.metadata(cluster)
@@ -254,7 +243,7 @@ def observe_cluster(cluster: Mapping[str, Any], *, kubeconfig_secret: str | None
         if phase:
             reasons.append(f"phase {phase}")
         if not condition_true:
-            reasons.append(_condition_text(ready_condition, ready_type))
+            reasons.append(objects.condition_text(ready_condition, ready_type))
         if not observed:
             reasons.append(
                 f"the Cluster controller has not yet observed generation {meta.get('generation')} "

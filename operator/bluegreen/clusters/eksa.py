@@ -533,17 +533,6 @@ def _check_ours(existing: Mapping[str, Any], *, kind: str, namespace: str, label
         )
 
 
-def _condition_text(condition: Mapping[str, Any] | None, condition_type: str) -> str:
-    if condition is None:
-        return f"{condition_type} not reported yet"
-    text = f"{condition_type}={condition.get('status', 'Unknown')}"
-    if condition.get("reason"):
-        text += f" ({condition['reason']})"
-    if condition.get("message"):
-        text += f": {condition['message']}"
-    return text
-
-
 def observe_cluster(cluster: Mapping[str, Any], *, kubeconfig_secret: str | None) -> ClusterObservation:
     """Judge an EKS-A Cluster as read: ready is generation observed, ``Ready=True`` and no failureMessage."""
     meta = objects.metadata(cluster)
@@ -565,7 +554,7 @@ def observe_cluster(cluster: Mapping[str, Any], *, kubeconfig_secret: str | None
         if deleting:
             reasons.append("being deleted")
         if not condition_true:
-            reasons.append(_condition_text(ready_condition, "Ready"))
+            reasons.append(objects.condition_text(ready_condition, "Ready"))
         if not observed:
             reasons.append(
                 f"the EKS-A controller has not yet observed generation {meta.get('generation')} "

@@ -85,3 +85,15 @@ def clean_metadata(obj: Mapping[str, Any]) -> dict[str, Any]:
         if not annotations:
             meta.pop("annotations")
     return result
+
+
+def condition_text(condition: Mapping[str, Any] | None, condition_type: str) -> str:
+    """``Ready=False (Reason): message``, for condition messages that quote another controller."""
+    if condition is None:
+        return f"{condition_type} not reported yet"
+    text = f"{condition_type}={condition.get('status', 'Unknown')}"
+    if condition.get("reason"):
+        text += f" ({condition['reason']})"
+    if condition.get("message"):
+        text += f": {condition['message']}"
+    return text
