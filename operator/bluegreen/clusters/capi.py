@@ -35,9 +35,7 @@ GROUP = "cluster.x-k8s.io"
 SUPPORTED_VERSIONS = ("v1beta2", "v1beta1")  # in order of preference
 SECRETS = kubeclient.Resource("", "v1", "secrets")
 KUBECONFIG_KEY = "value"
-CLONED_FROM = "bluegreen.io/cloned-from"
-# Labels that claim an owner which does not own the clone.
-_FOREIGN_OWNER_PREFIXES = ("kustomize.toolkit.fluxcd.io/",)
+CLONED_FROM = objects.CLONED_FROM
 _OPERATOR_SET_LABELS = (LABEL_UPGRADE,)
 
 
@@ -179,21 +177,8 @@ def clone_cluster(
     if not blue_version:
         raise ClusterProviderError(f"{where} has no spec.topology.version; set it on blue first")
 
-    green = objects.clean_metadata(blue)
-    meta = green["metadata"]
-    meta["name"] = green_name
-    meta.pop("generateName", None)
-    kept = {
-        key: value
-        for key, value in objects.replace_values(objects.labels(blue), old=blue_name, new=green_name).items()
-        if key not in _OPERATOR_SET_LABELS and not key.startswith(_FOREIGN_OWNER_PREFIXES)
-    }
-    meta["labels"] = {**kept, **labels}
-    annotations = {
-        key: value for key, value in (meta.get("annotations") or {}).items()
-        if not key.startswith(_FOREIGN_OWNER_PREFIXES)
-    }
-    meta["annotations"] = {**annotations, CLONED_FROM: blue_name}
+    green = objects.clone_metadata(blue, new_name=green_name, blue_name=blue_name, green_name=green_name,
+                                   labels=labels, cloned_from=blue_name, drop_labels=_OPERATOR_SET_LABELS)
 
     spec = copy.deepcopy(green.get("spec") or {})
     for generated in ("controlPlaneEndpoint", "controlPlaneRef", "infrastructureRef"):

@@ -61,7 +61,7 @@ CLUSTERS = kubeclient.Resource(GROUP, VERSION, "clusters")
 SECRETS = kubeclient.Resource("", "v1", "secrets")
 KUBECONFIG_NAMESPACE = "eksa-system"
 KUBECONFIG_KEY = "value"
-CLONED_FROM = "bluegreen.io/cloned-from"
+CLONED_FROM = objects.CLONED_FROM
 ENDPOINT_OVERRIDE = "spec.target.overrides.controlPlaneConfiguration.endpoint.host"
 
 # The machine config kinds of the providers EKS-A has today; any other kind a
@@ -81,7 +81,6 @@ _NOT_CLONED_ANNOTATIONS = (
     "anywhere.eks.amazonaws.com/managed-by-cli",
     "anywhere.eks.amazonaws.com/tinkerbell-bootstrap-ip",
 )
-_FOREIGN_OWNER_PREFIXES = ("kustomize.toolkit.fluxcd.io/",)
 _OPERATOR_SET_LABELS = (LABEL_UPGRADE,)
 
 
@@ -371,22 +370,9 @@ def _clone_metadata(
     obj: Mapping[str, Any], *, new_name: str, blue_name: str, green_name: str, labels: Mapping[str, str],
     cloned_from: str,
 ) -> dict[str, Any]:
-    clone = objects.clean_metadata(obj)
-    meta = clone["metadata"]
-    meta["name"] = new_name
-    meta.pop("generateName", None)
-    kept = {
-        key: value
-        for key, value in objects.replace_values(objects.labels(obj), old=blue_name, new=green_name).items()
-        if key not in _OPERATOR_SET_LABELS and not key.startswith(_FOREIGN_OWNER_PREFIXES)
-    }
-    meta["labels"] = {**kept, **labels}
-    annotations = {
-        key: value for key, value in (meta.get("annotations") or {}).items()
-        if key not in _NOT_CLONED_ANNOTATIONS and not key.startswith(_FOREIGN_OWNER_PREFIXES)
-    }
-    meta["annotations"] = {**annotations, CLONED_FROM: cloned_from}
-    return clone
+    return objects.clone_metadata(obj, new_name=new_name, blue_name=blue_name, green_name=green_name, labels=labels,
+                                  cloned_from=cloned_from, drop_labels=_OPERATOR_SET_LABELS,
+                                  drop_annotations=_NOT_CLONED_ANNOTATIONS)
 
 
 @dataclasses.dataclass(frozen=True)

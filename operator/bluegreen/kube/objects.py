@@ -39,6 +39,9 @@ def labels(obj: Mapping[str, Any]) -> dict[str, str]:
     return dict(found) if isinstance(found, dict) else {}
 
 
+labels_of = labels  # for functions whose own parameter is called `labels`
+
+
 def name_of(obj: Mapping[str, Any]) -> str:
     return str(metadata(obj).get("name", ""))
 
@@ -97,3 +100,44 @@ def condition_text(condition: Mapping[str, Any] | None, condition_type: str) -> 
     if condition.get("message"):
         text += f": {condition['message']}"
     return text
+
+
+CLONED_FROM = "bluegreen.io/cloned-from"
+# Labels that claim an owner which does not own a clone (Flux would prune it with blue's).
+FOREIGN_OWNER_PREFIXES = ("kustomize.toolkit.fluxcd.io/",)
+
+
+def clone_metadata(
+    obj: Mapping[str, Any],
+    *,
+    new_name: str,
+    blue_name: str,
+    green_name: str,
+    labels: Mapping[str, str],
+    cloned_from: str,
+    drop_labels: tuple[str, ...] = (),
+    drop_annotations: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A copy of ``obj`` for green: server-set fields gone, renamed, labels rewritten blue -> green.
+
+    Label values equal to blue's name become green's (so the next upgrade's selectors find
+    green); ``drop_labels``/``drop_annotations`` and foreign owners' labels are not carried
+    over; ``labels`` are stamped on; the annotation ``bluegreen.io/cloned-from`` says whence.
+    """
+    clone = clean_metadata(obj)
+    meta = clone["metadata"]
+    meta["name"] = new_name
+    meta.pop("generateName", None)
+    kept = {
+        key: value
+        for key, value in replace_values(labels_of(obj), old=blue_name, new=green_name).items()
+        if key not in drop_labels and not key.startswith(FOREIGN_OWNER_PREFIXES)
+    }
+    meta["labels"] = {**kept, **labels}
+    annotations = {
+        key: value for key, value in (meta.get("annotations") or {}).items()
+        if key not in drop_annotations and not key.startswith(FOREIGN_OWNER_PREFIXES)
+    }
+    meta["annotations"] = {**annotations, CLONED_FROM: cloned_from}
+    return clone
+
