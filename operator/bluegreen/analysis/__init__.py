@@ -1,0 +1,1 @@
+"""Judging green: metric providers (Prometheus, HTTP probes), Flagger-compatible webhooks, smoke Jobs."""

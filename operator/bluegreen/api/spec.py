@@ -428,10 +428,30 @@ def _implemented_router_kinds() -> list[str]:
     return [kind for kind in ROUTER_KINDS if kind in IMPLEMENTED_ROUTER_KINDS]
 
 
+class FinalizeMode(enum.StrEnum):
+    """What a router is left with once one side is retired (blue after a promotion, green after a rollback).
+
+    Remove: the retired side's entry goes (blue's DNS record deleted, its target group or backend dropped).
+    Restore: after a rollback, the router is put back exactly as it was saved before bluegreen first changed
+    it; after a promotion it is the same as Remove, since nothing may route to a deleted cluster.
+    """
+
+    REMOVE = "Remove"
+    RESTORE = "Restore"
+
+
+# Keys of a router entry that are not router kinds.
+_ROUTER_COMMON_KEYS = frozenset({"name", "onFinalize"})
+
+
 class Router(Model):
     """One traffic router; exactly one kind key is set."""
 
     name: str | None = Field(default=None, description="Optional name used in status and events.")
+    on_finalize: FinalizeMode = Field(
+        default=FinalizeMode.REMOVE,
+        description="Remove the retired side's entry, or Restore (after a rollback) what was saved before the upgrade.",
+    )
     haproxy: HAProxyRouter | None = None
     route53: Route53Router | None = None
     elbv2: ElbV2Router | None = None
@@ -446,7 +466,7 @@ class Router(Model):
         # Every key but `name` is a router kind; pydantic alone would call `nginx:`
         # an "extra field", which does not tell the user what a router may be.
         if isinstance(data, dict):
-            unknown = [key for key in data if key != "name" and key not in ROUTER_KINDS]
+            unknown = [key for key in data if key not in _ROUTER_COMMON_KEYS and key not in ROUTER_KINDS]
             if unknown:
                 raise _FieldProblems([
                     ((key,), f"unknown router kind {key!r}; use one of: {', '.join(_implemented_router_kinds())}")
@@ -491,6 +511,22 @@ class Pause(Model):
     )
 
 
+class AnalysisStep(Model):
+    """An analysis gate: hold the step until the metrics passed ``count`` measurements in a row (or ``duration``).
+
+    ``{}`` uses spec.analysis.count / spec.analysis.duration.
+    """
+
+    count: int | None = Field(default=None, ge=1, le=1000, description="Successful measurements in a row needed.")
+    duration: Duration | None = Field(default=None, description="Measure for this long instead of a count.")
+
+    @model_validator(mode="after")
+    def _count_or_duration(self) -> AnalysisStep:
+        if self.count is not None and self.duration is not None:
+            raise ValueError("set count or duration, not both")
+        return self
+
+
 class Step(Model):
     """One traffic step; exactly one of setWeight, pause, analysis is set."""
 
@@ -500,10 +536,8 @@ class Step(Model):
 
     set_weight: int | None = Field(default=None, ge=0, le=100, description="Percent of traffic to green.")
     pause: Pause | None = None
-    analysis: dict[str, Any] | None = Field(
-        default=None,
-        description="Run spec.analysis now.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    analysis: AnalysisStep | None = Field(
+        default=None, description="Hold here until spec.analysis has passed count measurements (or a duration)."
     )
 
     @model_validator(mode="after")
@@ -571,6 +605,243 @@ class Traffic(Model):
         return self
 
 
+class ThresholdRange(Model):
+    """The range a metric's value must stay in to pass; one bound is enough."""
+
+    min: float | None = Field(default=None, description="Lowest passing value (inclusive).")
+    max: float | None = Field(default=None, description="Highest passing value (inclusive).")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ThresholdRange:
+        if self.min is None and self.max is None:
+            raise ValueError("set min, max or both, e.g. thresholdRange: {max: 0.01}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}; swap them")
+        return self
+
+
+class PrometheusQuery(Model):
+    """An instant query to a Prometheus server; the result must be one number."""
+
+    address: str = Field(pattern=r"^https?://.+", description="e.g. http://prometheus.monitoring:9090")
+    query: str = Field(
+        min_length=1,
+        description="PromQL. Placeholders: {{cluster}} (the side measured: green, or blue for a comparative "
+        "metric), {{blue}}, {{green}}, {{namespace}}, {{name}}.",
+    )
+    secret_ref: SecretRef | None = Field(
+        default=None,
+        description="A Secret with key token (bearer token) or keys username and password (basic auth).",
+    )
+    insecure_skip_tls_verify: bool = Field(default=False, alias="insecureSkipTLSVerify")
+    timeout: Duration = Field(default="10s", description="How long one query may take.")
+
+
+class ProbeMeasure(enum.StrEnum):
+    """What an HTTP probe reports: the share of good answers (0..1) or a latency in seconds."""
+
+    SUCCESS_RATE = "successRate"
+    LATENCY_P50 = "latencyP50"
+    LATENCY_P95 = "latencyP95"
+    LATENCY_P99 = "latencyP99"
+    LATENCY_MAX = "latencyMax"
+
+
+class HTTPProbe(Model):
+    """Requests to one side's own endpoint (like curl -H "Host: app.example.com" http://green-lb/)."""
+
+    url: str = Field(pattern=r"^https?://.+", description="Placeholders as in prometheus.query, e.g. "
+                     "http://{{cluster}}-ingress.example.net/healthz")
+    host: str | None = Field(default=None, description="Host header to send (the public name the side serves).")
+    method: str = Field(default="GET", pattern=r"^(GET|HEAD|POST)$")
+    requests: int = Field(default=10, ge=1, le=1000, description="Requests per measurement.")
+    timeout: Duration = Field(default="5s", description="How long one request may take; longer counts as failed.")
+    success_codes: str = Field(
+        default="200-399", pattern=r"^[0-9]{3}(-[0-9]{3})?(,[0-9]{3}(-[0-9]{3})?)*$",
+        description="Status codes that count as success: 200-299,404",
+    )
+    measure: ProbeMeasure = Field(default=ProbeMeasure.SUCCESS_RATE)
+    insecure_skip_tls_verify: bool = Field(default=False, alias="insecureSkipTLSVerify")
+
+
+class ComparisonMode(enum.StrEnum):
+    """How green's value is judged against blue's: green / blue, or green - blue."""
+
+    RATIO = "Ratio"
+    DIFFERENCE = "Difference"
+
+
+class Comparison(Model):
+    """Measure blue too ({{cluster}} = blue's name) and judge green against it; thresholdRange applies to the result."""
+
+    mode: ComparisonMode = Field(default=ComparisonMode.RATIO)
+
+
+class Metric(Model):
+    """One measurement, judged against thresholdRange; exactly one provider (prometheus or httpProbe)."""
+
+    name: K8sName
+    threshold_range: ThresholdRange
+    prometheus: PrometheusQuery | None = None
+    http_probe: HTTPProbe | None = Field(default=None, alias="httpProbe")
+    comparative: Comparison | None = Field(
+        default=None, description="Judge green relative to blue, measured the same way at the same time."
+    )
+    interval: Duration | None = Field(default=None, description="Default: spec.analysis.interval.")
+    failure_limit: int | None = Field(default=None, ge=1, description="Default: spec.analysis.failureLimit.")
+    inconclusive_limit: int | None = Field(default=None, ge=1, description="Default: spec.analysis.inconclusiveLimit.")
+
+    @model_validator(mode="after")
+    def _one_provider(self) -> Metric:
+        present = [name for name, value in (("prometheus", self.prometheus), ("httpProbe", self.http_probe))
+                   if value is not None]
+        if len(present) != 1:
+            raise ValueError(f"a metric needs exactly one of prometheus, httpProbe (found {len(present)})")
+        if self.comparative is not None:
+            text = self.prometheus.query if self.prometheus else f"{self.http_probe.url} {self.http_probe.host or ''}" \
+                if self.http_probe else ""
+            if "{{cluster}}" not in text:
+                raise ValueError("a comparative metric measures each side with the same query: put {{cluster}} in "
+                                 "prometheus.query (or httpProbe.url / host) where the side's name goes")
+        return self
+
+
+class WebhookType(enum.StrEnum):
+    """Flagger's webhook types, called at the same moments of a cluster upgrade."""
+
+    CONFIRM_ROLLOUT = "confirm-rollout"
+    PRE_ROLLOUT = "pre-rollout"
+    ROLLOUT = "rollout"
+    CONFIRM_TRAFFIC_INCREASE = "confirm-traffic-increase"
+    CONFIRM_PROMOTION = "confirm-promotion"
+    POST_ROLLOUT = "post-rollout"
+    ROLLBACK = "rollback"
+    EVENT = "event"
+
+
+class AnalysisWebhook(Model):
+    """A Flagger-compatible webhook: POST a JSON payload; any 2xx answer passes."""
+
+    name: K8sName
+    type: WebhookType = Field(default=WebhookType.ROLLOUT)
+    url: str = Field(pattern=r"^https?://.+")
+    timeout: Duration = Field(default="10s")
+    retries: int = Field(default=0, ge=0, le=10, description="Extra attempts after a failed call.")
+    metadata: dict[str, str] = Field(default_factory=dict, description="Sent as the payload's metadata.")
+    insecure_skip_tls_verify: bool = Field(default=False, alias="insecureSkipTLSVerify")
+
+
+class Side(enum.StrEnum):
+    BLUE = "blue"
+    GREEN = "green"
+
+
+class JobPhase(enum.StrEnum):
+    """When a smoke Job runs: Verifying (green at 0 %, before any traffic) or Promoted (green at 100 %)."""
+
+    VERIFYING = "Verifying"
+    PROMOTED = "Promoted"
+
+
+class SmokeJob(Model):
+    """A Kubernetes Job run in one cluster at a named phase; the upgrade goes on when it succeeds."""
+
+    name: K8sName = Field(max_length=40)
+    cluster: Side = Field(default=Side.GREEN, description="Where the Job runs: green (default) or blue.")
+    at: JobPhase = Field(default=JobPhase.VERIFYING)
+    namespace: K8sName = Field(default="default")
+    template: dict[str, Any] = Field(
+        description="The Job's spec (batch/v1 JobSpec: template, backoffLimit, ...).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    timeout: Duration = Field(default="10m", description="A Job not done by then has failed.")
+    log_lines: int = Field(default=20, ge=0, le=200, description="Lines of the log's tail shown on failure.")
+
+    @field_validator("template")
+    @classmethod
+    def _has_pod_template(cls, template: dict[str, Any]) -> dict[str, Any]:
+        pod = template.get("template")
+        if not isinstance(pod, dict) or not isinstance((pod.get("spec") or {}).get("containers"), list):
+            raise ValueError("template is a Job spec: it needs template.spec.containers (and restartPolicy Never)")
+        return template
+
+
+class Analysis(Model):
+    """How green is judged while it takes traffic, and the gates around it."""
+
+    interval: Duration = Field(default="1m", description="Time between two measurements of a metric.")
+    initial_delay: Duration = Field(
+        default="0s", description="After each weight change, wait this long before measuring (DNS TTL, autoscalers)."
+    )
+    count: int | None = Field(default=None, ge=1, le=1000,
+                              description="Measurements an analysis step needs (default 1).")
+    duration: Duration | None = Field(default=None, description="Instead of count: how long an analysis step lasts.")
+    failure_limit: int = Field(default=1, ge=1, description="Failed measurements of one metric that roll back.")
+    inconclusive_limit: int = Field(
+        default=3, ge=1, description="Inconclusive measurements of one metric that hold the upgrade for a person.",
+    )
+    metrics: list[Metric] = Field(default_factory=list)
+    webhooks: list[AnalysisWebhook] = Field(default_factory=list)
+    jobs: list[SmokeJob] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Analysis:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        if self.count is not None and self.duration is not None:
+            problems.append((("count",), "set count or duration, not both"))
+        for field, items in (("metrics", self.metrics), ("webhooks", self.webhooks), ("jobs", self.jobs)):
+            seen: dict[str, int] = {}
+            for index, item in enumerate(items):
+                if item.name in seen:
+                    problems.append(((field, index, "name"), f"{item.name!r} is also the name of "
+                                                              f"{field}[{seen[item.name]}]; names must be unique"))
+                seen.setdefault(item.name, index)
+        if problems:
+            raise _FieldProblems(problems)
+        return self
+
+    def metric_interval(self, metric: Metric) -> str:
+        return metric.interval or self.interval
+
+    def metric_failure_limit(self, metric: Metric) -> int:
+        return metric.failure_limit or self.failure_limit
+
+    def metric_inconclusive_limit(self, metric: Metric) -> int:
+        return metric.inconclusive_limit or self.inconclusive_limit
+
+    def hooks(self, type_: WebhookType) -> list[AnalysisWebhook]:
+        return [hook for hook in self.webhooks if hook.type == type_]
+
+
+class RollbackMode(enum.StrEnum):
+    """Immediate: blue back to 100 % at once. Gradual: down the steps already taken, one at a time."""
+
+    IMMEDIATE = "Immediate"
+    GRADUAL = "Gradual"
+
+
+class GreenDeletionPolicy(enum.StrEnum):
+    """After a rollback and the inspection window: Delete green, or Retain it."""
+
+    DELETE = "Delete"
+    RETAIN = "Retain"
+
+
+class Rollback(Model):
+    """What happens when analysis fails or a person aborts."""
+
+    mode: RollbackMode = Field(default=RollbackMode.IMMEDIATE)
+    step_interval: Duration = Field(
+        default="30s", description="Gradual: time at each weight on the way down (at least one DNS TTL).",
+    )
+    retain_green_for: Duration = Field(
+        default="24h", description="How long green is kept for inspection after a rollback (retry works meanwhile).",
+    )
+    green_deletion_policy: GreenDeletionPolicy = Field(
+        default=GreenDeletionPolicy.DELETE, description="After the inspection window: Delete green or Retain it."
+    )
+
+
 class BlueDeletionPolicy(enum.StrEnum):
     """What happens to blue's cluster after the rollback window: Delete or Retain."""
 
@@ -597,6 +868,8 @@ class ClusterUpgradeSpec(Model):
     target: Target
     workloads: Workloads
     traffic: Traffic
+    analysis: Analysis = Field(default_factory=Analysis)
+    rollback: Rollback = Field(default_factory=Rollback)
     promotion: Promotion = Field(default_factory=Promotion)
     paused: pydantic.StrictBool = Field(default=False, description="Hold the upgrade where it is.")
 

@@ -120,6 +120,69 @@ class JournalEntry(StatusModel):
     change_id: str | None = None
 
 
+RESULTS_LIMIT = 30
+
+
+class CheckPhase(enum.StrEnum):
+    """The verdict of one check (a metric measurement, a webhook call, a smoke Job)."""
+
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"  # no verdict: no data, NaN, an error reaching the provider
+
+
+class CheckResult(StatusModel):
+    """One check's outcome, kept (bounded) in status.analysis.results."""
+
+    name: str = Field(description="The metric's, webhook's or Job's name in spec.analysis.")
+    kind: str = Field(description="metric, webhook or job.")
+    phase: CheckPhase
+    time: datetime.datetime
+    value: float | None = Field(default=None, description="Green's value (or green against blue when comparative).")
+    blue_value: float | None = Field(default=None, description="Blue's value, for a comparative metric.")
+    green_value: float | None = Field(default=None, description="Green's own value, for a comparative metric.")
+    message: str = ""
+    step: int | None = Field(default=None, description="status.step.index when checked.")
+    green_weight: int | None = Field(default=None, description="Green's traffic share when checked.")
+
+
+class MetricState(StatusModel):
+    """Running counts of one metric in the current analysis run (reset by retry)."""
+
+    name: str
+    successes: int = 0
+    failures: int = 0
+    inconclusive: int = 0
+    consecutive_successes: int = Field(default=0, description="Successful measurements in a row (analysis steps).")
+    last_time: datetime.datetime | None = None
+    last_phase: CheckPhase | None = None
+    last_value: float | None = None
+
+
+class AnalysisStatus(StatusModel):
+    """What analysis has measured: counts per metric, the latest results, and why it holds if it does."""
+
+    run: int = Field(default=0, description="Analysis run number; bluegreen.io/retry starts a new one.")
+    metrics: list[MetricState] = Field(default_factory=list)
+    results: list[CheckResult] = Field(default_factory=list, description="The latest check results, oldest first.")
+    held: str | None = Field(default=None, description="Why analysis holds the upgrade (inconclusive), if it does.")
+
+    def metric(self, name: str) -> MetricState | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+    def latest(self, name: str, kind: str) -> CheckResult | None:
+        return next((r for r in reversed(self.results) if r.name == name and r.kind == kind), None)
+
+
+class SavedRouter(StatusModel):
+    """What one router held before bluegreen first changed it, for finalize to restore."""
+
+    name: str
+    original: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+
+
 class ClusterUpgradeStatus(StatusModel):
     phase: Phase = Phase.PENDING
     phase_since: datetime.datetime | None = None
@@ -139,7 +202,15 @@ class ClusterUpgradeStatus(StatusModel):
         default=False, description="At retirement: every router removed what routed to blue."
     )
     preflight: dict[str, Any] = Field(default_factory=dict)
-    analysis: list[dict[str, Any]] = Field(default_factory=list)
+    analysis: AnalysisStatus = Field(default_factory=AnalysisStatus)
+    routers: list[SavedRouter] | None = Field(
+        default=None, description="Each router's state before the first change (None: not saved yet).",
+    )
+    rolled_back_at: datetime.datetime | None = Field(
+        default=None, description="When blue held 100 % again after a rollback (start of green's inspection window).",
+    )
+    green_retired: bool = Field(default=False, description="After a rollback: green's routers, workloads and "
+                                "cluster were removed (or retained, per spec.rollback.greenDeletionPolicy).")
     journal: list[JournalEntry] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     failures: int = Field(default=0, description="Consecutive failed attempts of the current action.")

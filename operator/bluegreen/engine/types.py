@@ -61,6 +61,14 @@ class WorkloadsObservation:
 
 
 @dataclasses.dataclass(frozen=True)
+class JobObservation:
+    """A smoke Job in its cluster: Missing (not created), Running, Succeeded or Failed."""
+
+    state: str
+    message: str = ""  # on failure: why, and the tail of its log
+
+
+@dataclasses.dataclass(frozen=True)
 class Observed:
     """The world as seen at the start of one pass."""
 
@@ -74,6 +82,8 @@ class Observed:
     # Preflight and Blocked only): each names what to fix.
     preflight_problems: tuple[str, ...] = ()
     deleting: bool = False  # the ClusterUpgrade itself is being deleted
+    # Smoke Jobs of the current analysis run, by spec.analysis.jobs[].name (observed while one may run).
+    jobs: Mapping[str, JobObservation] = dataclasses.field(default_factory=dict)
 
 
 # --- actions: what the I/O layer must make true, idempotently --------------------------------
@@ -122,8 +132,36 @@ class DeleteCluster:
 
 
 @dataclasses.dataclass(frozen=True)
+class SaveRouters:
+    """Before the first weight change: read what every router holds, for finalize to restore (status.routers)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class FinalizeRouters:
-    """At retirement, before blue goes: every router removes what routes to blue (in reverse order)."""
+    """Once a side is retired ("blue" after a promotion, "green" after a rollback), every router drops it,
+    in reverse order, as each router's spec.traffic.routers[].onFinalize says."""
+
+    retired: str = "blue"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunChecks:
+    """Run these checks now; the I/O layer records each result in status.analysis (see engine.analysis.record).
+
+    ``metrics`` and ``webhooks`` are names from spec.analysis. Webhook results gate (confirm-*, pre-rollout,
+    rollout) or are only recorded (post-rollout, rollback).
+    """
+
+    metrics: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class StartJob:
+    """Make a smoke Job exist in one cluster (spec.analysis.jobs[] by name), under its run's object name."""
+
+    name: str
+    side: str  # "green" | "blue"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +172,8 @@ class RemoveAnnotation:
 
 
 Action = (
-    ProvisionGreen | SyncWorkloads | SetWeights | FinalizeRouters | DeleteWorkloads | DeleteCluster | RemoveAnnotation
+    ProvisionGreen | SyncWorkloads | SaveRouters | SetWeights | FinalizeRouters | DeleteWorkloads | DeleteCluster
+    | RemoveAnnotation | RunChecks | StartJob
 )
 
 

@@ -12,7 +12,7 @@ effective weights back; a step is done only when every router verified.
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import Any, Protocol
 
 from bluegreen.kube.client import KubeClient
 from bluegreen.kube.remote import RemoteClients
@@ -77,6 +77,21 @@ class Router(Protocol):
         """
         ...
 
-    async def finalize(self) -> None:
-        """At blue's retirement: remove what routes to blue (Route 53: delete blue's record), idempotently."""
+    async def save(self) -> dict[str, Any]:
+        """What this router holds now, read before bluegreen's first change, as small JSON-able data.
+
+        Called once per upgrade; the result is kept in ``status.routers`` and handed back to
+        :meth:`finalize`, so a restarted operator can still restore it.
+        """
+        ...
+
+    async def finalize(self, *, retired: str, mode: str, original: dict[str, Any] | None) -> str:
+        """Once one side is retired, leave the router without it, idempotently; return a journal line.
+
+        ``retired`` is "blue" after a promotion (green holds 100 %) or "green" after a rollback
+        (blue holds 100 %). ``mode`` is a :class:`bluegreen.api.spec.FinalizeMode` value: "Remove"
+        removes the retired side's entry (Route 53: delete its record); "Restore" after a rollback
+        puts back ``original`` exactly as :meth:`save` returned it (after a promotion it is the same
+        as "Remove"). Refuse (RouterError) rather than remove a side that still takes traffic.
+        """
         ...
