@@ -28,8 +28,18 @@ import datetime
 
 from bluegreen.api import versions
 from bluegreen.api.durations import format_duration
-from bluegreen.api.spec import BlueDeletionPolicy, ClusterUpgradeSpec, Step, duration
+from bluegreen.api.spec import (
+    BlueDeletionPolicy,
+    ClusterUpgradeSpec,
+    GreenDeletionPolicy,
+    JobPhase,
+    RollbackMode,
+    Step,
+    WebhookType,
+    duration,
+)
 from bluegreen.api.status import (
+    CheckPhase,
     ClusterStatus,
     ClusterUpgradeStatus,
     ConditionType,
@@ -37,6 +47,7 @@ from bluegreen.api.status import (
     StepStatus,
     Weights,
 )
+from bluegreen.engine import analysis
 from bluegreen.engine import conditions as cond
 from bluegreen.engine.types import (
     ANNOTATION_ABORT,
@@ -48,10 +59,14 @@ from bluegreen.engine.types import (
     DeleteWorkloads,
     Event,
     FinalizeRouters,
+    JobObservation,
     Observed,
     ProvisionGreen,
     RemoveAnnotation,
+    RunChecks,
+    SaveRouters,
     SetWeights,
+    StartJob,
     SyncWorkloads,
 )
 
@@ -96,6 +111,19 @@ class _Pass:
             now=self.now, generation=self.observed.generation,
         ))
 
+    def check(self, *, metrics: tuple[str, ...] = (), webhooks: tuple[str, ...] = (), also: bool = False) -> None:
+        """Ask the I/O layer to run checks; their results are in status on the next pass, which runs at once.
+
+        ``also``: alongside another action of this pass (a notification), without ending the pass.
+        """
+        if not metrics and not webhooks:
+            return
+        if also:
+            self.actions.append(RunChecks(metrics=metrics, webhooks=webhooks))
+        else:
+            self.act(RunChecks(metrics=metrics, webhooks=webhooks))
+        self.wake(self.now)
+
     def event(self, reason: str, message: str, *, warning: bool = False) -> None:
         self.events.append(Event(reason=reason, message=message, type="Warning" if warning else "Normal"))
 
@@ -124,7 +152,16 @@ class _Pass:
             self.condition(ConditionType.READY, False, phase.value, message)
 
     def set_weights(self, green: int) -> None:
-        """Ask for ``green`` percent everywhere; status records it as applied once the action ran."""
+        """Ask for ``green`` percent everywhere; status records it as applied once the action ran.
+
+        The first change of an upgrade is preceded by a pass of its own that saves what every
+        router holds (status.routers), so finalize can restore it and nothing half-changed is saved.
+        """
+        if self.status.routers is None:
+            self.act(SaveRouters())
+            self.wake(self.now)
+            self.update(message="reading what every router holds before the first change")
+            return
         self.act(SetWeights(green=green))
         self.update(weights=Weights(blue=100 - green, green=green, verified=True),
                     step=self.status.step.model_copy(update={"weights_changed_at": self.now}))
@@ -243,8 +280,14 @@ def _consume_annotations(work: _Pass) -> None:
         if phase in {Phase.BLOCKED, Phase.FAILED}:
             work.goto(Phase.PREFLIGHT, "retry requested: running preflight again")
         elif phase == Phase.ROLLED_BACK:
-            work.update(step=StepStatus(index=0, started_at=None))
-            work.goto(Phase.SYNCING, "retry requested: checking green again, then shifting from step 0")
+            again = work.status.green_retired
+            work.update(step=StepStatus(index=0, started_at=None), analysis=analysis.new_run(work.status.analysis),
+                        rolled_back_at=None, promoted_at=None, green_retired=False, routers_finalized=False)
+            work.condition(ConditionType.ANALYSIS_PASSING, None, "Retrying", "a new analysis run starts")
+            if again:
+                work.goto(Phase.PREFLIGHT, "retry requested: green was retired, creating it again")
+            else:
+                work.goto(Phase.SYNCING, "retry requested: checking green again, then shifting from step 0")
         else:
             work.event("RetryIgnored", f"retry applies to Blocked, Failed or RolledBack, not {phase.value}",
                        warning=True)
@@ -267,6 +310,13 @@ def _consume_annotations(work: _Pass) -> None:
 
 
 def _promote_step(work: _Pass) -> None:
+    if work.status.analysis.held:
+        held = work.status.held_phase or Phase.SHIFTING
+        work.event("PromoteRequested", f"inconclusive analysis accepted by request: {work.status.analysis.held}")
+        work.update(analysis=analysis.forgive_inconclusive(work.status.analysis), held_phase=None)
+        work.condition(ConditionType.ANALYSIS_PASSING, None, "Accepted", "inconclusive results accepted by a person")
+        work.goto(held, f"resumed by promote: back to {held.value}")
+        return
     step = _current_step(work)
     if step is None or step.pause is None:
         work.event("PromoteIgnored", "promote step: the current step is not a pause", warning=True)
@@ -345,6 +395,9 @@ def _preflight(work: _Pass) -> None:
     work.update(blue=ClusterStatus(name=blue.name, version=blue.version))
     work.condition(ConditionType.PREFLIGHT_PASSED, True, "Passed",
                    f"{blue.name} {blue.version} -> {spec.target.kubernetes_version}")
+    if not _gate_open(work, WebhookType.CONFIRM_ROLLOUT, since=work.status.phase_since or work.now,
+                      what=f"creating green {spec.green_name}"):
+        return
     work.goto(Phase.PROVISIONING, f"creating green cluster {spec.green_name} at {spec.target.kubernetes_version}")
 
 
@@ -426,6 +479,9 @@ def _verifying(work: _Pass) -> None:
     if work.status.weights.green != 0 or not work.status.weights.verified:
         work.set_weights(0)
         return
+    if not _checks_at_zero(work):
+        return
+    work.condition(ConditionType.ANALYSIS_PASSING, True, "Verified", "green passed its checks at 0 % traffic")
     work.update(step=StepStatus(index=0, started_at=work.now))
     work.condition(ConditionType.TRAFFIC_SHIFTED, False, "Shifting", "traffic starts moving to green")
     work.goto(Phase.SHIFTING, f"shifting traffic in {len(work.spec.traffic.steps)} steps")
@@ -436,11 +492,16 @@ def _shifting(work: _Pass) -> None:
         return
     if not _guard_green(work):
         return
+    if not _analyse(work):
+        return
     step = _current_step(work)
     index = work.status.step.index
     total = len(work.spec.traffic.steps)
+    since = work.status.step.started_at or work.now
     if step is None:  # past the last step (or a full promote): green takes everything
         if work.status.weights.green != 100:
+            if not _gate_open(work, WebhookType.CONFIRM_PROMOTION, since=since, what="green to 100 %"):
+                return
             work.set_weights(100)
             return
         work.update(promoted_at=work.status.promoted_at or work.now)
@@ -455,6 +516,13 @@ def _shifting(work: _Pass) -> None:
                 # Steps never go down (validated); a lower step after a full promote is skipped.
                 _advance(work)
                 return
+            if step.set_weight > work.status.weights.green:
+                what = f"green to {step.set_weight} %"
+                if not _gate_open(work, WebhookType.CONFIRM_TRAFFIC_INCREASE, since=since, what=what):
+                    return
+                if step.set_weight == 100 and not _gate_open(work, WebhookType.CONFIRM_PROMOTION, since=since,
+                                                             what=what):
+                    return
             work.set_weights(step.set_weight)
             work.update(message=f"{label}: green at {step.set_weight}%")
             return
@@ -481,11 +549,16 @@ def _shifting(work: _Pass) -> None:
         work.wake(until)
         work.wait(f"{label}: pause {step.pause.duration} until {until.isoformat()}")
         return
-    # An analysis step: judged by the analysis providers of a later release; until then the
-    # spec validation refuses it, so reaching here means an old object: hold, do not pretend.
-    work.condition(ConditionType.ANALYSIS_PASSING, None, "NotSupported",
-                   "analysis steps are not supported by this release; remove the step")
-    work.wait(f"{label}: analysis steps are not supported by this release; remove the step")
+    assert step.analysis is not None  # a step is exactly one of setWeight, pause, analysis (validated)
+    passed, why = analysis.step_passed(work.spec, work.status, step.analysis, work.now)
+    if passed:
+        work.event("AnalysisStepPassed", f"{label}: {why}")
+        _advance(work)
+        return
+    length = step.analysis.duration or (None if step.analysis.count is not None else work.spec.analysis.duration)
+    if length is not None:
+        work.wake(since + duration(length))
+    work.wait(f"{label}: analysis at green {work.status.weights.green}%: {why}")
 
 
 def _paused(work: _Pass) -> None:
@@ -496,8 +569,14 @@ def _paused(work: _Pass) -> None:
     step = _current_step(work)
     waiting_for_human = held == Phase.SHIFTING and step is not None and step.pause is not None \
         and step.pause.duration is None
+    if work.status.analysis.held:  # inconclusive analysis: a person decides (promote or abort)
+        if _guard_green(work):
+            work.done = True
+        return
     if waiting_for_human:
         if not _guard_green(work):
+            return
+        if not _analyse(work):
             return
         work.done = True
         return
@@ -514,6 +593,14 @@ def _promoted(work: _Pass) -> None:
     if not healthy:
         _, why = work.green_healthy()
         work.wait(f"green serves 100% but is unhealthy ({why}); blue is kept; abort to roll back")
+        return
+    post = analysis.asked_since(work.status, _hook_names(work, WebhookType.POST_ROLLOUT), promoted_at)
+    if post:
+        work.check(webhooks=post)
+        return
+    if not _jobs_passed(work, JobPhase.PROMOTED):
+        return
+    if not _analyse(work):
         return
     if work.now < until:
         work.wake(until)
@@ -550,13 +637,86 @@ def _retiring(work: _Pass) -> None:
 
 
 def _rolling_back(work: _Pass) -> None:
-    if work.status.weights.green != 0 or not work.status.weights.verified:
-        work.set_weights(0)
+    since = work.status.phase_since or work.now
+    # rollback webhooks are told once, in the same pass as the first move back (traffic first).
+    notify = analysis.asked_since(work.status, _hook_names(work, WebhookType.ROLLBACK), since)
+    weights = work.status.weights
+    if weights.green != 0 or not weights.verified:
+        target = _rollback_target(work)
+        if target is None:  # gradual: holding the current weight for stepInterval
+            work.check(webhooks=notify, also=True)
+            return
+        work.set_weights(target)
+        if work.status.routers is not None:
+            work.check(webhooks=notify, also=True)
+        return
+    if notify:
+        work.check(webhooks=notify)
         return
     work.condition(ConditionType.TRAFFIC_SHIFTED, False, "RolledBack", "blue serves 100% of traffic")
-    work.update(promoted_at=None)
-    work.goto(Phase.ROLLED_BACK, f"blue serves 100%; green {work.spec.green_name} kept for inspection",
-              warning=True)
+    window = work.spec.rollback.retain_green_for
+    work.update(promoted_at=None, rolled_back_at=work.now)
+    work.goto(Phase.ROLLED_BACK, f"blue serves 100%; green {work.spec.green_name} kept for inspection for {window} "
+              "(annotate bluegreen.io/retry to shift again)", warning=True)
+
+
+def _rollback_target(work: _Pass) -> int | None:
+    """The next weight on the way back: 0 at once, or (Gradual) the next lower step every stepInterval."""
+    current = work.status.weights.green
+    if work.spec.rollback.mode != RollbackMode.GRADUAL or not work.status.weights.verified:
+        return 0
+    lower = sorted({step.set_weight for step in work.spec.traffic.steps
+                    if step.set_weight is not None and step.set_weight < current}, reverse=True)
+    target = lower[0] if lower and lower[0] > 0 else 0
+    changed = work.status.step.weights_changed_at
+    started = work.status.phase_since or work.now
+    hold = max(duration(work.spec.rollback.step_interval), router_dwell(work.spec))
+    if changed is None or changed < started or work.now >= changed + hold:
+        work.update(message=f"rolling back gradually: green {current}% -> {target}%")
+        return target
+    work.wake(changed + hold)
+    work.wait(f"rolling back gradually: green at {current}% until {(changed + hold).isoformat()}")
+    return None
+
+
+def _rolled_back(work: _Pass) -> None:
+    since = work.status.rolled_back_at or work.now
+    if work.status.rolled_back_at is None:
+        work.update(rolled_back_at=since)
+    post = analysis.asked_since(work.status, _hook_names(work, WebhookType.POST_ROLLOUT), since)
+    if post:
+        work.check(webhooks=post)
+        return
+    if work.status.green_retired or work.spec.paused:
+        work.done = True
+        return
+    until = since + duration(work.spec.rollback.retain_green_for)
+    if work.now < until:
+        work.wake(until)
+        work.wait(f"blue serves 100%; green {work.spec.green_name} kept for inspection until {until.isoformat()} "
+                  "(annotate bluegreen.io/retry to shift again)")
+        return
+    if work.status.routers is not None and not work.status.routers_finalized:
+        work.act(FinalizeRouters(retired="green"))
+        work.update(routers_finalized=True)
+        work.event("RoutersFinalized", "routers no longer route to green (per each router's onFinalize)")
+        work.wait("removing green from every router")
+        return
+    green = work.observed.green
+    if work.observed.workloads.green:
+        work.act(DeleteWorkloads(side="green"))
+        work.wait("removing green's Flux Kustomizations")
+        return
+    delete = work.spec.rollback.green_deletion_policy == GreenDeletionPolicy.DELETE
+    if delete and green.exists and green.managed_by == work.owner:
+        work.act(DeleteCluster(side="green", name=green.name))
+        work.wait(f"deleting green cluster {green.name} after the inspection window")
+        return
+    retained = green.exists
+    message = f"green cluster {green.name} retained" if retained else f"green cluster {green.name} deleted"
+    work.update(green_retired=True)
+    work.event("GreenRetired", message)
+    work.update(message=f"blue serves 100%; {message} after the inspection window")
     work.done = True
 
 
@@ -577,7 +737,7 @@ _HANDLERS = {
     Phase.RETIRING: _retiring,
     Phase.COMPLETED: _terminal,
     Phase.ROLLING_BACK: _rolling_back,
-    Phase.ROLLED_BACK: _terminal,
+    Phase.ROLLED_BACK: _rolled_back,
     Phase.FAILED: _terminal,
 }
 
@@ -602,7 +762,11 @@ def _advance(work: _Pass) -> None:
     total = len(work.spec.traffic.steps)
     if index < total:
         work.event("StepCompleted", f"step {index + 1}/{total} completed")
-    work.update(step=StepStatus(index=index + 1, started_at=work.now))
+    work.update(step=StepStatus(index=index + 1, started_at=work.now,
+                                weights_changed_at=work.status.step.weights_changed_at))
+    following = _current_step(work)
+    if following is not None and following.analysis is not None:
+        work.update(analysis=analysis.restart_streaks(work.status.analysis))
 
 
 def _held_by_spec(work: _Pass) -> bool:
@@ -642,3 +806,138 @@ def _fail(work: _Pass, type_: ConditionType, reason: str, message: str) -> None:
     else:
         work.goto(Phase.FAILED, message, warning=True)
     work.done = True
+
+
+# --- analysis ---------------------------------------------------------------------------------
+
+
+def _hook_names(work: _Pass, type_: WebhookType) -> tuple[str, ...]:
+    return tuple(hook.name for hook in work.spec.analysis.hooks(type_))
+
+
+def _gate_open(work: _Pass, type_: WebhookType, *, since: datetime.datetime, what: str) -> bool:
+    """A confirm-* webhook gate: open on a 2xx since ``since``; a "no" holds (not a failure) and is asked again."""
+    names = _hook_names(work, type_)
+    if not names:
+        return True
+    ask, closed, again = analysis.gate(work.status, names, since=since, now=work.now,
+                                       interval=duration(work.spec.analysis.interval))
+    if not closed:
+        return True
+    if ask:
+        work.check(webhooks=ask)
+    if again is not None:
+        work.wake(again)
+    work.update(message=f"waiting for {type_.value} before {what}: {'; '.join(closed)}")
+    work.condition(ConditionType.PROGRESSING, True, "WaitingForGate", work.status.message)
+    work.done = True
+    return False
+
+
+def _checks_at_zero(work: _Pass) -> bool:
+    """Green at 0 %: pre-rollout webhooks, smoke Jobs at Verifying and HTTP probes must pass first."""
+    since = work.status.phase_since or work.now
+    spec = work.spec
+    pre = _hook_names(work, WebhookType.PRE_ROLLOUT)
+    failed = [r for r in work.status.analysis.results
+              if r.kind == "webhook" and r.name in pre and r.time >= since and r.phase != CheckPhase.SUCCESSFUL]
+    if len(failed) >= spec.analysis.failure_limit:
+        _analysis_failed(work, f"pre-rollout webhook {failed[-1].name} failed: {failed[-1].message}")
+        return False
+    verdict = analysis.verdict(spec, work.status)
+    if verdict.failed:
+        _analysis_failed(work, "; ".join(verdict.failed))
+        return False
+    interval = duration(spec.analysis.interval)
+    ask, closed, again = analysis.gate(work.status, pre, since=since, now=work.now, interval=interval)
+    probes = []
+    waiting = list(closed)
+    for metric in spec.analysis.metrics:
+        if metric.http_probe is None or metric.comparative is not None:
+            continue
+        latest = work.status.analysis.latest(metric.name, "metric")
+        if latest is not None and latest.time >= since and latest.phase == CheckPhase.SUCCESSFUL:
+            continue
+        waiting.append(f"{metric.name}: {latest.message if latest and latest.time >= since else 'not probed yet'}")
+        if latest is None or latest.time < since or work.now >= latest.time + interval:
+            probes.append(metric.name)
+        else:
+            again = latest.time + interval if again is None else min(again, latest.time + interval)
+    if ask or probes:
+        work.check(metrics=tuple(probes), webhooks=ask)
+        return False
+    if not _jobs_passed(work, JobPhase.VERIFYING):
+        return False
+    if waiting:
+        if again is not None:
+            work.wake(again)
+        work.wait("checking green at 0 % traffic: " + "; ".join(waiting))
+        return False
+    return True
+
+
+JOB_POLL = datetime.timedelta(seconds=2)
+
+
+def _jobs_passed(work: _Pass, at: JobPhase) -> bool:
+    """Smoke Jobs of this phase: start the missing, wait for the running, roll back on a failure."""
+    jobs = [job for job in work.spec.analysis.jobs if job.at == at]
+    seen_jobs = {job.name: work.observed.jobs.get(job.name) or JobObservation(state="Missing") for job in jobs}
+    for job in jobs:
+        if seen_jobs[job.name].state == "Failed":
+            _analysis_failed(work, f"smoke Job {job.name} in {job.cluster.value} failed: {seen_jobs[job.name].message}")
+            return False
+    running = []
+    for job in jobs:
+        seen = seen_jobs[job.name]
+        if seen.state == "Missing":
+            work.act(StartJob(name=job.name, side=job.cluster.value))
+            running.append(job.name)
+        elif seen.state != "Succeeded":
+            running.append(job.name)
+    if running:
+        work.wake(work.now + JOB_POLL)
+        work.wait(f"waiting for smoke Job(s) {', '.join(running)}")
+        return False
+    return True
+
+
+def _analyse(work: _Pass) -> bool:
+    """Judge green while it takes traffic (or at an analysis step). False: this pass stops here."""
+    spec = work.spec
+    names = analysis.counted_names(spec)
+    if not names:
+        return True
+    verdict = analysis.verdict(spec, work.status)
+    if verdict.failed:
+        _analysis_failed(work, "; ".join(verdict.failed))
+        return False
+    if verdict.inconclusive:
+        why = "; ".join(verdict.inconclusive)
+        work.condition(ConditionType.ANALYSIS_PASSING, None, "Inconclusive", why)
+        work.update(analysis=work.status.analysis.model_copy(update={"held": why}), held_phase=work.status.phase)
+        work.goto(Phase.PAUSED, f"analysis inconclusive, held for a person: {why}; annotate bluegreen.io/promote=step "
+                  "to go on or bluegreen.io/abort to roll back", warning=True)
+        work.done = True
+        return False
+    step = _current_step(work) if work.status.phase == Phase.SHIFTING else None
+    if work.status.weights.green == 0 and (step is None or step.analysis is None):
+        return True  # nothing flows to green: metrics would measure nothing
+    metrics, next_metric = analysis.due(spec, work.status, work.now)
+    hooks, next_hook = analysis.rollout_hooks_due(spec, work.status, work.now)
+    if metrics or hooks:
+        work.check(metrics=metrics, webhooks=hooks)
+        return False
+    for at in (next_metric, next_hook):
+        if at is not None:
+            work.wake(at)
+    states = [work.status.analysis.metric(name) for name in names]
+    if states and all(state is not None and state.last_phase == CheckPhase.SUCCESSFUL for state in states):
+        work.condition(ConditionType.ANALYSIS_PASSING, True, "Passing", analysis.passing_summary(spec, work.status))
+    return True
+
+
+def _analysis_failed(work: _Pass, message: str) -> None:
+    work.condition(ConditionType.ANALYSIS_PASSING, False, "AnalysisFailed", message)
+    work.goto(Phase.ROLLING_BACK, f"analysis failed, rolling back to blue: {message}", warning=True)
+    work.done = False  # the rollback starts in this same pass

@@ -14,6 +14,7 @@ from bluegreen.engine.types import (
     DeleteWorkloads,
     FinalizeRouters,
     ProvisionGreen,
+    SaveRouters,
     SetWeights,
     SyncWorkloads,
 )
@@ -79,6 +80,8 @@ def test_actions_come_one_kind_per_phase() -> None:
     decision = world.step()
     assert decision.actions == (SyncWorkloads(green_name="prod-green", kubeconfig_secret="prod-green-kubeconfig"),)
     world.flux_syncs()
+    decision = world.step()
+    assert decision.actions == (SaveRouters(),), "what the routers hold is saved before anything changes"
     decision = world.step()
     assert decision.actions == (SetWeights(green=0),), "verifying establishes blue 100 before any shift"
 

@@ -9,25 +9,38 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from bluegreen.api import spec as api
-from bluegreen.api.status import ClusterUpgradeStatus
-from bluegreen.engine import decide
+from bluegreen.api.status import CheckPhase, CheckResult, ClusterUpgradeStatus, SavedRouter
+from bluegreen.engine import analysis, decide
 from bluegreen.engine.types import (
     ClusterObservation,
     Decision,
     DeleteCluster,
     DeleteWorkloads,
     FinalizeRouters,
+    JobObservation,
     KustomizationObservation,
     Observed,
     ProvisionGreen,
     RemoveAnnotation,
+    RunChecks,
+    SaveRouters,
     SetWeights,
+    StartJob,
     SyncWorkloads,
     WorkloadsObservation,
 )
+
+# A check's verdict in the fake world: (phase, value, message) for a metric or webhook name.
+Oracle = Callable[[str, str, "World"], tuple[CheckPhase, float | None, str]]
+
+
+def always_passing(name: str, kind: str, world: World) -> tuple[CheckPhase, float | None, str]:
+    return CheckPhase.SUCCESSFUL, 0.0, "ok"
+
 
 T0 = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
 OWNER = "fleet.demo"
@@ -70,6 +83,11 @@ class World:
     green_copies: dict[str, tuple[bool, str | None]] = dataclasses.field(default_factory=dict)  # name -> (ready, rev)
     router_green: int | None = None  # None: never set by the operator
     routers_finalized: bool = False
+    finalized_sides: list[str] = dataclasses.field(default_factory=list)
+    oracle: Oracle = always_passing
+    checks: list[tuple[str, str, datetime.datetime, int]] = dataclasses.field(default_factory=list)  # name, kind
+    jobs: dict[str, JobObservation] = dataclasses.field(default_factory=dict)
+    jobs_started: list[str] = dataclasses.field(default_factory=list)
     fail_actions: bool = False
     preflight_problems: tuple[str, ...] = ()
     log: list[Decision] = dataclasses.field(default_factory=list)
@@ -91,6 +109,7 @@ class World:
                 kubeconfig_secret=f"{green_name}-kubeconfig" if self.green_kubeconfig else None,
                 reason="" if self.green_ready else "Provisioning",
             ),
+            jobs=dict(self.jobs),
             workloads=WorkloadsObservation(
                 blue=tuple(KustomizationObservation(name=name, namespace="fleet", ready=True, revision=rev)
                            for name, rev in self.blue_kustomizations.items()),
@@ -109,13 +128,31 @@ class World:
         self.log.append(decision)
         if self.fail_actions and any(not isinstance(a, RemoveAnnotation) for a in decision.actions):
             return decision
-        for action in decision.actions:
-            self.apply(action)
         self.status = decision.status
+        results: list[CheckResult] = []
+        for action in decision.actions:
+            results.extend(self.apply(action))
+        self.status = analysis.record(self.status, self.spec, results)
         return decision
 
-    def apply(self, action: object) -> None:
+    def apply(self, action: object) -> list[CheckResult]:
         match action:
+            case SaveRouters():
+                self.status = self.status.model_copy(update={"routers": [
+                    SavedRouter(name=router.display_name, original={"green": self.router_green})
+                    for router in self.spec.traffic.routers]})
+            case RunChecks(metrics=metrics, webhooks=webhooks):
+                results = []
+                for name, kind in [(m, "metric") for m in metrics] + [(w, "webhook") for w in webhooks]:
+                    self.checks.append((name, kind, self.now, self.status.weights.green))
+                    phase, value, message = self.oracle(name, kind, self)
+                    results.append(CheckResult(name=name, kind=kind, phase=phase, time=self.now, value=value,
+                                               message=message, step=self.status.step.index,
+                                               green_weight=self.status.weights.green))
+                return results
+            case StartJob(name=name):
+                self.jobs_started.append(name)
+                self.jobs.setdefault(name, JobObservation(state="Running"))
             case ProvisionGreen():
                 self.green_exists = True
             case SyncWorkloads():
@@ -123,18 +160,23 @@ class World:
                     self.green_copies.setdefault(name, (False, None))
             case SetWeights(green=green):
                 self.router_green = green
-            case FinalizeRouters():
+            case FinalizeRouters(retired=retired):
                 self.routers_finalized = True
+                self.finalized_sides.append(retired)
             case DeleteWorkloads(side="blue"):
                 self.blue_kustomizations = {}
             case DeleteWorkloads(side="green"):
                 self.green_copies = {}
             case DeleteCluster(side="blue"):
                 self.blue_exists = False
+            case DeleteCluster(side="green"):
+                self.green_exists = False
+                self.green_ready = False
             case RemoveAnnotation(key=key):
                 self.annotations.pop(key, None)
             case _:
                 raise AssertionError(f"unknown action {action!r}")
+        return []
 
     # --- what the simulated controllers would do ---
 
