@@ -703,16 +703,17 @@ def _rolled_back(work: _Pass) -> None:
         work.wait("removing green from every router")
         return
     green = work.observed.green
-    if work.observed.workloads.green:
-        work.act(DeleteWorkloads(side="green"))
-        work.wait("removing green's Flux Kustomizations")
-        return
     delete = work.spec.rollback.green_deletion_policy == GreenDeletionPolicy.DELETE
     if delete and green.exists and green.managed_by == work.owner:
+        # Green's workloads go first (in remote mode Flux would otherwise keep reaching for a
+        # deleted cluster); both are idempotent, so they are asked again until green is gone.
+        work.act(DeleteWorkloads(side="green"))
         work.act(DeleteCluster(side="green", name=green.name))
         work.wait(f"deleting green cluster {green.name} after the inspection window")
         return
     retained = green.exists
+    if retained:
+        work.act(DeleteWorkloads(side="green"))  # kept for inspection, no longer deployed to
     message = f"green cluster {green.name} retained" if retained else f"green cluster {green.name} deleted"
     work.update(green_retired=True)
     work.event("GreenRetired", message)

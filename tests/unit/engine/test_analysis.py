@@ -296,3 +296,27 @@ def test_analysis_never_breaks_the_traffic_invariants(verdicts: list[CheckPhase]
     if failed_at is not None:
         assert world.status.phase == Phase.ROLLED_BACK and world.router_green == 0, \
             "a metric at its failure limit always ends with blue at 100"
+
+
+def test_a_retained_green_stays_but_is_no_longer_deployed_to() -> None:
+    world = World(spec=spec_with({"interval": "10s", "metrics": [ERROR_RATE]},
+                                 rollback={"retainGreenFor": "10m", "greenDeletionPolicy": "Retain"}),
+                  oracle=failing_above(0))
+    reach_shifting(world)
+    run(world, seconds=10)
+    assert world.status.phase == Phase.ROLLED_BACK
+    world.advance(600)
+    world.run_until_settled(limit=200)
+    assert world.green_exists and world.green_copies == {}
+    assert world.status.green_retired and "retained" in world.status.message
+
+
+def test_a_green_not_made_by_this_upgrade_is_never_deleted() -> None:
+    world = World(spec=spec_with({"interval": "10s", "metrics": [ERROR_RATE]}, rollback={"retainGreenFor": "1m"}),
+                  oracle=failing_above(0))
+    reach_shifting(world)
+    run(world, seconds=10)
+    world.green_owner = "someone.else"
+    world.advance(60)
+    world.run_until_settled(limit=200)
+    assert world.green_exists and world.status.green_retired
