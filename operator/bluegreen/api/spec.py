@@ -883,12 +883,23 @@ class ClusterUpgradeSpec(Model):
 
     @model_validator(mode="after")
     def _coherent(self) -> ClusterUpgradeSpec:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         if self.target.green_name is not None and self.target.green_name == self.cluster.name:
-            raise _FieldProblems([(
+            problems.append((
                 ("target", "greenName"),
                 f"{self.target.green_name!r} is blue's name (spec.cluster.name); "
                 "give green a name of its own or leave it unset",
-            )])
+            ))
+        judged = self.analysis.metrics or self.analysis.hooks(WebhookType.ROLLOUT)
+        for index, step in enumerate(self.traffic.steps):
+            if step.analysis is not None and not judged:
+                problems.append((
+                    ("traffic", "steps", index, "analysis"),
+                    "an analysis step needs something to judge: add spec.analysis.metrics or a webhook of type "
+                    "rollout, or remove the step",
+                ))
+        if problems:
+            raise _FieldProblems(problems)
         return self
 
     @property
