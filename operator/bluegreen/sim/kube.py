@@ -45,7 +45,7 @@ import attrs
 import kmock
 from kmock._internal import rendering
 
-from bluegreen.sim import kube_patch, kube_selectors, kube_store
+from bluegreen.sim import kube_logs, kube_patch, kube_selectors, kube_store
 from bluegreen.sim.kube_http import HttpApi
 from bluegreen.sim.kube_resources import ResourceInfo
 from bluegreen.sim.kube_store import KubeApiError, Store
@@ -144,6 +144,7 @@ class KubeEmulator:
         self.bookmark_interval: float = 30.0  # seconds between BOOKMARK events when allowed
         self.request_counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self.store = Store()
+        self.logs = kube_logs.PodLogs()  # what containers print; written by a simulated kubelet (sim.jobs)
         self._api = HttpApi(self)
         self._front = _Front(api=self._api)
         self._server: _Server | None = None
@@ -164,6 +165,7 @@ class KubeEmulator:
     async def stop(self) -> None:
         # Watch streams are ended first, or the server would wait for them on shutdown.
         self.store.close_watchers()
+        self.logs.end_streams()
         if self._server is not None:
             await self._server.__aexit__(None, None, None)
             self._server = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import datetime
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp.web
 import yaml
 
-from bluegreen.sim import kube_selectors, kube_store, kube_tables
+from bluegreen.sim import kube_logs, kube_selectors, kube_store, kube_tables
 from bluegreen.sim.kube_resources import ResourceInfo
 from bluegreen.sim.kube_store import KubeApiError, bad_request
 
@@ -58,6 +59,19 @@ def _json(payload: Any, *, status: int = 200) -> aiohttp.web.Response:
 
 def error_response(exc: KubeApiError) -> aiohttp.web.Response:
     return _json(exc.to_status(), status=exc.status)
+
+
+def _serves_logs(info: ResourceInfo) -> bool:
+    return info.group == "" and info.plural == "pods"
+
+
+def _waiting_reason(pod: dict[str, Any], container: str) -> str:
+    for status in (pod.get("status") or {}).get("containerStatuses") or ():
+        if status.get("name") == container:
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason"):
+                return str(waiting["reason"])
+    return "ContainerCreating"
 
 
 def _not_found() -> KubeApiError:
@@ -151,7 +165,8 @@ class HttpApi:
         if info is None or (namespace is not None and not info.namespaced):
             raise _not_found()
         if subresource is not None and not (
-                (subresource == "status" and info.status_subresource) or (subresource == "scale" and info.scale)):
+                (subresource == "status" and info.status_subresource) or (subresource == "scale" and info.scale)
+                or (subresource == "log" and _serves_logs(info))):
             raise _not_found()
         return _Target(info, namespace, name, subresource, watch_prefix)
 
@@ -165,6 +180,12 @@ class HttpApi:
         info = target.info
         dry_run = query.get("dryRun") == "All"
         field_validation = query.get("fieldValidation")
+        if target.subresource == "log":
+            if method != "GET" or target.name is None:
+                raise KubeApiError(405, "MethodNotAllowed",
+                                   "the server does not allow this method on the requested resource")
+            self._count("get", target)
+            return await self._pod_log(request, target)
         if method == "GET":
             if target.watch_prefix or query.get("watch") in _TRUE:
                 self._count("watch", target)
@@ -328,6 +349,79 @@ class HttpApi:
                                            continue_token=continue_token))
         return _json(self._list_body(info, items, str(rv), continue_token, remaining))
 
+    # --- pod logs ---------------------------------------------------------------------------------
+    # A real API server proxies these to the kubelet; here the simulated kubelet's
+    # output is kept in ``emulator.logs`` and read with the same options and errors.
+
+    async def _pod_log(self, request: aiohttp.web.BaseRequest, target: _Target) -> aiohttp.web.StreamResponse:
+        assert target.name is not None
+        pod = self.store.get(target.info, target.namespace, target.name)
+        name = target.name
+        spec = pod.get("spec") or {}
+        containers = [str(c.get("name")) for c in spec.get("containers") or ()]
+        init_containers = [str(c.get("name")) for c in spec.get("initContainers") or ()]
+        container = request.query.get("container")
+        if not container:
+            if len(containers) != 1:
+                raise bad_request(f"a container name must be specified for pod {name}, "
+                                  f"choose one of: [{' '.join(containers)}]")
+            container = containers[0]
+        elif container not in containers and container not in init_containers:
+            raise bad_request(f"container {container} is not valid for pod {name}")
+        options = self._log_options(request, name)
+        previous = request.query.get("previous") in _TRUE
+        logs = self.emulator.logs
+        uid = str(pod["metadata"].get("uid", ""))
+        if not logs.started(uid=uid, container=container, previous=previous):
+            if previous:
+                raise bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
+            reason = _waiting_reason(pod, container)
+            raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {reason}')
+        if previous or request.query.get("follow") not in _TRUE:
+            body = logs.read(uid=uid, container=container, options=options, previous=previous)
+            return aiohttp.web.Response(body=body, content_type="text/plain")
+        response = aiohttp.web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        async for chunk in logs.follow(uid=uid, container=container, options=options):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    def _log_options(request: aiohttp.web.BaseRequest, name: str) -> kube_logs.LogOptions:
+        query = request.query
+
+        def number(key: str, minimum: int) -> int | None:
+            text = query.get(key)
+            if text is None or text == "":
+                return None
+            try:
+                value = int(text)
+            except ValueError:
+                raise bad_request(f'{key}: Invalid value: "{text}": must be an integer') from None
+            if value < minimum:
+                raise KubeApiError(422, "Invalid", f'PodLogOptions "{name}" is invalid: {key}: Invalid value: '
+                                                   f"{value}: must be greater than or equal to {minimum}")
+            return value
+
+        since_seconds = number("sinceSeconds", 1)
+        since_time = query.get("sinceTime")
+        if since_seconds is not None and since_time:
+            raise KubeApiError(422, "Invalid", f'PodLogOptions "{name}" is invalid: []: Forbidden: '
+                                               "at most one of `sinceTime` or `sinceSeconds` may be specified")
+        since: datetime.datetime | None = None
+        if since_seconds is not None:
+            since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=since_seconds)
+        elif since_time:
+            try:
+                since = datetime.datetime.fromisoformat(since_time.replace("Z", "+00:00"))
+            except ValueError:
+                raise bad_request(f'sinceTime: Invalid value: "{since_time}": not an RFC 3339 time') from None
+        return kube_logs.LogOptions(
+            tail_lines=number("tailLines", 0), limit_bytes=number("limitBytes", 1),
+            timestamps=query.get("timestamps") in _TRUE, since=since,
+        )
+
     # --- watching ---------------------------------------------------------------------------------
 
     async def _watch(self, request: aiohttp.web.BaseRequest, target: _Target) -> aiohttp.web.StreamResponse:
@@ -460,6 +554,9 @@ class HttpApi:
             if info.status_subresource:
                 resources.append({"name": f"{info.plural}/status", "singularName": "",
                                   "namespaced": info.namespaced, "kind": info.kind, "verbs": _SUBRESOURCE_VERBS})
+            if _serves_logs(info):
+                resources.append({"name": f"{info.plural}/log", "singularName": "", "namespaced": True,
+                                  "kind": info.kind, "verbs": ["get"]})
             if info.scale:
                 resources.append({"name": f"{info.plural}/scale", "singularName": "", "namespaced": info.namespaced,
                                   "group": "autoscaling", "version": "v1", "kind": "Scale",

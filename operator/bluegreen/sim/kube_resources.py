@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from bluegreen.sim import kube_schema
+
 READ_VERBS = ("get", "list", "watch")
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -110,6 +112,57 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
 )
 
 CRD_CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
+
+# The labels the apiserver adds to a Job's pod template (the legacy pair is still written in 1.31).
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+LEGACY_JOB_UID_LABEL = "controller-uid"
+LEGACY_JOB_NAME_LABEL = "job-name"
+
+
+def prepare_job(job: dict[str, Any]) -> list[kube_schema.FieldError]:
+    """What the apiserver does to a new ``batch/v1`` Job (uid and name already set): defaults, validation.
+
+    Defaults as a 1.31 apiserver writes them: parallelism and completions 1 (when
+    neither is set), backoffLimit 6, completionMode NonIndexed, suspend false,
+    podReplacementPolicy, and, unless ``manualSelector``, a selector on the Job's
+    uid plus the four pod template labels; a Job without labels gets its
+    template's. Validation covers what a hand-written Job gets wrong: containers
+    and restartPolicy. Returns the field errors (empty when the Job is valid).
+    """
+    meta = job["metadata"]
+    spec = job.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        return [kube_schema.FieldError("spec", "Invalid value: must be an object")]
+    template = spec.setdefault("template", {})
+    pod_spec = template.get("spec") if isinstance(template, dict) else None
+    if not isinstance(pod_spec, dict) or not pod_spec.get("containers"):
+        return [kube_schema.FieldError("spec.template.spec.containers", "Required value", reason="FieldValueRequired")]
+    if pod_spec.get("restartPolicy") not in ("OnFailure", "Never"):
+        return [kube_schema.FieldError("spec.template.spec.restartPolicy",
+                                       'Required value: valid values: "OnFailure", "Never"',
+                                       reason="FieldValueRequired")]
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 2147483647 if spec.get("backoffLimitPerIndex") is not None else 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
+    spec.setdefault("manualSelector", False)
+    if not spec["manualSelector"]:
+        uid, name = str(meta["uid"]), str(meta["name"])
+        generated = {"matchLabels": {JOB_UID_LABEL: uid}}
+        if spec.get("selector") not in (None, generated):
+            return [kube_schema.FieldError("spec.selector", "Invalid value: `selector` not auto-generated")]
+        spec["selector"] = generated
+        template_meta = template.setdefault("metadata", {})
+        template_meta["labels"] = {**(template_meta.get("labels") or {}), JOB_UID_LABEL: uid, JOB_NAME_LABEL: name,
+                                   LEGACY_JOB_UID_LABEL: uid, LEGACY_JOB_NAME_LABEL: name}
+    template_labels = (template.get("metadata") or {}).get("labels")
+    if not meta.get("labels") and template_labels:
+        meta["labels"] = dict(template_labels)
+    return []
 
 
 class CrdError(ValueError):

@@ -625,6 +625,10 @@ class Store:
             if kube_resources.CRD_CLEANUP_FINALIZER not in finalizers:
                 finalizers.append(kube_resources.CRD_CLEANUP_FINALIZER)
             obj["status"] = kube_resources.crd_status(obj, now=now_rfc3339())
+        elif info.group == "batch" and info.plural == "jobs":
+            errors = kube_resources.prepare_job(obj)
+            if errors:
+                raise _invalid(info, _meta(obj)["name"], errors)
         return obj
 
     def _after_commit(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:

@@ -40,6 +40,22 @@ _BUILTIN_COLUMNS: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {
         {"name": "Type", "type": "string", "jsonPath": ".type"},
         _AGE_COLUMN,
     ),
+    ("", "pods"): (
+        {"name": "Ready", "type": "string", "render": "pod-ready"},
+        {"name": "Status", "type": "string", "render": "pod-status"},
+        {"name": "Restarts", "type": "string", "render": "pod-restarts"},
+        _AGE_COLUMN,
+        {"name": "IP", "type": "string", "jsonPath": ".status.podIP", "priority": 1},
+        {"name": "Node", "type": "string", "jsonPath": ".spec.nodeName", "priority": 1},
+    ),
+    ("batch", "jobs"): (
+        {"name": "Status", "type": "string", "render": "job-status"},
+        {"name": "Completions", "type": "string", "render": "job-completions"},
+        {"name": "Duration", "type": "string", "render": "job-duration"},
+        _AGE_COLUMN,
+        {"name": "Containers", "type": "string", "jsonPath": ".spec.template.spec.containers[*].name", "priority": 1},
+        {"name": "Images", "type": "string", "jsonPath": ".spec.template.spec.containers[*].image", "priority": 1},
+    ),
 }
 
 _TOKEN = re.compile(
@@ -169,6 +185,98 @@ def _involved_object(obj: dict[str, Any]) -> str | None:
     return f"{str(involved.get('kind', '')).lower()}/{involved['name']}"
 
 
+def _true_conditions(obj: dict[str, Any]) -> set[str]:
+    return {str(c.get("type")) for c in (obj.get("status") or {}).get("conditions") or ()
+            if c.get("status") == "True"}
+
+
+def _job_status(job: dict[str, Any], now: datetime.datetime) -> str:
+    true = _true_conditions(job)
+    if "Complete" in true:
+        return "Complete"
+    if "Failed" in true:
+        return "Failed"
+    if (job.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    for condition in ("Suspended", "FailureTarget", "SuccessCriteriaMet"):
+        if condition in true:
+            return condition
+    return "Running"
+
+
+def _job_completions(job: dict[str, Any], now: datetime.datetime) -> str:
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    succeeded = int(status.get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = int(spec.get("parallelism") or 0)
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def _job_duration(job: dict[str, Any], now: datetime.datetime) -> str:
+    status = job.get("status") or {}
+    start, end = _parse_time(status.get("startTime")), _parse_time(status.get("completionTime"))
+    if start is None:
+        return ""
+    return human_duration(((end or now) - start).total_seconds())
+
+
+def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((pod.get("status") or {}).get("containerStatuses") or ())
+
+
+def _pod_ready(pod: dict[str, Any], now: datetime.datetime) -> str:
+    total = len((pod.get("spec") or {}).get("containers") or ())
+    ready = sum(1 for status in _container_statuses(pod) if status.get("ready"))
+    return f"{ready}/{total}"
+
+
+def _pod_restarts(pod: dict[str, Any], now: datetime.datetime) -> str:
+    return str(sum(int(status.get("restartCount") or 0) for status in _container_statuses(pod)))
+
+
+def _pod_status(pod: dict[str, Any], now: datetime.datetime) -> str:
+    """The kubectl STATUS column: the phase, unless a container's state says more."""
+    status = pod.get("status") or {}
+    phase = str(status.get("phase") or "Pending")
+    reason = str(status.get("reason") or phase)
+    running = False
+    for container in reversed(_container_statuses(pod)):
+        state = container.get("state") or {}
+        waiting, terminated = state.get("waiting") or {}, state.get("terminated")
+        if waiting.get("reason"):
+            reason = str(waiting["reason"])
+        elif terminated is not None:
+            if terminated.get("reason"):
+                reason = str(terminated["reason"])
+            elif terminated.get("signal"):
+                reason = f"Signal:{terminated['signal']}"
+            else:
+                reason = f"ExitCode:{terminated.get('exitCode', 0)}"
+        elif state.get("running") and container.get("ready"):
+            running = True
+    if reason == "Completed" and running:
+        reason = "Running"
+    if (pod.get("metadata") or {}).get("deletionTimestamp") and phase not in ("Succeeded", "Failed"):
+        reason = "Terminating"
+    return reason
+
+
+_RENDERERS = {
+    "job-status": _job_status, "job-completions": _job_completions, "job-duration": _job_duration,
+    "pod-ready": _pod_ready, "pod-status": _pod_status, "pod-restarts": _pod_restarts,
+}
+
+
+def _parse_time(value: Any) -> datetime.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def _cell(column: dict[str, Any], obj: dict[str, Any], now: datetime.datetime) -> Any:
     try:
         values = jsonpath(obj, column.get("jsonPath", ""))
@@ -209,6 +317,8 @@ def row(info: ResourceInfo, obj: dict[str, Any], *, include_object: str = "Metad
     for column in columns_for(info):
         if column.get("render") == "involved-object":
             cells.append(_involved_object(obj))
+        elif column.get("render") in _RENDERERS:
+            cells.append(_RENDERERS[column["render"]](obj, now))
         elif column.get("format") == "name" and "jsonPath" not in column:
             cells.append(meta.get("name", ""))
         else:
