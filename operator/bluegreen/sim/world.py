@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from bluegreen.sim import backends, capi, eksa, flux, flux_incluster, gitserver, haproxy, load
+from bluegreen.sim import backends, capi, eksa, flux, flux_incluster, gitserver, haproxy, jobs, load
 from bluegreen.sim.kube import KubeEmulator
 
 
@@ -199,6 +199,7 @@ class World:
 
     async def _cluster_ready(self, name: str, emulator: KubeEmulator) -> None:
         """A new cluster's ingress comes up with it (blue's is already running), and, with EKS-A, its Flux."""
+        jobs.attach(emulator)  # its Jobs run, as local processes (see sim.jobs)
         if self.git is not None and name not in self.in_cluster_flux:
             in_cluster = flux_incluster.InClusterFlux(emulator=emulator, cluster=name, repo_url=self.git.file_url,
                                                       branch=self.git.branch, root=self.git.root,
