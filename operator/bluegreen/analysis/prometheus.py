@@ -239,9 +239,10 @@ def _sample(pair: Any) -> float | None:
 
 def _labels(item: Any) -> str:
     metric = item.get("metric") if isinstance(item, dict) else None
-    if not isinstance(metric, dict) or not metric:
+    if not isinstance(metric, dict):
         return "{}"
-    return "{" + ", ".join(f'{key}="{value}"' for key, value in sorted(metric.items())) + "}"
+    # The metric name is the same in every series the message lists; the labels tell them apart.
+    return "{" + ", ".join(f'{key}="{value}"' for key, value in sorted(metric.items()) if key != "__name__") + "}"
 
 
 def _json(text: str) -> Any:

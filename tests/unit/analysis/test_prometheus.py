@@ -48,8 +48,8 @@ def test_value_of_one_number_or_no_data(data: dict[str, Any], expected: float | 
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    ({"resultType": "vector", "result": [{"metric": {"server": "a"}, "value": [1, "1"]},
-                                         {"metric": {"server": "b"}, "value": [1, "2"]}]},
+    ({"resultType": "vector", "result": [{"metric": {"__name__": "x", "server": "a"}, "value": [1, "1"]},
+                                         {"metric": {"__name__": "x", "server": "b"}, "value": [1, "2"]}]},
      r'2 series \(\{server="a"\}, \{server="b"\}\), not one number; .*sum\(\.\.\.\) or max\(\.\.\.\)'),
     ({"resultType": "vector", "result": [{"metric": {"i": str(n)}, "value": [1, "1"]} for n in range(5)]},
      r'5 series \(\{i="0"\}, \{i="1"\}, \{i="2"\} and 2 more\)'),
