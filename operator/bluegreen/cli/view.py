@@ -207,7 +207,7 @@ class _View:
         for entry in self.status.journal:
             if entry.action == "setWeights" and entry.target not in names:
                 names.append(entry.target)
-        rows = [self._router_row(router, kinds.get(router, "")) for router in names]
+        rows = [self._router_row(router, kinds.get(router, "-")) for router in names]
         if rows:
             header = ["ROUTER", "KIND", "BLUE", "GREEN", "STATE", "CHANGED"]
             if any(len(row) > len(header) for row in rows):

@@ -153,7 +153,7 @@ def test_an_invalid_spec_is_shown_with_the_operators_problems() -> None:
     assert "Spec:      invalid" in text
     assert "spec.traffic.steps[0].setWeight: 500 is above the maximum; use at most 100" in text
     assert line_with(text, "Phase:")[1] == "Shifting", "the status is still shown"
-    assert line_with(text, "f5")[:3] == ["f5", "75%", "25%"], "routers come from the journal then"
+    assert line_with(text, "f5")[:4] == ["f5", "-", "75%", "25%"], "routers come from the journal then"
 
 
 def test_status_parts_of_another_version_are_named_not_fatal() -> None:
