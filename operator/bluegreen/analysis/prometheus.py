@@ -17,7 +17,8 @@ placeholders filled for the side measured. What the answer means:
 Every failure raises :class:`~bluegreen.analysis.base.MetricError` (the check
 is Inconclusive, never Failed: an unreachable Prometheus says nothing about
 green). The request is bounded by ``timeout``, which is also passed to
-Prometheus so it gives up on the query at the same time.
+Prometheus so it gives up on the query at the same time (in plain seconds:
+Prometheus refuses a fractional duration with a unit, such as ``2.5s``).
 
 Credentials come from ``secretRef``, a Secret in the ClusterUpgrade's
 namespace read at every measurement (a rotated token takes effect at once):
@@ -168,7 +169,7 @@ class PrometheusProvider:
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as session,
-                session.get(self._url, params={"query": query, "timeout": f"{self._timeout:g}s"}, headers=headers,
+                session.get(self._url, params={"query": query, "timeout": f"{self._timeout:g}"}, headers=headers,
                             allow_redirects=False, ssl=self._verify_tls) as response,
             ):
                 status, text = response.status, await response.text(errors="replace")

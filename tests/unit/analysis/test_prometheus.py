@@ -90,6 +90,14 @@ async def test_other_placeholders_are_the_upgrades(exporter: Exporter, prometheu
 
 @pytest.mark.analysis
 @pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("timeout", [10.0, 2.5, 0.75])
+async def test_the_timeout_is_given_to_prometheus_in_a_form_it_accepts(prometheus: PrometheusServer,
+                                                                        timeout: float) -> None:
+    assert await provider(prometheus.url, "vector(1)", timeout=timeout).value(cluster="prod-green") == 1
+
+
+@pytest.mark.analysis
+@pytest.mark.asyncio(loop_scope="module")
 async def test_no_series_is_no_data(prometheus: PrometheusServer) -> None:
     assert await provider(prometheus.url, 'shop_error_ratio{cluster="nowhere"}').value(cluster="x") is None
 
@@ -267,7 +275,7 @@ async def test_a_token_is_sent_as_a_bearer(guarded: Guarded, management: Managem
 
     assert await with_secret(management, guarded.url, timeout=2.5).value(cluster="prod-green") == 0.5
     assert guarded.seen == [{"authorization": "Bearer s3cr3t-t0ken", "query": 'up{cluster="prod-green"}',
-                             "timeout": "2.5s"}]
+                             "timeout": "2.5"}]
 
 
 async def test_username_and_password_are_sent_as_basic_auth(management: Management) -> None:
