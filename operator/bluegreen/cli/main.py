@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("-w", "--watch", action="store_true", help="redraw on every change until Ctrl-C")
 
     promote = command("promote", "Let the upgrade go on from a pause (annotation bluegreen.io/promote).",
-                      "Writes bluegreen.io/promote=step: the current pause step ends and the next step starts.\n"
+                      "Writes bluegreen.io/promote=step: the current pause step ends (or an inconclusive analysis\n"
+                      "that holds the upgrade is accepted) and the next step starts.\n"
                       "With --full, bluegreen.io/promote=full: green goes to 100% at once, skipping the\n"
                       "remaining steps (refused by the operator while green is unhealthy).")
     promote.add_argument("name", metavar="NAME", help="the ClusterUpgrade")
@@ -207,7 +208,7 @@ async def _show(
     events = await cluster.events_of(target, upgrade)
     text = view.render(upgrade, events=events, now=clock(), style=style)
     if redraw:
-        out.write(CLEAR_SCREEN + text + style.paint("\nwatching for changes; Ctrl-C to stop\n", "dim"))
+        out.write(f"{CLEAR_SCREEN}{text}\n{style.paint('watching for changes; Ctrl-C to stop', 'dim')}\n")
     else:
         out.write(text if first else f"{WATCH_SEPARATOR}\n{text}")
     out.flush()

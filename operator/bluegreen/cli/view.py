@@ -90,7 +90,7 @@ def render(
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
     status, unreadable = lenient_status(obj.get("status"))
     spec, spec_problems = _spec(obj.get("spec"))
-    view = _View(now=now, style=style, name=name, status=status, spec=spec)
+    view = _View(now=now, style=style, namespace=namespace, name=name, status=status, spec=spec)
 
     lines = view.header(namespace=namespace, created=parse_time(meta.get("creationTimestamp")),
                         generation=meta.get("generation"))
@@ -118,10 +118,11 @@ def _spec(raw: object) -> tuple[api.ClusterUpgradeSpec | None, list[str]]:
 
 
 class _View:
-    def __init__(self, *, now: datetime.datetime, style: Style, name: str, status: ClusterUpgradeStatus,
-                 spec: api.ClusterUpgradeSpec | None) -> None:
+    def __init__(self, *, now: datetime.datetime, style: Style, namespace: str, name: str,
+                 status: ClusterUpgradeStatus, spec: api.ClusterUpgradeSpec | None) -> None:
         self.now = now
         self.style = style
+        self.namespace = namespace
         self.name = name
         self.status = status
         self.spec = spec
@@ -193,7 +194,7 @@ class _View:
         if phase == Phase.PAUSED:
             if step.pause is not None and step.pause.duration is None and self.status.held_phase in (
                     None, Phase.SHIFTING) and not (self.spec and self.spec.paused):
-                return style.paint(f"waiting: kubectl bluegreen promote {self.name}", "yellow")
+                return style.paint(f"waiting: kubectl bluegreen promote {self.name} -n {self.namespace}", "yellow")
             return style.paint("paused", "yellow")
         started = self.status.step.started_at
         return f"current, for {self.ago(started)}" if started else "current"
@@ -247,7 +248,8 @@ class _View:
                       if r.kind == "job" and r.name not in {name for name, _ in job_names}]
         if not (metric_names or hook_names or job_names or analysis.held):
             return []
-        lines = ["", f"Analysis:  run {analysis.run}" if analysis.run else "Analysis:"]
+        # Counts are of the current run; each bluegreen.io/retry starts a new one.
+        lines = ["", f"Analysis:  run {analysis.run + 1} (counts restarted by retry)" if analysis.run else "Analysis:"]
         if metric_names:
             rows = [self._metric_row(name) for name in metric_names]
             lines += table(rows, header=["METRIC", "VALUE", "THRESHOLD", "LAST", "COUNTS"])
@@ -294,8 +296,21 @@ class _View:
             last = self.style.paint(word, colour)
         counts = f"({state.successes} ok, {state.failures} failed, {state.inconclusive} inconclusive)" \
             if state is not None else "-"
+        needed = self._count_needed()
+        if state is not None and needed is not None:
+            counts += f", {state.consecutive_successes}/{needed} in a row"
         threshold = _threshold(spec_metric.threshold_range) if spec_metric is not None else "-"
         return [name, shown, threshold, last, counts]
+
+    def _count_needed(self) -> int | None:
+        """At an analysis step that counts measurements in a row: how many it needs."""
+        if self.spec is None or self.status.phase != Phase.SHIFTING:
+            return None
+        steps, index = self.spec.traffic.steps, self.status.step.index
+        step = steps[index].analysis if index < len(steps) else None
+        if step is None or step.duration or (step.count is None and self.spec.analysis.duration):
+            return None
+        return step.count or self.spec.analysis.count or 1
 
     def conditions(self) -> list[str]:
         if not self.status.conditions:
@@ -358,7 +373,7 @@ def _step_summary(status: ClusterUpgradeStatus, total: int) -> str:
         return f"all {total} done"
     if status.phase in _DURING_STEPS:
         return f"{min(status.step.index + 1, total)} of {total}"
-    return f"{total}, from Shifting on"
+    return f"{total}, none started yet"
 
 
 def _threshold(threshold: api.ThresholdRange) -> str:

@@ -1,8 +1,9 @@
 """``kubectl bluegreen get`` rendered from recorded statuses, and never broken by a partial one.
 
-``statuses/recorded-syncing-retrying.json`` is an object and its Events as a
-real operator run against the emulated world left them; the others are
-statuses written the way the engine writes them (Shifting with analysis, an
+``statuses/recorded-*.json`` are objects and their Events as real operator
+runs against the emulated world left them (at a human pause with analysis
+running, completed, and retrying a failing action); the others are statuses
+written the way the engine writes them (Shifting with analysis, an
 inconclusive hold, a rollback), with their Events.
 """
 
@@ -52,8 +53,11 @@ def section(text: str, title: str) -> str:
     return "\n".join(lines[start:end])
 
 
-@pytest.mark.parametrize("name", ["shifting-analysis", "rolled-back", "held-inconclusive",
-                                  "recorded-syncing-retrying"])
+ALL = ["shifting-analysis", "rolled-back", "held-inconclusive", "recorded-paused", "recorded-completed",
+       "recorded-syncing-retrying"]
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_every_fixture_is_a_status_the_operator_can_write(name: str) -> None:
     obj, _, _ = recorded(name)
     parse_status(obj["status"])  # a fixture the model refuses would test the fallback, not the view
@@ -76,12 +80,22 @@ def test_shifting_shows_phase_the_current_step_and_each_router() -> None:
 
 def test_metrics_show_value_threshold_verdict_and_counts() -> None:
     text = rendered("shifting-analysis")
-    assert line_with(text, "Analysis:") == ["Analysis:", "run", "1"]
+    assert " ".join(line_with(text, "Analysis:")) == "Analysis: run 2 (counts restarted by retry)"
     assert line_with(text, "error-rate") == ["error-rate", "0.0021", "<=", "0.01", "ok", "(7", "ok,", "0", "failed,",
                                              "0", "inconclusive)"]
     assert line_with(text, "green-probe")[:4] == ["green-probe", "1", ">=", "0.99"]
     comparative = " ".join(line_with(text, "latency-vs-blue"))
     assert "1.08 (ratio of green 0.135 to blue 0.125) <= 1.3 ok (6 ok, 1 failed, 0 inconclusive)" in comparative
+
+
+def test_at_a_counted_analysis_step_the_streak_is_shown() -> None:
+    obj, events, now = recorded("shifting-analysis")
+    obj = copy.deepcopy(obj)
+    obj["status"]["step"]["index"] = 1  # analysis {count: 3}
+    text = view.render(obj, events=events, now=now)
+    assert " ".join(line_with(text, "error-rate")).endswith("(7 ok, 0 failed, 0 inconclusive), 2/3 in a row")
+    duration_step = " ".join(line_with(rendered("shifting-analysis"), "error-rate"))
+    assert duration_step.endswith("inconclusive)"), "a duration step needs no streak"
 
 
 def test_webhooks_and_jobs_show_their_latest_result() -> None:
@@ -110,7 +124,8 @@ def test_a_rollback_marks_where_it_stopped_and_the_failed_metric() -> None:
 def test_an_inconclusive_hold_says_why_and_who_moves_next() -> None:
     text = rendered("held-inconclusive")
     assert line_with(text, "Held:")[1:3] == ["green-probe", "inconclusive"]
-    assert " ".join(line_with(section(text, "Steps:"), ">")).endswith("waiting: kubectl bluegreen promote prod-to-1-31")
+    assert " ".join(line_with(section(text, "Steps:"), ">")).endswith(
+        "waiting: kubectl bluegreen promote prod-to-1-31 -n fleet")
     assert line_with(text, "green-probe")[1:5] == ["-", ">=", "0.99", "inconclusive"]
 
 
@@ -121,6 +136,28 @@ def test_a_recorded_status_before_shifting_marks_no_step() -> None:
     assert not any(line.lstrip().startswith(">") for line in section(text, "Steps:").splitlines())
     assert line_with(text, "edge")[2:] == ["-", "-", "not", "changed", "yet", "-"]
     assert line_with(text, "WorkloadsInSync")[:3] == ["WorkloadsInSync", "False", "NotInSync"]
+
+
+def test_a_recorded_human_pause_says_who_moves_next_and_what_analysis_measured() -> None:
+    text = rendered("recorded-paused")
+    assert line_with(text, "Phase:")[1:] == ["Paused", "for", "3s"]
+    assert " ".join(line_with(section(text, "Steps:"), ">")) == (
+        "> 7 pause until promoted waiting: kubectl bluegreen promote prod-to-1-31 -n fleet")
+    assert [line_with(section(text, "Steps:"), str(n))[-1] for n in range(1, 7)] == ["done"] * 6
+    assert line_with(text, "edge") == ["edge", "haproxy", "50%", "50%", "verified", "6s", "ago"]
+    assert line_with(text, "error-rate") == ["error-rate", "0", "<=", "0.05", "ok", "(6", "ok,", "0", "failed,", "0",
+                                             "inconclusive)"]
+    assert line_with(text, "green-answers")[:5] == ["green-answers", "1", ">=", "0.95", "ok"]
+
+
+def test_a_recorded_completed_upgrade_shows_every_step_done_and_blue_retired() -> None:
+    text = rendered("recorded-completed")
+    assert line_with(text, "Steps:")[1:] == ["all", "8", "done"]
+    assert line_with(text, "Promoted:")[1:] == ["17s", "ago;", "rollback", "window", "15s"]
+    edge = " ".join(line_with(text, "edge"))
+    assert edge.startswith("edge haproxy 0% 100% verified 17s ago finalize 2s ago:")
+    assert line_with(text, "BlueRetired")[:3] == ["BlueRetired", "True", "Deleted"]
+    assert section(text, "Events:").splitlines()[-1].split()[2] == "Completed"
 
 
 def test_events_of_one_second_keep_the_order_they_were_posted_in() -> None:
@@ -196,8 +233,7 @@ def mutate(status: dict[str, Any], path: tuple[Any, ...], how: str, value: Any) 
         node[path[-1]] = value
 
 
-FULL = [recorded(name) for name in ("shifting-analysis", "rolled-back", "held-inconclusive",
-                                    "recorded-syncing-retrying")]
+FULL = [recorded(name) for name in ALL]
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -217,7 +253,7 @@ def test_any_partial_or_damaged_status_still_renders(which: int, data: st.DataOb
     text = view.render(obj, events=damaged_events, now=now)
     assert text.startswith("Name:      fleet/prod-to-1-31\n")
     phase = status.get("phase")
-    if phase in ("Shifting", "RolledBack", "Paused", "Syncing"):
+    if phase in ("Shifting", "RolledBack", "Paused", "Syncing", "Completed"):
         assert line_with(text, "Phase:")[1] == phase
 
 
