@@ -25,18 +25,25 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from bluegreen.analysis import job as smoke_jobs
+from bluegreen.analysis import runner as metrics
+from bluegreen.analysis import webhook as webhooks
+from bluegreen.analysis.base import CheckContext
 from bluegreen.api import spec as api
 from bluegreen.api.status import (
     JOURNAL_LIMIT,
+    CheckResult,
     ClusterUpgradeStatus,
     ConditionType,
     JournalEntry,
     Phase,
+    SavedRouter,
     Weights,
     parse_status,
 )
 from bluegreen.clusters.base import ClusterProvider
 from bluegreen.clusters.registry import build_cluster_provider
+from bluegreen.engine import analysis as bookkeeping
 from bluegreen.engine import conditions as cond
 from bluegreen.engine import decide, upgrade_label
 from bluegreen.engine.types import (
@@ -48,10 +55,14 @@ from bluegreen.engine.types import (
     DeleteWorkloads,
     Event,
     FinalizeRouters,
+    JobObservation,
     Observed,
     ProvisionGreen,
     RemoveAnnotation,
+    RunChecks,
+    SaveRouters,
     SetWeights,
+    StartJob,
     SyncWorkloads,
     WorkloadsObservation,
 )
@@ -73,6 +84,11 @@ CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
 PREFLIGHT_PHASES = frozenset({Phase.PENDING, Phase.PREFLIGHT, Phase.BLOCKED})
 # While green syncs and serves, what happens inside the workload clusters matters.
 REMOTE_WATCH_PHASES = frozenset({Phase.SYNCING, Phase.VERIFYING, Phase.SHIFTING, Phase.PAUSED, Phase.PROMOTED})
+# Smoke Jobs run at Verifying or Promoted; a pass may reach those from the phase before.
+JOB_PHASES = {
+    api.JobPhase.VERIFYING: frozenset({Phase.SYNCING, Phase.VERIFYING}),
+    api.JobPhase.PROMOTED: frozenset({Phase.SHIFTING, Phase.PAUSED, Phase.PROMOTED}),
+}
 
 
 def utcnow() -> datetime.datetime:
@@ -102,6 +118,15 @@ class RouterFailure(Exception):
         self.router = router
         self.action = action
         self.error = error
+
+
+@dataclasses.dataclass(frozen=True)
+class ActResult:
+    """What carrying out a decision produced for status: journal lines, check results, saved routers."""
+
+    journal: list[JournalEntry]
+    results: list[CheckResult]
+    saved_routers: list[SavedRouter] | None = None
 
 
 @dataclasses.dataclass
@@ -169,12 +194,12 @@ class UpgradeLoop:
             else:
                 collaborators = self._collaborators_for(spec, raw_spec)
                 self._register_interests(spec)
-                observed = await self._observe(spec, collaborators, meta, phase=status.phase)
+                observed = await self._observe(spec, collaborators, meta, status=status, now=now)
             decision = decide(spec, status, observed, now, owner=self.owner)
             if spec is not None:
-                journal = await self._act(decision, collaborators, spec=spec, body=body, now=now)
+                done = await self._act(decision, collaborators, spec=spec, body=body, now=now)
             else:
-                journal = []
+                done = ActResult(journal=[], results=[])
                 await self._act_annotations_only(decision)
         except RouterPending as pending:  # accepted, not in effect yet: hold this step, not a failure
             return await self._record_pending(body, status, pending, now=now)
@@ -187,11 +212,17 @@ class UpgradeLoop:
                 blue_name=spec.cluster.name, green_name=spec.green_name) if watching else [])
         new_status = decision.status.model_copy(update={
             "failures": 0,
-            "journal": (list(decision.status.journal) + journal)[-JOURNAL_LIMIT:],
+            "journal": (list(decision.status.journal) + done.journal)[-JOURNAL_LIMIT:],
         })
+        if done.saved_routers is not None:
+            new_status = new_status.model_copy(update={"routers": done.saved_routers})
+        if spec is not None:
+            new_status = bookkeeping.record(new_status, spec, done.results)
         await self._write_status(body, status, new_status)
         for event in decision.events:
             await self._post(body, event, now=now)
+        if spec is not None and decision.events and spec.analysis.hooks(api.WebhookType.EVENT):
+            await self._send_events(spec, new_status, decision.events, body=body, now=now)
         return self._delay_until(decision, now)
 
     # --- observe ------------------------------------------------------------------------------
@@ -227,8 +258,15 @@ class UpgradeLoop:
         ))
 
     async def _observe(
-        self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, meta: dict[str, Any], *, phase: Phase
+        self,
+        spec: api.ClusterUpgradeSpec,
+        collaborators: Collaborators,
+        meta: dict[str, Any],
+        *,
+        status: ClusterUpgradeStatus,
+        now: datetime.datetime,
     ) -> Observed:
+        phase = status.phase
         ns = spec.cluster.namespace
         blue, green, workloads = await asyncio.gather(
             collaborators.provider.observe(namespace=ns, name=spec.cluster.name),
@@ -243,7 +281,9 @@ class UpgradeLoop:
                 collaborators.workloads.preflight(blue_name=spec.cluster.name, green_name=spec.green_name),
             )
             problems = [*cluster_problems, *workload_problems]
+        jobs = await self._observe_jobs(spec, collaborators, status=status, now=now)
         return Observed(
+            jobs=jobs,
             preflight_problems=tuple(problems),
             generation=int(meta.get("generation") or 0),
             annotations=dict(meta.get("annotations") or {}),
@@ -251,6 +291,38 @@ class UpgradeLoop:
             green=green,
             workloads=workloads,
             deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+    async def _observe_jobs(
+        self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, *, status: ClusterUpgradeStatus,
+        now: datetime.datetime,
+    ) -> dict[str, JobObservation]:
+        wanted = [job for job in spec.analysis.jobs if status.phase in JOB_PHASES[job.at]]
+        if not wanted:
+            return {}
+
+        async def one(job: api.SmokeJob) -> tuple[str, JobObservation]:
+            try:
+                client = await self._side_client(spec, collaborators, job.cluster.value)
+            except Exception as exc:  # no kubeconfig yet: the engine waits, it does not fail the Job
+                return job.name, JobObservation(state="Running", message=f"cannot reach {job.cluster.value}: {exc}")
+            name = smoke_jobs.job_object_name(upgrade=self.owner, job=job.name, run=status.analysis.run)
+            return job.name, await smoke_jobs.observe_job(client, job, object_name=name, now=now)
+
+        return dict(await asyncio.gather(*(one(job) for job in wanted)))
+
+    async def _side_client(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, side: str) -> KubeClient:
+        cluster = spec.cluster.name if side == "blue" else spec.green_name
+        namespace, name, key = collaborators.provider.kubeconfig_secret_ref(namespace=spec.cluster.namespace,
+                                                                           name=cluster)
+        return await self.context.remote.client(namespace=namespace, name=name, key=key)
+
+    def _check_context(self, spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus) -> CheckContext:
+        return CheckContext(
+            upgrade=self.name, namespace=self.namespace, phase=status.phase.value,
+            blue=spec.cluster.name, green=spec.green_name,
+            blue_weight=status.weights.blue, green_weight=status.weights.green, step=status.step.index,
+            management=self.context.management,
         )
 
     # --- act ----------------------------------------------------------------------------------
@@ -263,8 +335,10 @@ class UpgradeLoop:
         spec: api.ClusterUpgradeSpec,
         body: dict[str, Any],
         now: datetime.datetime,
-    ) -> list[JournalEntry]:
+    ) -> ActResult:
         journal: list[JournalEntry] = []
+        results: list[CheckResult] = []
+        saved: list[SavedRouter] | None = None
         ns = spec.cluster.namespace
         for action in _annotations_first(decision.actions):
             match action:
@@ -285,14 +359,34 @@ class UpgradeLoop:
                         journal.append(JournalEntry(time=now, target="workloads", action="sync", detail=line))
                 case SetWeights():
                     journal.extend(await self._set_weights(collaborators.routers, action, body=body))
-                case FinalizeRouters():
-                    for router in reversed(collaborators.routers):
+                case SaveRouters():
+                    saved = []
+                    for router in collaborators.routers:
                         try:
-                            await router.finalize()
+                            saved.append(SavedRouter(name=router.name, original=await router.save()))
+                        except RouterError as exc:
+                            raise RouterFailure(router.name, "save", exc) from exc
+                case FinalizeRouters(retired=retired):
+                    originals = {item.name: item.original for item in decision.status.routers or []}
+                    for router, router_spec in reversed(list(zip(collaborators.routers, spec.traffic.routers,
+                                                                 strict=True))):
+                        try:
+                            detail = await router.finalize(retired=retired, mode=router_spec.on_finalize.value,
+                                                           original=originals.get(router.name))
                         except RouterError as exc:
                             raise RouterFailure(router.name, "finalize", exc) from exc
                         journal.append(JournalEntry(time=self.context.clock(), target=router.name,
-                                                    action="finalize", detail="no longer routes to blue"))
+                                                    action="finalize", detail=detail))
+                case RunChecks():
+                    results.extend(await self._run_checks(action, spec=spec, status=decision.status, body=body))
+                case StartJob(name=job_name, side=side):
+                    job = next(job for job in spec.analysis.jobs if job.name == job_name)
+                    client = await self._side_client(spec, collaborators, side)
+                    object_name = smoke_jobs.job_object_name(upgrade=self.owner, job=job.name,
+                                                             run=decision.status.analysis.run)
+                    detail = await smoke_jobs.start_job(client, job, object_name=object_name,
+                                                        labels={LABEL_UPGRADE: self.owner})
+                    journal.append(JournalEntry(time=now, target=f"job/{job.name}", action="start", detail=detail))
                 case DeleteWorkloads(side=side):
                     for line in await collaborators.workloads.delete(
                         side=side, blue_name=spec.cluster.name, green_name=spec.green_name,
@@ -302,7 +396,38 @@ class UpgradeLoop:
                     detail = await collaborators.provider.delete(namespace=ns, name=cluster)
                     if detail is not None:
                         journal.append(JournalEntry(time=now, target="cluster", action="delete", detail=detail))
-        return journal
+        return ActResult(journal=journal, results=results, saved_routers=saved)
+
+    async def _run_checks(
+        self, action: RunChecks, *, spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus, body: dict[str, Any]
+    ) -> list[CheckResult]:
+        """Run the asked checks concurrently; each returns a result, none raises (a failure is a verdict)."""
+        context = self._check_context(spec, status)
+        now = self.context.clock()
+        checksum = self._checksum(body, status)
+        by_metric = {metric.name: metric for metric in spec.analysis.metrics}
+        by_hook = {hook.name: hook for hook in spec.analysis.webhooks}
+        calls = [metrics.measure_metric(by_metric[name], ctx=context, now=now) for name in action.metrics]
+        calls += [webhooks.call_webhook(by_hook[name], ctx=context, now=now, checksum=checksum)
+                  for name in action.webhooks]
+        return list(await asyncio.gather(*calls))
+
+    def _checksum(self, body: dict[str, Any], status: ClusterUpgradeStatus) -> str:
+        meta = body.get("metadata") or {}
+        return webhooks.checksum(namespace=self.namespace, name=self.name, uid=str(meta.get("uid", "")),
+                                 generation=int(meta.get("generation") or 0), run=status.analysis.run)
+
+    async def _send_events(
+        self, spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus, events: tuple[Event, ...], *,
+        body: dict[str, Any], now: datetime.datetime,
+    ) -> None:
+        hooks = spec.analysis.hooks(api.WebhookType.EVENT)
+        context = self._check_context(spec, status)
+        checksum = self._checksum(body, status)
+        for event in events:
+            for problem in await webhooks.send_event(hooks, ctx=context, reason=event.reason, message=event.message,
+                                                     event_type=event.type, now=now, checksum=checksum):
+                logger.warning("%s/%s: %s", self.namespace, self.name, problem)
 
     async def _act_annotations_only(self, decision: Decision) -> None:
         for action in decision.actions:

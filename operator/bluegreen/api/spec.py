@@ -789,13 +789,17 @@ class Analysis(Model):
         problems: list[tuple[tuple[str | int, ...], str]] = []
         if self.count is not None and self.duration is not None:
             problems.append((("count",), "set count or duration, not both"))
-        for field, items in (("metrics", self.metrics), ("webhooks", self.webhooks), ("jobs", self.jobs)):
+        named: tuple[tuple[str, list[str]], ...] = (
+            ("metrics", [m.name for m in self.metrics]), ("webhooks", [w.name for w in self.webhooks]),
+            ("jobs", [j.name for j in self.jobs]),
+        )
+        for field, names in named:
             seen: dict[str, int] = {}
-            for index, item in enumerate(items):
-                if item.name in seen:
-                    problems.append(((field, index, "name"), f"{item.name!r} is also the name of "
-                                                              f"{field}[{seen[item.name]}]; names must be unique"))
-                seen.setdefault(item.name, index)
+            for index, name in enumerate(names):
+                if name in seen:
+                    problems.append(((field, index, "name"), f"{name!r} is also the name of "
+                                                              f"{field}[{seen[name]}]; names must be unique"))
+                seen.setdefault(name, index)
         if problems:
             raise _FieldProblems(problems)
         return self

@@ -105,8 +105,11 @@ class ScriptedRouter:
             raise RouterPending("change C123 is PENDING", retry_after=1.5)
         return RouterWeights(blue=100 - self.green, green=self.green)
 
-    async def finalize(self) -> None:
-        return None
+    async def save(self) -> dict[str, Any]:
+        return {"green": self.green}
+
+    async def finalize(self, *, retired: str, mode: str, original: dict[str, Any] | None) -> str:
+        return f"{retired} retired ({mode})"
 
 
 @pytest.fixture
@@ -117,6 +120,7 @@ async def world() -> AsyncIterator[tuple[KubeEmulator, UpgradeLoop, ScriptedRout
     emulator.create("v1/namespaces", {"metadata": {"name": "fleet"}})
     manifest = yaml.safe_load((ROOT / "examples" / "clusterupgrade-demo.yaml").read_text())
     manifest["spec"]["traffic"]["steps"] = [{"setWeight": 50}, {"setWeight": 100}]
+    manifest["spec"].pop("analysis", None)  # these tests are about routers; analysis has its own
     emulator.create(RESOURCE, manifest)
     client = KubeClient.from_kubeconfig(emulator.kubeconfig())
     context = Context(management=client, remote=RemoteClients(client), wakeups=Wakeups(),
@@ -141,7 +145,8 @@ def status_of(emulator: KubeEmulator) -> dict[str, Any]:
 async def run_until_verified_at_zero(loop: UpgradeLoop, emulator: KubeEmulator) -> None:
     for _ in range(10):
         await loop.reconcile_once()
-        if status_of(emulator).get("phase") == "Verifying":
+        status = status_of(emulator)
+        if status.get("phase") == "Verifying" and (status.get("weights") or {}).get("verified"):
             return
     raise AssertionError(status_of(emulator))
 
