@@ -2,7 +2,8 @@
 
 Writes ``DIR/management.kubeconfig`` and ``DIR/world.json``, prints ``ready``,
 and runs until interrupted. Point the operator (or kubectl) at the kubeconfig
-exactly as at a real management cluster.
+exactly as at a real management cluster; world.json has the other addresses
+(HAProxy, Prometheus, the control API).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds a new cluster takes to become ready")
     up.add_argument("--flux-delay", type=float, default=defaults.flux_delay,
                     help="seconds a Kustomization takes to reconcile")
+    up.add_argument("--green", default=None,
+                    help="the name green is expected to get (names HAProxy's green server); "
+                         "default: the operator's default green name for --blue")
+    up.add_argument("--prometheus", action=argparse.BooleanOptionalAction, default=defaults.prometheus,
+                    help="run a real Prometheus scraping HAProxy and the backends (for analysis)")
+    up.add_argument("--scrape-interval", default=defaults.scrape_interval, help="Prometheus' scrape interval")
     up.add_argument("--rate", type=float, default=defaults.rate, help="requests per second through HAProxy")
     up.add_argument("--load-duration", type=float, default=defaults.load_duration,
                     help="the load generator stops by itself after this many seconds")
@@ -48,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         provider=args.provider,
         namespace=args.namespace or ("eksa-clusters" if eksa else defaults.namespace),
         blue=args.blue,
+        green=args.green,
         blue_version=args.blue_version or ("1.30" if eksa else defaults.blue_version),
         capi_version=args.capi_version,
         provision_delay=args.provision_delay, flux_delay=args.flux_delay, rate=args.rate,
-        load_duration=args.load_duration,
+        load_duration=args.load_duration, prometheus=args.prometheus, scrape_interval=args.scrape_interval,
     )
     return asyncio.run(_run(config, state_dir=args.state_dir))
 

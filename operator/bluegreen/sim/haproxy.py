@@ -97,6 +97,11 @@ class HAProxyProcess:
         return f"http://127.0.0.1:{self._port('stats')}/metrics"
 
     @property
+    def stats_address(self) -> str:
+        """``host:port`` of the stats frontend, as a Prometheus scrape target wants it."""
+        return f"127.0.0.1:{self._port('stats')}"
+
+    @property
     def runtime_api(self) -> str:
         return f"tcp://127.0.0.1:{self._port('admin')}"
 

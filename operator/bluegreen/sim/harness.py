@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -56,6 +57,49 @@ class WorldProcess:
         ) as response:
             response.raise_for_status()
             return await response.json()
+
+    async def traffic(self, *, since: float | None = None, until: float | None = None,
+                      samples: bool = False) -> dict[str, Any]:
+        """The load generator's requests started in [since, until) (epoch seconds), summed up or one by one."""
+        query = {"since": since, "until": until, "samples": 1 if samples else None}
+        text = "&".join(f"{key}={value}" for key, value in query.items() if value is not None)
+        return dict(await self.control("GET", f"/traffic?{text}" if text else "/traffic"))
+
+    async def set_fault(self, cluster: str, *, error_rate: float | None = None,
+                        latency: float | None = None) -> dict[str, Any]:
+        """Make ``cluster``'s backend answer 5xx at ``error_rate`` and/or ``latency`` seconds late, from now on."""
+        body = {"cluster": cluster, "errorRate": error_rate, "latency": latency}
+        return dict(await self.control("POST", "/backends/fault", body))
+
+    def gate_url(self, name: str) -> str:
+        """A webhook URL answering with the status :meth:`set_gate` last set (200 to begin with)."""
+        return f"{self.control_url}/gates/{name}"
+
+    async def set_gate(self, name: str, *, status: int) -> None:
+        await self.control("POST", f"/gates/{name}/set", {"status": status})
+
+    async def gate_calls(self, name: str) -> list[dict[str, Any]]:
+        """What the gate was sent, oldest first: ``{time, method, payload}``."""
+        return list((await self.control("GET", f"/gates/{name}/calls"))["calls"])
+
+    @property
+    def prometheus_url(self) -> str:
+        found = self.info.get("prometheus")
+        if not found:
+            raise RuntimeError("this world runs without Prometheus (bluegreen-sim up --no-prometheus)")
+        return str(found["url"])
+
+    async def query(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        """An instant query to the world's Prometheus: (labels, value) per series of the result vector."""
+        async with aiohttp.ClientSession() as session, session.get(
+            f"{self.prometheus_url}/api/v1/query", params={"query": promql}
+        ) as response:
+            response.raise_for_status()
+            body = await response.json()
+        result = body["data"]["result"]
+        if body["data"]["resultType"] == "scalar":
+            return [({}, float(result[1]))]
+        return [(dict(series["metric"]), float(series["value"][1])) for series in result]
 
 
 @dataclasses.dataclass
@@ -124,6 +168,34 @@ def kubectl(kubeconfig: pathlib.Path, *args: str, input_text: str | None = None,
     if check and result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
     return result.stdout
+
+
+def localize(manifest: dict[str, Any], world: Mapping[str, Any]) -> list[str]:
+    """Point an example ClusterUpgrade at the world's addresses, in place; returns what changed, said plainly.
+
+    Only addresses change, never behaviour: every HAProxy router's runtimeAPI
+    becomes the world's HAProxy, every Prometheus query's address the world's
+    Prometheus, and every HTTP probe's host and port green's ingress (the path,
+    the Host header and the rest are kept), the one a probe is for in this world.
+    """
+    spec = manifest["spec"]
+    changes = []
+    for router in spec["traffic"]["routers"]:
+        if "haproxy" in router:
+            router["haproxy"]["runtimeAPI"] = world["haproxy"]["runtime_api"]
+            changes.append(f"traffic.routers.haproxy.runtimeAPI -> {world['haproxy']['runtime_api']}")
+    for metric in (spec.get("analysis") or {}).get("metrics") or []:
+        if "prometheus" in metric:
+            if not world.get("prometheus"):
+                raise RuntimeError(f"metric {metric['name']} queries Prometheus but the world runs without it")
+            metric["prometheus"]["address"] = world["prometheus"]["url"]
+            changes.append(f"analysis.metrics[{metric['name']}].prometheus.address -> {world['prometheus']['url']}")
+        if "httpProbe" in metric:
+            path = urllib.parse.urlsplit(metric["httpProbe"]["url"]).path or "/"
+            metric["httpProbe"]["url"] = world["backends"]["green"].rstrip("/") + path
+            changes.append(f"analysis.metrics[{metric['name']}].httpProbe.url -> {metric['httpProbe']['url']} "
+                           "(green's ingress)")
+    return changes
 
 
 @contextlib.contextmanager

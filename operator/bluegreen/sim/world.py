@@ -13,11 +13,23 @@ namespace ``fleet``, its kubeconfig Secret, a GitRepository and two Flux
 Kustomizations that deploy to blue through ``kubeConfig.secretRef``, and
 HAProxy sending all traffic to blue. A control API (HTTP, 127.0.0.1) answers
 traffic summaries and flips faults for tests.
+
+For analysis there is a real Prometheus too (the Debian binary), scraping
+every second HAProxy's built-in exporter and each backend's own metrics.
+HAProxy's servers are named after the clusters they point at (``prod-blue``,
+``prod-green``), as they would be in front of real clusters, so a query's
+``{{cluster}}`` placeholder selects one side: green's server is named after
+the name the world expects green to get (``WorldConfig.green``, by default
+the name the operator gives it). The control API also plays a webhook
+receiver with a status to answer (``/gates/{name}``): a Flagger gate a test
+opens and closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -28,8 +40,11 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from bluegreen.sim import backends, capi, eksa, flux, flux_incluster, gitserver, haproxy, jobs, load
+from bluegreen.api.spec import default_green_name
+from bluegreen.sim import backends, capi, eksa, flux, flux_incluster, gitserver, haproxy, jobs, load, prometheus
 from bluegreen.sim.kube import KubeEmulator
+
+GATE_CALLS_KEPT = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +63,22 @@ class WorldConfig:
     rate: float = 50.0
     load_duration: float = 900.0
     kustomizations: tuple[str, ...] = ("infra", "apps")
+    green: str | None = None  # the name green is expected to get; default: the operator's default for blue
+    prometheus: bool = True
+    scrape_interval: str = "1s"
+
+    @property
+    def green_name(self) -> str:
+        return self.green or default_green_name(self.blue)
+
+
+@dataclasses.dataclass
+class Gate:
+    """A webhook receiver: answers with ``status`` and keeps what it was sent."""
+
+    status: int = 200
+    calls: collections.deque[dict[str, Any]] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=GATE_CALLS_KEPT))
 
 
 class World:
@@ -56,12 +87,17 @@ class World:
         self.state_dir = state_dir
         self.management = KubeEmulator(name="management", kubernetes_version="1.31")
         self.blue_backend = backends.Backend(cluster=config.blue)
-        self.green_backend = backends.Backend(cluster="green")  # renamed when a green cluster comes up
+        # Renamed when a green cluster comes up under another name than the expected one.
+        self.green_backend = backends.Backend(cluster=config.green_name)
         self.haproxy = haproxy.HAProxyProcess(
             state_dir=state_dir / "haproxy",
             blue_address=self.blue_backend.address,
             green_address=self.green_backend.address,
+            blue_server=config.blue,
+            green_server=config.green_name,
         )
+        self.prometheus: prometheus.PrometheusServer | None = None
+        self.gates: dict[str, Gate] = {}
         self.capi: capi.CapiController | None = None
         self.eksa: eksa.EksaController | None = None
         self.git: gitserver.GitServer | None = None
@@ -90,6 +126,33 @@ class World:
 
     async def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.blue_backend.start()
+        await self.haproxy.start()
+        # Prometheus takes about 5 s to scrape for the first time (see sim.prometheus):
+        # it starts first and the rest of the world comes up meanwhile.
+        scraping: asyncio.Task[None] | None = None
+        if self.config.prometheus:
+            self.prometheus = prometheus.PrometheusServer(
+                state_dir=self.state_dir / "prometheus", targets=self._scrape_targets(),
+                scrape_interval=self.config.scrape_interval,
+            )
+            scraping = asyncio.create_task(self.prometheus.start(), name="prometheus start")
+        try:
+            await self._start_clusters()
+            await self._start_control()
+            self.load = load.LoadGenerator(url=self.haproxy.frontend_url, rate=self.config.rate,
+                                           duration=self.config.load_duration)
+            await self.load.start()
+            if scraping is not None:
+                await scraping
+        finally:
+            if scraping is not None and not scraping.done():
+                scraping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await scraping
+        self._write_state()
+
+    async def _start_clusters(self) -> None:
         await self.management.start()
         flux.install(self.management)
         if self.git is not None:
@@ -104,14 +167,7 @@ class World:
             assert self.capi is not None
             await self.capi.start()
         await self.flux.start()
-        await self.blue_backend.start()
-        await self.haproxy.start()
         await self.lifecycle.wait_ready(self.config.namespace, self.config.blue)
-        await self._start_control()
-        self.load = load.LoadGenerator(url=self.haproxy.frontend_url, rate=self.config.rate,
-                                       duration=self.config.load_duration)
-        await self.load.start()
-        self._write_state()
 
     async def stop(self) -> None:
         if self.load is not None:
@@ -124,6 +180,8 @@ class World:
         await self.lifecycle.stop()
         if self.git is not None:
             await self.git.stop()
+        if self.prometheus is not None:
+            await self.prometheus.stop()
         await self.haproxy.stop()
         await self.green_backend.stop()
         await self.blue_backend.stop()
@@ -169,9 +227,23 @@ class World:
                 path=f"./{kustomization}", cluster=blue, labels={"bluegreen.io/cluster": blue},
             )
 
+    def _scrape_targets(self) -> list[prometheus.ScrapeTarget]:
+        # Green's backend refuses connections until its cluster is up: Prometheus
+        # records the target as down (up == 0) until then, as it would a new ingress.
+        return [
+            prometheus.ScrapeTarget(job="haproxy", address=self.haproxy.stats_address),
+            prometheus.ScrapeTarget(job="ingress-blue", address=self.blue_backend.address),
+            prometheus.ScrapeTarget(job="ingress-green", address=self.green_backend.address),
+        ]
+
     def _write_state(self) -> None:
         kubeconfig = self.state_dir / "management.kubeconfig"
         kubeconfig.write_text(yaml.safe_dump(self.management.kubeconfig()))
+        (self.state_dir / "world.json").write_text(json.dumps(self.info(), indent=2))
+
+    def info(self) -> dict[str, Any]:
+        """What a client of the world needs to know: addresses, names, and how to reach each part."""
+        kubeconfig = self.state_dir / "management.kubeconfig"
         info: dict[str, Any] = {
             "management_url": self.management.url,
             "management_kubeconfig": str(kubeconfig),
@@ -183,17 +255,26 @@ class World:
                 "runtime_api": self.haproxy.runtime_api,
                 "frontend_url": self.haproxy.frontend_url,
                 "metrics_url": self.haproxy.metrics_url,
-                "backend": "app",
-                "blue_server": "blue",
-                "green_server": "green",
+                "backend": self.haproxy.backend,
+                "blue_server": self.haproxy.blue_server,
+                "green_server": self.haproxy.green_server,
             },
             "backends": {"blue": self.blue_backend.url, "green": self.green_backend.url},
+            "green": self.green_backend.cluster,
+            "prometheus": None if self.prometheus is None else {
+                "url": self.prometheus.url,
+                "scrape_interval": self.config.scrape_interval,
+                "jobs": {"haproxy": "HAProxy's exporter (haproxy_server_*{proxy, server=<cluster>})",
+                         "ingress-blue": "blue's backend (ingress_*{cluster})",
+                         "ingress-green": "green's backend (ingress_*{cluster})"},
+            },
+            "gates_url": f"{self.control_url}/gates",
             "provider": self.config.provider,
         }
         if self.git is not None:
             info["git"] = {"http_url": self.git.http_url, "file_url": self.git.file_url,
                            "secret": self.config.git_secret, "branch": self.git.branch, "root": self.git.root}
-        (self.state_dir / "world.json").write_text(json.dumps(info, indent=2))
+        return info
 
     # --- what happens to clusters --------------------------------------------------------------
 
@@ -228,6 +309,12 @@ class World:
         app.router.add_get("/traffic", self._traffic)
         app.router.add_post("/load/stop", self._load_stop)
         app.router.add_get("/clusters", self._clusters)
+        app.router.add_get("/world", self._world)
+        app.router.add_post("/backends/fault", self._backend_fault)
+        app.router.add_route("GET", "/gates/{name}", self._gate)
+        app.router.add_route("POST", "/gates/{name}", self._gate)
+        app.router.add_post("/gates/{name}/set", self._gate_set)
+        app.router.add_get("/gates/{name}/calls", self._gate_calls)
         app.router.add_post("/flux/failing", self._flux_failing)
         app.router.add_post("/flux/revision", self._flux_revision)
         app.router.add_post("/git/concurrent-push", self._git_concurrent_push)
@@ -242,10 +329,19 @@ class World:
         return None if wall is None else float(wall) - self._clock_offset
 
     async def _traffic(self, request: web.Request) -> web.Response:
+        """The load's summary over [since, until) (epoch seconds); ``samples=1`` adds every request."""
         assert self.load is not None
         since = self._monotonic(request.query.get("since"))
         until = self._monotonic(request.query.get("until"))
-        return web.json_response(self.load.summary(since=since, until=until))
+        summary = self.load.summary(since=since, until=until)
+        if request.query.get("samples") in {"1", "true"}:
+            summary["samples"] = [
+                {"time": sample.started + self._clock_offset, "elapsed": sample.elapsed, "status": sample.status,
+                 "cluster": sample.cluster, "failure": sample.failure}
+                for sample in self.load.samples
+                if (since is None or sample.started >= since) and (until is None or sample.started < until)
+            ]
+        return web.json_response(summary)
 
     async def _load_stop(self, request: web.Request) -> web.Response:
         assert self.load is not None
@@ -265,6 +361,55 @@ class World:
                 "api_running": meta["name"] in self.lifecycle.clusters,
             })
         return web.json_response({"clusters": found})
+
+    async def _world(self, request: web.Request) -> web.Response:
+        info = self.info()
+        info["faults"] = {backend.cluster: backend.fault for backend in (self.blue_backend, self.green_backend)}
+        info["gates"] = {name: gate.status for name, gate in sorted(self.gates.items())}
+        return web.json_response(info)
+
+    async def _backend_fault(self, request: web.Request) -> web.Response:
+        """Make one cluster's backend answer errors or slowly from now on: {"cluster", "errorRate", "latency"}."""
+        body = await request.json()
+        cluster = str(body.get("cluster", ""))
+        found = [backend for backend in (self.blue_backend, self.green_backend) if backend.cluster == cluster]
+        if not found:
+            known = ", ".join(sorted({self.blue_backend.cluster, self.green_backend.cluster}))
+            raise web.HTTPNotFound(text=f"no backend for cluster {cluster!r}; the world has {known}")
+        backend = found[0]
+        try:
+            backend.set_fault(
+                error_rate=None if body.get("errorRate") is None else float(body["errorRate"]),
+                latency=None if body.get("latency") is None else float(body["latency"]),
+            )
+        except (TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        return web.json_response({"cluster": backend.cluster, **backend.fault})
+
+    async def _gate(self, request: web.Request) -> web.Response:
+        """A webhook endpoint (a Flagger gate): answer the status last set, keep what was sent."""
+        name = request.match_info["name"]
+        gate = self.gates.setdefault(name, Gate())
+        text = await request.text()
+        payload: Any = text
+        if text:
+            with contextlib.suppress(ValueError):
+                payload = json.loads(text)
+        gate.calls.append({"time": time.time(), "method": request.method, "payload": payload})
+        return web.json_response({"gate": name, "status": gate.status}, status=gate.status)
+
+    async def _gate_set(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        body = await request.json()
+        status = int(body.get("status", 200))
+        if not 200 <= status <= 599:
+            raise web.HTTPBadRequest(text=f"status is an HTTP status to answer with (200-599), got {status}")
+        self.gates.setdefault(name, Gate()).status = status
+        return web.json_response({"gate": name, "status": status})
+
+    async def _gate_calls(self, request: web.Request) -> web.Response:
+        gate = self.gates.get(request.match_info["name"]) or Gate()
+        return web.json_response({"status": gate.status, "calls": list(gate.calls)})
 
     async def _flux_failing(self, request: web.Request) -> web.Response:
         body = await request.json()

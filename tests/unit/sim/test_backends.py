@@ -67,3 +67,58 @@ async def test_latency_is_added_to_answers() -> None:
             assert time.monotonic() - started >= 0.2
     finally:
         await backend.stop()
+
+
+async def test_set_fault_changes_a_running_backend_from_the_next_request() -> None:
+    backend = backends.Backend(cluster="prod-green")
+    await backend.start()
+    try:
+        before = [(await fetch(backend.url))[0] for _ in range(4)]
+        backend.set_fault(error_rate=0.5)
+        during = [(await fetch(backend.url))[0] for _ in range(4)]
+        backend.set_fault(error_rate=0.0)
+        after = [(await fetch(backend.url))[0] for _ in range(4)]
+    finally:
+        await backend.stop()
+
+    assert before == [200] * 4 and during.count(500) == 2 and after == [200] * 4
+    assert backend.fault == {"errorRate": 0.0, "latency": 0.0}
+
+
+async def test_set_fault_leaves_what_it_is_not_given() -> None:
+    backend = backends.Backend(cluster="prod-green", error_rate=0.1)
+    backend.set_fault(latency=0.05)
+    assert backend.fault == {"errorRate": 0.1, "latency": 0.05}
+
+
+@pytest.mark.parametrize(("error_rate", "latency", "says"), [(1.5, None, "between 0 and 1"), (-0.1, None, "between"),
+                                                             (None, -1.0, "at least 0")])
+def test_set_fault_refuses_impossible_values(error_rate: float | None, latency: float | None, says: str) -> None:
+    backend = backends.Backend(cluster="prod-green")
+    with pytest.raises(ValueError, match=says):
+        backend.set_fault(error_rate=error_rate, latency=latency)
+
+
+def samples(exposition: str) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in exposition.splitlines() if line and not line.startswith("#")}
+
+
+async def test_serves_its_own_metrics_counting_answers_and_time_spent() -> None:
+    backend = backends.Backend(cluster="prod-green", error_rate=0.25, latency=0.01)
+    await backend.start()
+    try:
+        for _ in range(8):
+            await fetch(backend.url)
+        await fetch(f"{backend.url}{backends.HEALTH_PATH}")
+        status, text, _ = await fetch(f"{backend.url}{backends.METRICS_PATH}")
+    finally:
+        await backend.stop()
+
+    assert status == 200
+    values = samples(text)
+    assert values['ingress_requests_total{cluster="prod-green",code="2xx"}'] == 6
+    assert values['ingress_requests_total{cluster="prod-green",code="5xx"}'] == 2
+    assert values['ingress_request_duration_seconds_count{cluster="prod-green"}'] == 8, "health checks not counted"
+    assert values['ingress_request_duration_seconds_sum{cluster="prod-green"}'] >= 8 * 0.01, "latency included"
+    assert backend.requests == 8, "neither /healthz nor /metrics counts as a request"
