@@ -2,7 +2,8 @@
 
 ``POST /weights`` with ``{"blue": b, "green": g, ...}`` sets the weights (they
 must be percent adding up to 100, or the answer is 400; ``"finalize": true``
-marks the receiver finalized); ``GET /weights`` answers
+marks the receiver finalized, any other POST clears that, as new weights
+start a new upgrade); ``GET /weights`` answers
 ``{"blue": b, "green": g, "finalized": f}``. ``unavailable`` answers 503 to
 everything until it is cleared. Every POST body is kept in ``posts`` and
 every request's method, path and Authorization header in ``requests``, so
@@ -120,6 +121,5 @@ class WeightReceiver:
             return aiohttp.web.Response(status=400, text="blue and green must be percent adding up to 100")
         self.posts.append(body)
         self.blue, self.green = blue, green
-        if body.get("finalize") is True:
-            self.finalized = True
+        self.finalized = body.get("finalize") is True
         return aiohttp.web.json_response({"changeId": f"change-{len(self.posts)}"})

@@ -8,7 +8,11 @@ two weights change: the action's ``TargetGroupStickinessConfig``, other target
 groups' entries and the other actions of the listener or rule (authentication
 before the forward...) are sent back as they were read. The listener or rule
 is read first and modified (``ModifyListener`` / ``ModifyRule``) only on a
-difference. ``finalize`` removes blue's target group from the forward action.
+difference. ``save`` keeps the forward action as described. ``finalize``
+(Remove) drops the retired side's target group from it, keeping stickiness,
+the other groups and the kept side's weight; Restore after a rollback writes
+the saved forward action back in place of the current one (so green's group,
+absent before the upgrade, is gone again).
 
 **TargetRegistration** (the way TheFork moved clusters). One target group; blue's
 and green's ingress nodes are its targets, and the share is the number of
@@ -44,6 +48,14 @@ where the load balancer sends requests. With no healthy target at all the
 load balancer fails open to every registered target, which ``verify`` reports as
 an error. Deregistered targets drain (``deregistration_delay``) without new
 requests, so a deregistration is in effect at once and is not waited for.
+
+``save`` keeps the registered targets (id and port) as described. At the end
+of the sequence the retired side has no target registered any more, so
+``finalize`` (Remove) has, as a rule, nothing left to do: it deregisters what
+the retired side still has registered that takes no traffic (unhealthy,
+unused), and refuses while one of its targets is healthy. Restore after a
+rollback registers the saved targets that are missing and then deregisters
+those that were not saved.
 """
 
 from __future__ import annotations
@@ -57,7 +69,7 @@ from typing import Any
 
 from bluegreen.api import durations, spec
 from bluegreen.api.shares import green_share, registration_path
-from bluegreen.traffic import aws, base
+from bluegreen.traffic import aws, base, retiring
 
 MAX_FORWARD_WEIGHT = 999
 MAX_FORWARD_TARGET_GROUPS = 5
@@ -128,11 +140,10 @@ class WeightedTargetGroupsRouter:
         actions = await self.actions()
         index, weights = self._forward(actions)
         current = (weights.get(self._blue, 0), weights.get(self._green, 0))
-        if current == (blue, green) and self._blue in weights and self._green in weights:
-            return base.RouterChange(changed=False, detail=f"{self._where}: blue {blue}, green {green}")
-        if blue == 0 and self._blue not in weights and current[1] == green:
-            # Blue's group was removed by finalize: weight 0 and absent route the same.
-            return base.RouterChange(changed=False, detail=f"{self._where}: green {green} (blue removed)")
+        # A side's group removed by finalize routes as weight 0 does: it is not added back for a 0.
+        if current == (blue, green) and all(arn in weights or weight == 0
+                                            for arn, weight in ((self._blue, blue), (self._green, green))):
+            return base.RouterChange(changed=False, detail=f"{self._where}: {self._state(weights)}")
         desired = dict(weights)
         desired[self._blue], desired[self._green] = blue, green
         if len(desired) > MAX_FORWARD_TARGET_GROUPS:
@@ -161,20 +172,33 @@ class WeightedTargetGroupsRouter:
         blue_percent = round(100 * blue / (blue + green))
         return base.RouterWeights(blue=blue_percent, green=100 - blue_percent)
 
-    async def finalize(self) -> None:
+    async def save(self) -> dict[str, Any]:
+        """The forward action as ELBv2 describes it: target groups with weights, stickiness, order."""
+        actions = await self.actions()
+        index, _ = self._forward(actions)
+        return {"forward": actions[index]}
+
+    async def finalize(self, *, retired: str, mode: str, original: dict[str, Any] | None) -> str:
+        retirement = retiring.plan(router=self._name, retired=retired, mode=mode, original=original)
         actions = await self.actions()
         index, weights = self._forward(actions)
-        if self._blue not in weights:
-            return
-        blue, green = weights[self._blue], weights.get(self._green, 0)
-        if blue > 0 or green == 0:
-            raise base.RouterError(
-                f"blue's target group still takes traffic in {self._where} (weight {blue}, green's {green}); "
-                "it is removed only once green holds 100 %"
-            )
-        desired = {arn: weight for arn, weight in weights.items() if arn != self._blue}
-        desired[self._green] = 100
-        await self._write(actions, index, desired)
+        what = f"the forward action of {self._where}"
+        retiring.check_current(retirement, shares=self._shares(weights), what=what, state=self._state(weights))
+        if retirement.restoring:
+            forward = retiring.saved(retirement, "forward", router=self._name, expect=dict)
+            saved_weights = _forward_weights(forward)
+            retiring.check_original(retirement, shares=self._shares(saved_weights), what=what,
+                                    state=self._state(saved_weights))
+            if actions[index] == forward:
+                return f"{what}: as saved before the upgrade ({self._state(saved_weights)})"
+            await self._modify([*actions[:index], forward, *actions[index + 1:]])
+            return f"{what}: restored as saved ({self._state(saved_weights)})"
+        arn = self._blue if retirement.retired == "blue" else self._green
+        if arn not in weights:
+            return f"{what}: {retirement.retired}'s target group {arn} is already removed"
+        # Only the entry goes: stickiness, the other groups and the kept side's weight stay as they are.
+        await self._write(actions, index, {group: weight for group, weight in weights.items() if group != arn})
+        return f"{what}: removed {retirement.retired}'s target group {arn}"
 
     async def actions(self) -> list[dict[str, Any]]:
         """The listener's default actions or the rule's actions, as ELBv2 returns them."""
@@ -199,15 +223,7 @@ class WeightedTargetGroupsRouter:
                 f"{self._where} has no forward action (its actions: {kinds}); it must forward to blue's target group"
             )
         index = forwards[0]
-        action = actions[index]
-        groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or []
-        if groups:
-            weights = {str(group["TargetGroupArn"]): int(group.get("Weight", 1)) for group in groups}
-        elif action.get("TargetGroupArn"):
-            # The short form: one target group, all the traffic.
-            weights = {str(action["TargetGroupArn"]): 1}
-        else:
-            weights = {}
+        weights = _forward_weights(actions[index])
         if self._blue not in weights and self._green not in weights:
             raise base.RouterError(
                 f"the forward action of {self._where} sends to {', '.join(weights) or 'no target group'}, neither "
@@ -216,17 +232,38 @@ class WeightedTargetGroupsRouter:
         return index, weights
 
     async def _write(self, actions: list[dict[str, Any]], index: int, weights: dict[str, int]) -> None:
-        new_actions = [_writable(action) for action in actions]
-        forward = new_actions[index]
+        forward = copy.deepcopy(actions[index])
         config = dict(forward.get("ForwardConfig") or {})
         config["TargetGroups"] = [{"TargetGroupArn": arn, "Weight": weight} for arn, weight in weights.items()]
         forward["ForwardConfig"] = config
         # With several groups the short form must go: AWS refuses a TargetGroupArn that differs from ForwardConfig.
         forward.pop("TargetGroupArn", None)
+        await self._modify([*actions[:index], forward, *actions[index + 1:]])
+
+    async def _modify(self, actions: list[dict[str, Any]]) -> None:
+        """Write the listener's or rule's actions: ``actions`` as read, but for the one changed."""
+        writable = [_writable(action) for action in actions]
         if self._listener_arn is not None:
-            await self._client.call("modify_listener", ListenerArn=self._listener_arn, DefaultActions=new_actions)
+            await self._client.call("modify_listener", ListenerArn=self._listener_arn, DefaultActions=writable)
         else:
-            await self._client.call("modify_rule", RuleArn=self._rule_arn, Actions=new_actions)
+            await self._client.call("modify_rule", RuleArn=self._rule_arn, Actions=writable)
+
+    def _shares(self, weights: dict[str, int]) -> tuple[int, int]:
+        return weights.get(self._blue, 0), weights.get(self._green, 0)
+
+    def _state(self, weights: dict[str, int]) -> str:
+        return f"blue {_text(weights.get(self._blue))}, green {_text(weights.get(self._green))}"
+
+
+def _forward_weights(action: dict[str, Any]) -> dict[str, int]:
+    """A forward action's weights by target group, in the action's order."""
+    groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or []
+    if groups:
+        return {str(group["TargetGroupArn"]): int(group.get("Weight", 1)) for group in groups}
+    if action.get("TargetGroupArn"):
+        # The short form: one target group, all the traffic.
+        return {str(action["TargetGroupArn"]): 1}
+    return {}
 
 
 def _writable(action: dict[str, Any]) -> dict[str, Any]:
@@ -279,6 +316,21 @@ class TargetHealth:
     @property
     def healthy(self) -> bool:
         return self.state == "healthy"
+
+
+def _serving(registered: dict[str, dict[Target, TargetHealth]]) -> tuple[int, int]:
+    """(blue, green) targets that take requests: the healthy ones, or all registered when none is (fail open)."""
+    healthy = tuple(sum(health.healthy for health in registered[side].values()) for side in ("blue", "green"))
+    if sum(healthy) == 0:
+        return len(registered["blue"]), len(registered["green"])
+    return healthy[0], healthy[1]
+
+
+def _health_text(registered: dict[str, dict[Target, TargetHealth]]) -> str:
+    return "; ".join(
+        f"{side}: " + (", ".join(f"{target} {health.state}" for target, health in targets.items()) or "none registered")
+        for side, targets in registered.items()
+    )
 
 
 class TargetRegistrationRouter:
@@ -372,50 +424,96 @@ class TargetRegistrationRouter:
         green_percent = green_share(healthy["blue"], healthy["green"])
         return base.RouterWeights(blue=100 - green_percent, green=green_percent)
 
-    async def finalize(self) -> None:
-        # At green 100 % blue's targets are already deregistered; the group itself
-        # is the user's. A blue target still registered means blue still takes traffic.
-        registered = await self.registered()
-        if registered["blue"]:
-            raise base.RouterError(
-                f"blue's targets {', '.join(str(target) for target in registered['blue'])} are still registered in "
-                f"{self._target_group}; blue is retired only once green holds 100 %"
-            )
+    async def save(self) -> dict[str, Any]:
+        """Every registered target of the group (id and port), as ELBv2 describes them."""
+        _, found = await self._registrations()
+        return {"targets": [target.wire() for target in sorted(found, key=str)]}
+
+    async def finalize(self, *, retired: str, mode: str, original: dict[str, Any] | None) -> str:
+        retirement = retiring.plan(router=self._name, retired=retired, mode=mode, original=original)
+        default_port, found = await self._registrations()
+        registered = self._by_side(found, default_port=default_port)
+        what = f"target group {self._target_group}"
+        retiring.check_current(retirement, shares=_serving(registered), what=what, state=_health_text(registered))
+        if retirement.restoring:
+            wanted = self._saved_targets(retiring.saved(retirement, "targets", router=self._name, expect=list))
+            known = self._sides(default_port)
+            saved_sides = [known[target][0] for target in wanted if target in known]
+            blue, green = saved_sides.count("blue"), saved_sides.count("green")
+            retiring.check_original(retirement, shares=(blue, green), what=what,
+                                    state=f"blue {blue}, green {green} targets registered")
+            register = sorted(wanted - set(found), key=str)
+            deregister = sorted(set(found) - wanted, key=str)
+        else:
+            # What is left of the retired side takes no traffic (check_current): unhealthy or unused targets.
+            register, deregister = [], list(registered[retirement.retired])
+        done = []
+        # Capacity first: what comes back is registered before anything leaves.
+        for operation, verb, targets in (("register_targets", "registered", register),
+                                         ("deregister_targets", "deregistered", deregister)):
+            if targets:
+                await self._client.call(operation, TargetGroupArn=self._target_group,
+                                        Targets=[target.wire() for target in targets])
+                done.append(f"{verb} {', '.join(map(str, targets))}")
+        if done:
+            return f"{what}: {'; '.join(done)}"
+        if retirement.restoring:
+            return f"{what}: as saved before the upgrade"
+        return f"{what}: {retirement.retired} has no target registered"
 
     async def registered(self) -> dict[str, dict[Target, TargetHealth]]:
         """Blue's and green's registered targets with their health; refuses targets of neither side."""
+        default_port, found = await self._registrations()
+        return self._by_side(found, default_port=default_port)
+
+    async def _registrations(self) -> tuple[int | None, dict[Target, TargetHealth]]:
+        """The group's port, and every registered target with its port filled in (draining ones are leaving)."""
         group = await self._client.call("describe_target_groups", TargetGroupArns=[self._target_group])
         groups = group.get("TargetGroups") or []
         if not groups:
             raise base.RouterError(f"ELBv2 has no target group {self._target_group}")
         default_port = groups[0].get("Port")
         reply = await self._client.call("describe_target_health", TargetGroupArn=self._target_group)
-        # Targets as the group reports them (the port filled in) -> (side, the target as the spec names it).
-        known: dict[Target, tuple[str, Target]] = {}
-        for side, targets in self._targets.items():
-            for target in targets:
-                known[Target(target.id, default_port if target.port is None else target.port)] = (side, target)
-        found: dict[str, dict[Target, TargetHealth]] = {"blue": {}, "green": {}}
-        strangers: list[str] = []
+        found: dict[Target, TargetHealth] = {}
         for description in reply.get("TargetHealthDescriptions") or []:
             wire = description.get("Target") or {}
-            key = Target(str(wire.get("Id")), wire.get("Port", default_port))
             health = description.get("TargetHealth") or {}
             state = str(health.get("State", "unavailable"))
             if state == "draining":
                 continue  # deregistered: takes no new requests
-            if key not in known:
-                strangers.append(str(key))
-                continue
-            side, target = known[key]
             reason = " ".join(str(health[part]) for part in ("Reason", "Description") if health.get(part))
-            found[side][target] = TargetHealth(state=state, reason=reason)
+            found[Target(str(wire.get("Id")), wire.get("Port", default_port))] = TargetHealth(state, reason)
+        return default_port, found
+
+    def _sides(self, default_port: int | None) -> dict[Target, tuple[str, Target]]:
+        """Targets as the group reports them (the port filled in) -> (side, the target as the spec names it)."""
+        return {Target(target.id, default_port if target.port is None else target.port): (side, target)
+                for side, targets in self._targets.items() for target in targets}
+
+    def _by_side(self, found: dict[Target, TargetHealth], *, default_port: int | None
+                 ) -> dict[str, dict[Target, TargetHealth]]:
+        known = self._sides(default_port)
+        strangers = [str(key) for key in found if key not in known]
         if strangers:
             raise base.RouterError(
                 f"target group {self._target_group} holds targets that are neither blue's nor green's: "
                 f"{', '.join(strangers)}; they would take a share: deregister them or list them"
             )
-        return found
+        sides: dict[str, dict[Target, TargetHealth]] = {"blue": {}, "green": {}}
+        for key, health in found.items():
+            side, target = known[key]
+            sides[side][target] = health
+        return sides
+
+    def _saved_targets(self, saved: list[Any]) -> set[Target]:
+        try:
+            return {Target(str(item["Id"]), int(item["Port"]) if item.get("Port") is not None else None)
+                    for item in saved}
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise base.RouterError(
+                f"router {self._name!r}: the targets saved in status.routers are not {{Id, Port}} objects; "
+                "set the targets by hand, or set onFinalize: Remove"
+            ) from None
 
     def _wait_for_health(self, registered: dict[str, dict[Target, TargetHealth]]) -> None:
         now = self._clock()

@@ -12,10 +12,9 @@ its own share, which this router neither sees nor changes.
 
 Invariants:
 
-- Only ``spec.weight`` of the two Mappings is written (and the saved
-  annotation); everything else stays the user's. Both Mappings must exist
-  and share prefix and host, or the weights would not split one stream of
-  requests.
+- Only ``spec.weight`` of the two Mappings is written; everything else stays
+  the user's. Both Mappings must exist and share prefix and host, or the
+  weights would not split one stream of requests.
 - ``set_weights`` compares the split in effect with the one asked for and
   writes only on a difference: explicit weights on both Mappings, one merge
   patch each, each guarded by the ``resourceVersion`` read (see
@@ -24,15 +23,18 @@ Invariants:
   intermediate state is valid and loses the least traffic goes first: a
   group over 100 is never written, so normally the falling side goes first.
   A failure between the two writes says what was already applied.
-- The first write to each Mapping saves its weight as it was (JSON, ``null``
-  for none) in the annotation ``bluegreen.io/original-weight``.
-- ``finalize`` sets blue's weight to 0 and green's to 100, and drops the saved
-  annotations. It does not delete blue's Mapping: the Mapping is the user's
-  (often kept in Git, where a deletion would come back) and at weight 0 it
-  takes nothing. It writes explicit numbers rather than removing green's
-  weight: without a weight green would only get "what blue leaves", which is
-  the same split today but depends on blue's Mapping staying as it is, and
-  explicit numbers read the same in ``kubectl get`` as in ``verify``.
+- ``save`` keeps both Mappings' weights (None: no weight). ``finalize``
+  (Remove) gives the retired Mapping weight 0 and the kept one 100. That is
+  what "removed" honestly means for a Mapping group: the Mapping is the
+  user's (often kept in Git, where a deletion would come back) and at weight
+  0 it takes nothing, while deleting it would be a change to the user's
+  routing this router does not own. It writes explicit numbers rather than
+  removing the kept side's weight: without a weight the kept side would only
+  get "what the other leaves", the same split today but one that depends on
+  the retired Mapping staying as it is. It refuses while the retired Mapping
+  still takes a share. When the retired Mapping is gone already, the kept one
+  is given 100 if it has another weight. Restore after a rollback writes the
+  saved weights back, removing a weight that was not there.
 """
 
 from __future__ import annotations
@@ -42,10 +44,9 @@ from typing import Any
 
 from bluegreen.api import spec
 from bluegreen.kube import client as kubeclient
-from bluegreen.traffic import base, kubeobjects
+from bluegreen.traffic import base, kubeobjects, retiring
 
 DEFAULT_API_VERSION = "getambassador.io/v3alpha1"
-ORIGINAL_ANNOTATION = f"{kubeobjects.ORIGINAL_PREFIX}weight"
 MAX_WEIGHT = 100
 
 
@@ -132,7 +133,7 @@ class EmissaryRouter:
         current = _Split(self._weight(blue_mapping), self._weight(green_mapping))
         if current.effective() == (blue, green, 0):
             return base.RouterChange(changed=False, detail=f"{self._pair()}: {current.describe()}")
-        return await self._apply(client, blue_mapping, green_mapping, current, _Split(blue, green), forget=False)
+        return await self._apply(client, blue_mapping, green_mapping, current, _Split(blue, green))
 
     async def verify(self) -> base.RouterWeights:
         client = await self._cluster.client()
@@ -152,23 +153,51 @@ class EmissaryRouter:
             )
         return base.RouterWeights(blue=blue, green=green)
 
-    async def finalize(self) -> None:
+    async def save(self) -> dict[str, Any]:
+        """Both Mappings' weights (None: no weight)."""
+        blue_mapping, green_mapping = await self._read_pair(await self._cluster.client())
+        return {"blue": self._weight(blue_mapping), "green": self._weight(green_mapping)}
+
+    async def finalize(self, *, retired: str, mode: str, original: dict[str, Any] | None) -> str:
+        retirement = retiring.plan(router=self._name, retired=retired, mode=mode, original=original)
         client = await self._cluster.client()
-        blue_mapping = await self._get(client, self._blue)
-        green_mapping = await self._read(client, self._green)
-        if blue_mapping is None:
-            # Blue's Mapping is gone already: green alone must take everything.
-            split = _Split(None, self._weight(green_mapping))
-            forget = kubeobjects.forget_original(green_mapping, key=ORIGINAL_ANNOTATION)
-            if split.green in (None, 100) and not forget:
-                return
-            patch = {"weight": 100} if split.green not in (None, 100) else {}
-            await kubeobjects.write(client, self._resource, read_back=green_mapping, spec_patch=patch,
-                                    annotations=forget, what=self._label(self._green), cluster=self._cluster)
-            return
-        self._check_group(blue_mapping, green_mapping)
+        gone = self._ref(retirement.retired)
+        if await kubeobjects.get(client, self._resource, namespace=gone.namespace, name=gone.name,
+                                 what=self._label(gone), cluster=self._cluster) is None:
+            return await self._alone(client, retirement)
+        blue_mapping, green_mapping = await self._read_pair(client)
         current = _Split(self._weight(blue_mapping), self._weight(green_mapping))
-        await self._apply(client, blue_mapping, green_mapping, current, _Split(0, 100), forget=True)
+        retiring.check_current(retirement, shares=self._shares(current), what=self._pair(),
+                               state=current.describe())
+        if retirement.restoring:
+            desired = _Split(self._saved_weight(retirement, "blue"), self._saved_weight(retirement, "green"))
+            retiring.check_original(retirement, shares=self._shares(desired), what=self._pair(),
+                                    state=desired.describe())
+            outcome = "restored as saved"
+        else:
+            desired = _Split(0, 100) if retirement.retired == "blue" else _Split(100, 0)
+            outcome = f"{retirement.retired} retired"
+        change = await self._apply(client, blue_mapping, green_mapping, current, desired)
+        if not change.changed:
+            outcome = "as saved before the upgrade" if retirement.restoring else f"{retirement.retired} already retired"
+            return f"{self._pair()}: {outcome} ({desired.describe()})"
+        return f"{self._pair()}: {outcome}: {change.detail}"
+
+    async def _alone(self, client: kubeclient.KubeClient, retirement: retiring.Retirement) -> str:
+        """The retired Mapping is gone already: the kept one must take everything, alone."""
+        gone, kept = self._ref(retirement.retired), self._ref(retirement.kept)
+        mapping = await self._read(client, kept)
+        weight = self._weight(mapping)
+        # Alone, no weight and 100 both take everything; a restore puts back whichever of the two was saved.
+        desired = weight if weight in (None, 100) else 100
+        if retirement.restoring:
+            saved = self._saved_weight(retirement, retirement.kept)
+            desired = saved if saved in (None, 100) else desired
+        if desired == weight:
+            return f"{self._label(gone)} is gone; {self._label(kept)} takes everything (weight {_text(weight)})"
+        await kubeobjects.write(client, self._resource, read_back=mapping, spec_patch={"weight": desired},
+                                what=self._label(kept), cluster=self._cluster)
+        return f"{self._label(gone)} is gone; {retirement.kept} {self._label(kept)} {_text(weight)}->{_text(desired)}"
 
     # --- writing -----------------------------------------------------------------------------------
 
@@ -179,8 +208,6 @@ class EmissaryRouter:
         green_mapping: dict[str, Any],
         current: _Split,
         desired: _Split,
-        *,
-        forget: bool,
     ) -> base.RouterChange:
         writes = [
             (side, ref, mapping, before, after)
@@ -188,7 +215,7 @@ class EmissaryRouter:
                 ("blue", self._blue, blue_mapping, current.blue, desired.blue),
                 ("green", self._green, green_mapping, current.green, desired.green),
             )
-            if before != after or (forget and ORIGINAL_ANNOTATION in kubeobjects.annotations_of(mapping))
+            if before != after
         ]
         # Between the two writes one side is new and the other old; pick the order whose middle is better.
         if len(writes) == 2 and _loss(_Split(current.blue, desired.green)) < _loss(_Split(desired.blue, current.green)):
@@ -196,21 +223,14 @@ class EmissaryRouter:
         done: list[str] = []
         change_id: str | None = None
         for side, ref, mapping, before, after in writes:
-            if forget:
-                annotations = kubeobjects.forget_original(mapping, key=ORIGINAL_ANNOTATION)
-            else:
-                annotations = kubeobjects.save_original(mapping, key=ORIGINAL_ANNOTATION, value=before)
             try:
-                written = await kubeobjects.write(
-                    client, self._resource, read_back=mapping,
-                    spec_patch={"weight": after} if before != after else {}, annotations=annotations,
-                    what=self._label(ref), cluster=self._cluster,
-                )
+                written = await kubeobjects.write(client, self._resource, read_back=mapping,
+                                                  spec_patch={"weight": after}, what=self._label(ref),
+                                                  cluster=self._cluster)
             except base.RouterError as exc:
                 already = f" (already applied: {', '.join(done)})" if done else ""
                 raise base.RouterError(f"{exc}{already}") from None
-            moved = f"{_text(before)}->{_text(after)}" if before != after else f"{_text(after)}, saved weight dropped"
-            done.append(f"{side} {self._label(ref)} {moved}")
+            done.append(f"{side} {self._label(ref)} {_text(before)}->{_text(after)}")
             change_id = kubeobjects.resource_version(written)
         return base.RouterChange(changed=bool(done), detail=", ".join(done), change_id=change_id)
 
@@ -225,12 +245,6 @@ class EmissaryRouter:
     async def _read(self, client: kubeclient.KubeClient, ref: spec.ObjectRef) -> dict[str, Any]:
         return await kubeobjects.read(client, self._resource, namespace=ref.namespace, name=ref.name,
                                       what=self._label(ref), cluster=self._cluster)
-
-    async def _get(self, client: kubeclient.KubeClient, ref: spec.ObjectRef) -> dict[str, Any] | None:
-        try:
-            return await client.get(self._resource, namespace=ref.namespace, name=ref.name)
-        except kubeclient.KubeError as exc:
-            raise kubeobjects.failure(exc, doing="reading", what=self._label(ref), cluster=self._cluster) from None
 
     def _check_group(self, blue_mapping: dict[str, Any], green_mapping: dict[str, Any]) -> None:
         blue_key, green_key = _group_key(blue_mapping), _group_key(green_mapping)
@@ -249,6 +263,28 @@ class EmissaryRouter:
                 f"{kubeobjects.describe(mapping, 'Mapping')} has weight {weight!r}, not an integer from 0 to 100"
             )
         return int(weight)
+
+    def _saved_weight(self, retirement: retiring.Retirement, side: str) -> int | None:
+        weight = retiring.saved(retirement, side, router=self._name, expect=(int, type(None)))
+        if weight is None:
+            return None
+        if not kubeobjects.is_weight(weight, maximum=MAX_WEIGHT):
+            raise base.RouterError(f"router {self._name!r}: the {side} weight saved in status.routers is {weight!r}, "
+                                   "not 0-100; set the weights by hand, or set onFinalize: Remove")
+        return int(weight)
+
+    def _shares(self, split: _Split) -> tuple[int, int]:
+        """(blue, green) percent Emissary gives the pair; an error for a group it refuses."""
+        effective = split.effective()
+        if effective is None:
+            raise base.RouterError(
+                f"{self._pair()} with weights {split.describe()} add up to more than 100: Emissary refuses the "
+                "whole group; set the weights by hand"
+            )
+        return effective[0], effective[1]
+
+    def _ref(self, side: str) -> spec.ObjectRef:
+        return self._blue if side == "blue" else self._green
 
     def _label(self, ref: spec.ObjectRef) -> str:
         return f"Mapping {ref.namespace}/{ref.name}"

@@ -17,12 +17,9 @@ Invariants:
   only on a difference, in one merge patch of ``spec.rules`` guarded by the
   ``resourceVersion`` it read (see :mod:`bluegreen.traffic.kubeobjects`).
 - Green's ref is appended to the rule when missing (a rule holds at most 16).
-  A missing ref counts as weight 0: blue's is gone after ``finalize``, which
-  is the split 0/100; blue's is never added back (it names the user's
-  existing backend), so asking blue for traffic without its ref is an error.
-- The first write saves the rule's backendRefs as they were, as JSON, in the
-  annotation ``bluegreen.io/original-backend-refs.rule-<n>``, so a person can
-  see and restore them. A later write keeps the first saved value.
+  A missing ref counts as weight 0: the retired side's is gone after
+  ``finalize``; blue's is never added back (it names the user's existing
+  backend), so asking blue for traffic without its ref is an error.
 - ``verify`` reads the weights back and, when the Gateway controller reports
   on the route (``status.parents``), waits until it has seen the current
   generation (:class:`~bluegreen.traffic.base.RouterPending`) and refuses a
@@ -32,11 +29,12 @@ Invariants:
   failed, so a broken ref in another rule stops the upgrade too, with the
   controller's message: better than shifting traffic onto a green backend
   that answers 500.
-- ``finalize`` (at blue's retirement) removes blue's backendRef from the rule
-  and drops the saved annotation: the original refs route to a cluster that is
-  being deleted, so restoring them would send traffic nowhere, and a later
-  upgrade saves what it finds then. It refuses to leave a rule in which
-  nothing carries traffic.
+- ``save`` keeps the rule's backendRefs as read. ``finalize`` (Remove) drops
+  the retired side's backendRef and keeps every other ref; it refuses while
+  that ref still takes a share, or when the kept side's ref would carry
+  nothing. Restore after a rollback writes the saved backendRefs back as they
+  were (so green's ref, added by bluegreen, is gone again). A route that no
+  longer exists routes to nobody: finalize has nothing to do.
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ from typing import Any
 
 from bluegreen.api import spec
 from bluegreen.kube import client as kubeclient
-from bluegreen.traffic import base, kubeobjects
+from bluegreen.traffic import base, kubeobjects, retiring
 
 HTTPROUTES = kubeclient.Resource("gateway.networking.k8s.io", "v1", "httproutes")
 MAX_BACKEND_REFS = 16
@@ -54,10 +52,6 @@ MAX_WEIGHT = 1_000_000
 DEFAULT_WEIGHT = 1
 # How long to wait before looking again while the Gateway controller catches up with a change.
 CONTROLLER_RETRY_SECONDS = 2.0
-
-
-def original_annotation(rule: int) -> str:
-    return f"{kubeobjects.ORIGINAL_PREFIX}backend-refs.rule-{rule}"
 
 
 class GatewayAPIRouter:
@@ -85,6 +79,10 @@ class GatewayAPIRouter:
         self._rule = rule
         self._blue = blue
         self._green = green
+        self._entries = kubeobjects.EntryList(
+            field="rules", position=rule, key="backendRefs", noun="backend", index=self._index,
+            weight=lambda refs, index: self._weight(refs[index]), label=lambda side: _label(self._backend(side)),
+        )
 
     @classmethod
     def from_spec(
@@ -119,13 +117,11 @@ class GatewayAPIRouter:
         client = await self._cluster.client()
         route = await self._read(client)
         rules, refs = self._rule_refs(route)
-        blue_index = self._find(refs, self._blue, side="blue")
-        green_index = self._find(refs, self._green, side="green")
-        current_blue = 0 if blue_index is None else self._weight(refs[blue_index])
-        current_green = 0 if green_index is None else self._weight(refs[green_index])
+        blue_index, green_index = self._index(refs, "blue"), self._index(refs, "green")
+        current_blue, current_green = self._entries.shares(refs)
         if kubeobjects.same_split(current=(current_blue, current_green), desired=(blue, green)):
-            return base.RouterChange(
-                changed=False, detail=self._describe(current_blue, current_green, blue_index, green_index))
+            return base.RouterChange(changed=False,
+                                     detail=f"{self._what} rules[{self._rule}]: {self._entries.state(refs)}")
         if blue_index is None and blue > 0:
             raise self._missing(refs, self._blue, side="blue")
 
@@ -143,11 +139,8 @@ class GatewayAPIRouter:
             new_refs[green_index]["weight"] = green
         new_rules = copy.deepcopy(rules)
         new_rules[self._rule]["backendRefs"] = new_refs
-        written = await kubeobjects.write(
-            client, HTTPROUTES, read_back=route, spec_patch={"rules": new_rules},
-            annotations=kubeobjects.save_original(route, key=original_annotation(self._rule), value=refs),
-            what=self._what, cluster=self._cluster,
-        )
+        written = await kubeobjects.write(client, HTTPROUTES, read_back=route, spec_patch={"rules": new_rules},
+                                          what=self._what, cluster=self._cluster)
         added = " (added)" if green_index is None else ""
         detail = (
             f"{self._what} rules[{self._rule}]: {_label(self._blue)} {current_blue}->{blue}, "
@@ -159,12 +152,9 @@ class GatewayAPIRouter:
         client = await self._cluster.client()
         route = await self._read(client)
         _, refs = self._rule_refs(route)
-        blue_index = self._find(refs, self._blue, side="blue")
-        green_index = self._find(refs, self._green, side="green")
-        if blue_index is None and green_index is None:
+        if self._index(refs, "blue") is None and self._index(refs, "green") is None:
             raise self._missing(refs, self._blue, side="blue")
-        blue_weight = 0 if blue_index is None else self._weight(refs[blue_index])
-        green_weight = 0 if green_index is None else self._weight(refs[green_index])
+        blue_weight, green_weight = self._entries.shares(refs)
         if blue_weight + green_weight == 0:
             raise base.RouterError(
                 f"{self._what} rules[{self._rule}] gives blue's and green's backends weight 0: "
@@ -173,36 +163,21 @@ class GatewayAPIRouter:
         self._check_controller(route)
         return kubeobjects.percent(blue_weight=blue_weight, green_weight=green_weight)
 
-    async def finalize(self) -> None:
+    async def save(self) -> dict[str, Any]:
+        """The rule's backendRefs as read."""
+        _, refs = self._rule_refs(await self._read(await self._cluster.client()))
+        return {"backendRefs": refs}
+
+    async def finalize(self, *, retired: str, mode: str, original: dict[str, Any] | None) -> str:
+        retirement = retiring.plan(router=self._name, retired=retired, mode=mode, original=original)
         client = await self._cluster.client()
-        try:
-            route = await client.get(HTTPROUTES, namespace=self._namespace, name=self._route)
-        except kubeclient.KubeError as exc:
-            raise kubeobjects.failure(exc, doing="reading", what=self._what, cluster=self._cluster) from None
+        route = await kubeobjects.get(client, HTTPROUTES, namespace=self._namespace, name=self._route,
+                                      what=self._what, cluster=self._cluster)
         if route is None:
-            return  # no route, nothing routes to blue through it
-        rules, refs = self._rule_refs(route)
-        blue_index = self._find(refs, self._blue, side="blue")
-        forget = kubeobjects.forget_original(route, key=original_annotation(self._rule))
-        if blue_index is None and not forget:
-            return
-        remaining = [ref for index, ref in enumerate(refs) if index != blue_index]
-        if blue_index is not None:
-            green_index = self._find(remaining, self._green, side="green")
-            if green_index is None or self._weight(remaining[green_index]) == 0:
-                raise base.RouterError(
-                    f"refusing to remove blue's backend {_label(self._blue)} from {self._what} "
-                    f"rules[{self._rule}]: green's backend {_label(self._green)} "
-                    f"{'is not in the rule' if green_index is None else 'has weight 0'}, so the rule would "
-                    "send traffic nowhere; set green's weight to 100 first"
-                )
-        new_rules = copy.deepcopy(rules)
-        new_rules[self._rule]["backendRefs"] = remaining
-        spec_patch = {"rules": new_rules} if blue_index is not None else {}
-        await kubeobjects.write(
-            client, HTTPROUTES, read_back=route, spec_patch=spec_patch, annotations=forget,
-            what=self._what, cluster=self._cluster,
-        )
+            return f"{self._what} does not exist on {self._cluster}: nothing routes through it"
+        _, refs = self._rule_refs(route)
+        return await self._entries.finalize(retirement, client=client, resource=HTTPROUTES, obj=route, entries=refs,
+                                            router=self._name, what=self._what, cluster=self._cluster)
 
     # --- reading the route -------------------------------------------------------------------------
 
@@ -233,6 +208,12 @@ class GatewayAPIRouter:
                 f"set gatewayAPI.{side}Backend.port to tell them apart"
             )
         return found[0] if found else None
+
+    def _backend(self, side: str) -> spec.BackendRef:
+        return self._blue if side == "blue" else self._green
+
+    def _index(self, refs: list[dict[str, Any]], side: str) -> int | None:
+        return self._find(refs, self._backend(side), side=side)
 
     def _missing(self, refs: list[dict[str, Any]], backend: spec.BackendRef, *, side: str) -> base.RouterError:
         present = ", ".join(_ref_label(ref) for ref in refs) or "none"
@@ -292,11 +273,6 @@ class GatewayAPIRouter:
                         f"({condition.get('reason', '')}: {condition.get('message', '')}); requests for a "
                         "backend it cannot resolve get 500"
                     )
-
-    def _describe(self, blue_weight: int, green_weight: int, blue_index: int | None, green_index: int | None) -> str:
-        blue_part = f"{_label(self._blue)} {blue_weight if blue_index is not None else 'absent'}"
-        green_part = f"{_label(self._green)} {green_weight if green_index is not None else 'absent'}"
-        return f"{self._what} rules[{self._rule}]: {blue_part}, {green_part}"
 
 
 def _matches(ref: dict[str, Any], backend: spec.BackendRef, *, route_namespace: str) -> bool:

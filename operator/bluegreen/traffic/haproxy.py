@@ -22,6 +22,18 @@ Invariants:
   but takes no new traffic (maintenance, drain, failing health checks) is an
   error, not a weight.
 
+- ``save`` keeps both servers' weights and administrative states (ready,
+  drain, maint). ``finalize`` (Remove) sets the retired server's weight to 0
+  and puts it in maintenance: it stays in the configuration file, which is the
+  user's, but takes no request, not even a persistent session, and is no
+  longer health-checked (its cluster is about to go). It refuses while that
+  server still takes traffic. Restore after a rollback sets both servers'
+  weights and states back to the saved ones, each server losing traffic
+  before it gains any. A server that ``set_weights`` gives weight while it
+  is in maintenance or drain set at runtime (by ``finalize`` of an earlier
+  upgrade, or by hand) is made ready first: sending it traffic is what the
+  upgrade asks for.
+
 Runtime changes live in HAProxy's memory only: a reload without a server-state
 file brings back the weights of the configuration file. ``verify`` then sees a
 difference and the next ``set_weights`` applies the weights again.
@@ -34,9 +46,10 @@ import contextlib
 import dataclasses
 import os
 import re
+from typing import Any
 
 from bluegreen.api import durations, spec
-from bluegreen.traffic import base
+from bluegreen.traffic import base, retiring
 
 # HAProxy's own name charset for proxies and servers; anything else could
 # smuggle a second command into the line (";" separates commands).
@@ -45,6 +58,10 @@ _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 # Bits of ``srv_admin_state`` (HAProxy's enum srv_admin).
 _ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, configured, DNS-resolution maintenance
 _ADMIN_DRAIN = 0x08 | 0x10  # forced or inherited drain
+_ADMIN_FORCED = 0x01 | 0x08  # what `set server ... state` sets and clears
+
+# Administrative states as ``set server <backend>/<server> state`` names them.
+READY, DRAIN, MAINT = "ready", "drain", "maint"
 
 # Values of ``srv_op_state`` (HAProxy's enum srv_state).
 _OP_STOPPED = 0  # down: health checks fail
@@ -59,6 +76,13 @@ class ServerState:
     weight: int
     op_state: int
     admin_state: int
+
+    @property
+    def state(self) -> str:
+        """The administrative state: maint, drain or ready."""
+        if self.admin_state & _ADMIN_MAINT:
+            return MAINT
+        return DRAIN if self.admin_state & _ADMIN_DRAIN else READY
 
     def why_no_traffic(self) -> str | None:
         """Why this server takes no new requests whatever its weight, or None if it does."""
@@ -151,8 +175,7 @@ class HAProxyRouter:
         if not (0 <= blue <= 100 and 0 <= green <= 100 and blue + green == 100):
             raise ValueError(f"weights must be percent summing to 100, got blue={blue} green={green}")
         servers = await self.servers()
-        current = {self._blue_server: servers[self._blue_server].weight,
-                   self._green_server: servers[self._green_server].weight}
+        current = {name: server.weight for name, server in servers.items()}
         desired = {self._blue_server: blue, self._green_server: green}
         changes = [server for server in desired if desired[server] != current[server]]
         if not changes:
@@ -161,17 +184,11 @@ class HAProxyRouter:
         changes.sort(key=lambda server: desired[server] - current[server], reverse=True)
         done: list[str] = []
         for server in changes:
-            command = f"set weight {self._backend}/{server} {desired[server]}"
-            try:
-                reply = await self._command(command)
-            except base.RouterError as exc:
-                raise base.RouterError(f"{exc}{self._partial(done)}") from None
-            if reply.strip():
-                raise base.RouterError(
-                    f"HAProxy at {self._endpoint.text} refused {command!r}: {_one_line(reply)}"
-                    f"{self._partial(done)}"
-                )
-            done.append(f"{self._backend}/{server} {current[server]}->{desired[server]}")
+            if desired[server] > 0 and servers[server].admin_state & _ADMIN_FORCED:
+                await self._apply(f"set server {self._backend}/{server} state {READY}", done=done,
+                                  detail=f"{self._backend}/{server} {servers[server].state}->{READY}")
+            await self._apply(f"set weight {self._backend}/{server} {desired[server]}", done=done,
+                              detail=f"{self._backend}/{server} {current[server]}->{desired[server]}")
         return base.RouterChange(changed=True, detail=", ".join(done))
 
     async def verify(self) -> base.RouterWeights:
@@ -193,12 +210,49 @@ class HAProxyRouter:
         blue_percent = round(100 * blue.weight / total)
         return base.RouterWeights(blue=blue_percent, green=100 - blue_percent)
 
-    async def finalize(self) -> None:
-        # Nothing to restore: HAProxy's configuration file is the user's and is
-        # never touched; the weights at the end are the operator's decision
-        # (green at 100 after promotion, blue at 100 after a rollback), and
-        # putting back the weights found at the start would undo it.
-        return None
+    async def save(self) -> dict[str, Any]:
+        """Both servers' weights and administrative states (ready, drain, maint)."""
+        servers = await self.servers()
+        return {side: {"weight": servers[name].weight, "state": servers[name].state}
+                for side, name in self._names.items()}
+
+    async def finalize(self, *, retired: str, mode: str, original: dict[str, Any] | None) -> str:
+        retirement = retiring.plan(router=self._name, retired=retired, mode=mode, original=original)
+        servers = await self.servers()
+        current = {side: (servers[name].weight, servers[name].state) for side, name in self._names.items()}
+        blue, green = (servers[name] for name in self._names.values())
+        serving = tuple(server.weight if server.why_no_traffic() is None else 0 for server in (blue, green))
+        what = f"HAProxy backend {self._backend!r} at {self._endpoint.text}"
+        retiring.check_current(retirement, shares=(serving[0], serving[1]), what=what, state=self._state(current))
+        if retirement.restoring:
+            wanted = {side: self._saved_server(retiring.saved(retirement, side, router=self._name, expect=dict))
+                      for side in self._names}
+            retiring.check_original(
+                retirement, shares=(_share(*wanted["blue"]), _share(*wanted["green"])), what=what,
+                state=self._state(wanted))
+        else:
+            wanted = dict(current)
+            wanted[retirement.retired] = (0, MAINT)
+        done: list[str] = []
+        for side in (retirement.kept, retirement.retired):
+            server = f"{self._backend}/{self._names[side]}"
+            (weight, state), (want_weight, want_state) = current[side], wanted[side]
+            commands = []
+            if want_weight != weight:
+                commands.append((f"set weight {server} {want_weight}", f"{server} weight {weight}->{want_weight}"))
+            if want_state != state:
+                commands.append((f"set server {server} state {want_state}", f"{server} {state}->{want_state}"))
+            # Take traffic away before giving any: a server leaving service goes out of it before its weight moves.
+            if want_state != READY:
+                commands.reverse()
+            for command, detail in commands:
+                await self._apply(command, done=done, detail=detail)
+        if done:
+            verb = "restored as saved" if retirement.restoring else f"{retirement.retired} retired"
+            return f"{what}: {verb}: {', '.join(done)}"
+        if retirement.restoring:
+            return f"{what}: as saved before the upgrade ({self._state(current)})"
+        return f"{what}: {retirement.retired} already at weight 0 in maintenance"
 
     async def servers(self) -> dict[str, ServerState]:
         """The blue and green servers as HAProxy reports them, by server name."""
@@ -261,12 +315,46 @@ class HAProxyRouter:
             ) from None
         return reply.decode("utf-8", errors="replace")
 
+    async def _apply(self, command: str, *, done: list[str], detail: str) -> None:
+        """Send one ``set`` command (HAProxy answers nothing on success); add ``detail`` to ``done``."""
+        try:
+            reply = await self._command(command)
+        except base.RouterError as exc:
+            raise base.RouterError(f"{exc}{self._partial(done)}") from None
+        if reply.strip():
+            raise base.RouterError(
+                f"HAProxy at {self._endpoint.text} refused {command!r}: {_one_line(reply)}{self._partial(done)}"
+            )
+        done.append(detail)
+
+    @property
+    def _names(self) -> dict[str, str]:
+        return {"blue": self._blue_server, "green": self._green_server}
+
+    def _saved_server(self, saved: dict[str, Any]) -> tuple[int, str]:
+        weight, state = saved.get("weight"), saved.get("state")
+        if not (isinstance(weight, int) and 0 <= weight <= 256 and state in (READY, DRAIN, MAINT)):
+            raise base.RouterError(
+                f"router {self._name!r}: the server saved in status.routers is {saved!r}, not "
+                "{weight: 0-256, state: ready|drain|maint}; set the servers by hand, or set onFinalize: Remove"
+            )
+        return weight, str(state)
+
+    def _state(self, servers: dict[str, tuple[int, str]]) -> str:
+        return ", ".join(f"{side} {self._backend}/{self._names[side]} weight {weight} {state}"
+                         for side, (weight, state) in servers.items())
+
     def _describe(self, weights: dict[str, int]) -> str:
         return ", ".join(f"{self._backend}/{server} {weight}" for server, weight in weights.items())
 
     @staticmethod
     def _partial(done: list[str]) -> str:
         return f" (already applied: {', '.join(done)})" if done else ""
+
+
+def _share(weight: int, state: str) -> int:
+    """What a server with ``weight`` in ``state`` takes (health aside): drain and maint take no new requests."""
+    return weight if state == READY else 0
 
 
 def _one_line(reply: str) -> str:

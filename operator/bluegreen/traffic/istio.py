@@ -23,14 +23,16 @@ Invariants:
   asked for and writes only on a difference, in one merge patch of
   ``spec.http`` guarded by the ``resourceVersion`` it read (see
   :mod:`bluegreen.traffic.kubeobjects`). Green's destination is appended to
-  the route when missing. A missing destination counts as weight 0: blue's is
-  gone after ``finalize``, which is the split 0/100; blue's is never added
-  back, so asking blue for traffic without its destination is an error.
-- The first write saves the route's destinations as they were, as JSON, in the
-  annotation ``bluegreen.io/original-route.http-<n>``; a later write keeps it.
-- ``finalize`` (at blue's retirement) removes blue's destination and drops
-  the saved annotation (it routes to a cluster that is being deleted). It
-  refuses to leave a route in which nothing carries traffic.
+  the route when missing. A missing destination counts as weight 0: the
+  retired side's is gone after ``finalize``; blue's is never added back, so
+  asking blue for traffic without its destination is an error.
+- ``save`` keeps the route's destinations as read. ``finalize`` (Remove) drops
+  the retired side's destination (it routes to a cluster that is being
+  deleted) and keeps every other; it refuses while that destination still
+  takes a share, or when the kept side's would carry nothing. Restore after a
+  rollback writes the saved destinations back as they were (so green's,
+  added by bluegreen, is gone again). A VirtualService that no longer exists
+  routes to nobody: finalize has nothing to do.
 """
 
 from __future__ import annotations
@@ -40,15 +42,11 @@ from typing import Any
 
 from bluegreen.api import spec
 from bluegreen.kube import client as kubeclient
-from bluegreen.traffic import base, kubeobjects
+from bluegreen.traffic import base, kubeobjects, retiring
 
 GROUP = "networking.istio.io"
 VERSIONS = ("v1", "v1beta1")  # in order of preference
 PLURAL = "virtualservices"
-
-
-def original_annotation(route: int) -> str:
-    return f"{kubeobjects.ORIGINAL_PREFIX}route.http-{route}"
 
 
 class IstioRouter:
@@ -77,6 +75,10 @@ class IstioRouter:
         self._blue = blue
         self._green = green
         self._resource: kubeclient.Resource | None = None
+        self._entries = kubeobjects.EntryList(
+            field="http", position=route, key="route", noun="destination", index=self._index, weight=self._weight,
+            label=lambda side: _label(self._destination(side)),
+        )
 
     @classmethod
     def from_spec(cls, *, name: str, config: spec.IstioRouter, context: base.RouterContext) -> IstioRouter:
@@ -109,13 +111,11 @@ class IstioRouter:
         client = await self._cluster.client()
         resource, service = await self._read(client)
         http, destinations = self._route_destinations(service)
-        blue_index = self._find(destinations, self._blue, side="blue")
-        green_index = self._find(destinations, self._green, side="green")
-        current_blue = 0 if blue_index is None else self._weight(destinations, blue_index)
-        current_green = 0 if green_index is None else self._weight(destinations, green_index)
+        blue_index, green_index = self._index(destinations, "blue"), self._index(destinations, "green")
+        current_blue, current_green = self._entries.shares(destinations)
         if kubeobjects.same_split(current=(current_blue, current_green), desired=(blue, green)):
-            return base.RouterChange(
-                changed=False, detail=self._describe(current_blue, current_green, blue_index, green_index))
+            return base.RouterChange(changed=False,
+                                     detail=f"{self._what} http[{self._route}]: {self._entries.state(destinations)}")
         if blue_index is None and blue > 0:
             raise self._missing(destinations, self._blue, side="blue")
 
@@ -128,11 +128,8 @@ class IstioRouter:
             new_destinations[green_index]["weight"] = green
         new_http = copy.deepcopy(http)
         new_http[self._route]["route"] = new_destinations
-        written = await kubeobjects.write(
-            client, resource, read_back=service, spec_patch={"http": new_http},
-            annotations=kubeobjects.save_original(service, key=original_annotation(self._route), value=destinations),
-            what=self._what, cluster=self._cluster,
-        )
+        written = await kubeobjects.write(client, resource, read_back=service, spec_patch={"http": new_http},
+                                          what=self._what, cluster=self._cluster)
         added = " (added)" if green_index is None else ""
         detail = (
             f"{self._what} http[{self._route}]: {_label(self._blue)} {current_blue}->{blue}, "
@@ -144,12 +141,9 @@ class IstioRouter:
         client = await self._cluster.client()
         _, service = await self._read(client)
         _, destinations = self._route_destinations(service)
-        blue_index = self._find(destinations, self._blue, side="blue")
-        green_index = self._find(destinations, self._green, side="green")
-        if blue_index is None and green_index is None:
+        if self._index(destinations, "blue") is None and self._index(destinations, "green") is None:
             raise self._missing(destinations, self._blue, side="blue")
-        blue_weight = 0 if blue_index is None else self._weight(destinations, blue_index)
-        green_weight = 0 if green_index is None else self._weight(destinations, green_index)
+        blue_weight, green_weight = self._entries.shares(destinations)
         if blue_weight + green_weight == 0:
             raise base.RouterError(
                 f"{self._what} http[{self._route}] gives blue's and green's destinations weight 0: "
@@ -157,37 +151,25 @@ class IstioRouter:
             )
         return kubeobjects.percent(blue_weight=blue_weight, green_weight=green_weight)
 
-    async def finalize(self) -> None:
+    async def save(self) -> dict[str, Any]:
+        """The http route's destinations as read."""
+        _, service = await self._read(await self._cluster.client())
+        _, destinations = self._route_destinations(service)
+        return {"route": destinations}
+
+    async def finalize(self, *, retired: str, mode: str, original: dict[str, Any] | None) -> str:
+        retirement = retiring.plan(router=self._name, retired=retired, mode=mode, original=original)
         client = await self._cluster.client()
         resource = await self._served(client)
-        try:
-            service = await client.get(resource, namespace=self._namespace, name=self._virtual_service)
-        except kubeclient.KubeError as exc:
-            raise kubeobjects.failure(exc, doing="reading", what=self._what, cluster=self._cluster) from None
+        service = await kubeobjects.get(client, resource, namespace=self._namespace, name=self._virtual_service,
+                                        what=self._what, cluster=self._cluster)
         if service is None:
             self._resource = None
-            return  # no VirtualService, nothing routes to blue through it
-        http, destinations = self._route_destinations(service)
-        blue_index = self._find(destinations, self._blue, side="blue")
-        forget = kubeobjects.forget_original(service, key=original_annotation(self._route))
-        if blue_index is None and not forget:
-            return
-        remaining = [entry for index, entry in enumerate(destinations) if index != blue_index]
-        if blue_index is not None:
-            green_index = self._find(remaining, self._green, side="green")
-            if green_index is None or self._weight(remaining, green_index) == 0:
-                raise base.RouterError(
-                    f"refusing to remove blue's destination {_label(self._blue)} from {self._what} "
-                    f"http[{self._route}]: green's destination {_label(self._green)} "
-                    f"{'is not in the route' if green_index is None else 'has weight 0'}, so the route would "
-                    "send traffic nowhere; set green's weight to 100 first"
-                )
-        new_http = copy.deepcopy(http)
-        new_http[self._route]["route"] = remaining
-        await kubeobjects.write(
-            client, resource, read_back=service, spec_patch={"http": new_http} if blue_index is not None else {},
-            annotations=forget, what=self._what, cluster=self._cluster,
-        )
+            return f"{self._what} does not exist on {self._cluster}: nothing routes through it"
+        _, destinations = self._route_destinations(service)
+        return await self._entries.finalize(retirement, client=client, resource=resource, obj=service,
+                                            entries=destinations, router=self._name, what=self._what,
+                                            cluster=self._cluster)
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -242,6 +224,12 @@ class IstioRouter:
             )
         return found[0] if found else None
 
+    def _destination(self, side: str) -> spec.IstioDestination:
+        return self._blue if side == "blue" else self._green
+
+    def _index(self, destinations: list[dict[str, Any]], side: str) -> int | None:
+        return self._find(destinations, self._destination(side), side=side)
+
     def _missing(
         self, destinations: list[dict[str, Any]], wanted: spec.IstioDestination, *, side: str
     ) -> base.RouterError:
@@ -264,11 +252,6 @@ class IstioRouter:
         if len(destinations) == 1:
             return 100  # a sole destination takes everything, whatever its weight
         return int(weight)
-
-    def _describe(self, blue_weight: int, green_weight: int, blue_index: int | None, green_index: int | None) -> str:
-        blue_part = f"{_label(self._blue)} {blue_weight if blue_index is not None else 'absent'}"
-        green_part = f"{_label(self._green)} {green_weight if green_index is not None else 'absent'}"
-        return f"{self._what} http[{self._route}]: {blue_part}, {green_part}"
 
 
 def _matches(entry: dict[str, Any], wanted: spec.IstioDestination) -> bool:

@@ -15,26 +15,27 @@ it keeps the rules they all follow in one place:
   and writes nothing. The router reports a :class:`~bluegreen.traffic.base.RouterError`
   and the next pass reads the object again, so a change nobody has seen is
   never overwritten.
-- Before its first change a router saves what it takes over in a
-  ``bluegreen.io/original-...`` annotation on the object, in the same write, so
-  a person can see and restore it (Flagger does the same). An annotation that
-  is already there is kept: it holds what was there before bluegreen first
-  touched the object, which is the state worth restoring.
+- What a router takes over is saved by its ``save`` into the ClusterUpgrade's
+  ``status.routers`` (status is the operator's only memory), never on the
+  object: the objects are the user's, often applied from Git, and an
+  annotation there would be one more thing to drift or be pruned.
 - Every failure of the API becomes a RouterError naming the object, the
   cluster and the API server's own words.
+- The routers that take over a list of weighted entries (an HTTPRoute rule's
+  backendRefs, a VirtualService route's destinations) finalize the same way,
+  through :class:`EntryList`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bluegreen.api import spec
 from bluegreen.kube import client as kubeclient
-from bluegreen.traffic import base
-
-ORIGINAL_PREFIX = "bluegreen.io/original-"
+from bluegreen.traffic import base, retiring
 
 
 class Cluster:
@@ -102,15 +103,23 @@ def failure(exc: kubeclient.KubeError, *, doing: str, what: str, cluster: Cluste
     return base.RouterError(f"{doing} {what} on {cluster} failed: {exc}")
 
 
+async def get(
+    client: kubeclient.KubeClient, resource: kubeclient.Resource, *, namespace: str, name: str, what: str,
+    cluster: Cluster,
+) -> dict[str, Any] | None:
+    """The object, or None when it does not exist; a RouterError when it cannot be read."""
+    try:
+        return await client.get(resource, namespace=namespace, name=name)
+    except kubeclient.KubeError as exc:
+        raise failure(exc, doing="reading", what=what, cluster=cluster) from None
+
+
 async def read(
     client: kubeclient.KubeClient, resource: kubeclient.Resource, *, namespace: str, name: str, what: str,
     cluster: Cluster,
 ) -> dict[str, Any]:
     """The object; a RouterError when it does not exist or cannot be read."""
-    try:
-        found = await client.get(resource, namespace=namespace, name=name)
-    except kubeclient.KubeError as exc:
-        raise failure(exc, doing="reading", what=what, cluster=cluster) from None
+    found = await get(client, resource, namespace=namespace, name=name, what=what, cluster=cluster)
     if found is None:
         raise base.RouterError(f"{what} does not exist on {cluster} (or {resource} is not served there)")
     return found
@@ -122,41 +131,83 @@ async def write(
     *,
     read_back: Mapping[str, Any],
     spec_patch: Mapping[str, Any],
-    annotations: Mapping[str, str | None],
     what: str,
     cluster: Cluster,
 ) -> dict[str, Any]:
-    """Merge-patch ``spec_patch`` and ``annotations`` (None removes one), guarded by the version read."""
+    """Merge-patch ``spec_patch`` (None removes a field), guarded by the version read."""
     metadata = read_back.get("metadata") or {}
-    patch_metadata: dict[str, Any] = {"resourceVersion": metadata.get("resourceVersion")}
-    if annotations:
-        patch_metadata["annotations"] = dict(annotations)
     try:
         return await client.patch(
             resource,
             namespace=metadata.get("namespace"),
             name=str(metadata.get("name")),
-            body={"metadata": patch_metadata, "spec": dict(spec_patch)},
+            body={"metadata": {"resourceVersion": metadata.get("resourceVersion")}, "spec": dict(spec_patch)},
         )
     except kubeclient.KubeError as exc:
         raise failure(exc, doing="updating", what=what, cluster=cluster) from None
 
 
-def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
-    found = (obj.get("metadata") or {}).get("annotations")
-    return dict(found) if isinstance(found, dict) else {}
+Entries = list[dict[str, Any]]
 
 
-def save_original(obj: Mapping[str, Any], *, key: str, value: Any) -> dict[str, str | None]:
-    """The annotation to write with the first change: ``value`` as JSON, unless one is saved already."""
-    if key in annotations_of(obj):
-        return {}
-    return {key: json.dumps(value, separators=(",", ":"), sort_keys=True)}
+@dataclasses.dataclass(frozen=True)
+class EntryList:
+    """A list of weighted entries in a router's object, ``spec[field][position][key]``, and how to read it.
 
+    An HTTPRoute rule's backendRefs, a VirtualService route's destinations: both are read and finalized the
+    same way, here. ``index`` finds a side's entry (None: absent, which counts as weight 0), ``weight`` reads
+    the entry at a position as the back end counts it, ``label`` names a side's entry ("app-blue:80") and
+    ``noun`` says what an entry is ("backend").
+    """
 
-def forget_original(obj: Mapping[str, Any], *, key: str) -> dict[str, str | None]:
-    """The annotation change that drops a saved original, if there is one."""
-    return {key: None} if key in annotations_of(obj) else {}
+    field: str
+    position: int
+    key: str
+    noun: str
+    index: Callable[[Entries, str], int | None]
+    weight: Callable[[Entries, int], int]
+    label: Callable[[str], str]
+
+    def shares(self, entries: Entries) -> tuple[int, int]:
+        """(blue, green) weights in ``entries``."""
+        blue, green = (self.index(entries, side) for side in retiring.SIDES)
+        return (0 if blue is None else self.weight(entries, blue), 0 if green is None else self.weight(entries, green))
+
+    def state(self, entries: Entries) -> str:
+        """Both sides' weights in ``entries``, for messages: ``app-blue:80 90, app-green:80 absent``."""
+        parts = []
+        for side in retiring.SIDES:
+            found = self.index(entries, side)
+            parts.append(f"{self.label(side)} {'absent' if found is None else self.weight(entries, found)}")
+        return ", ".join(parts)
+
+    async def finalize(
+        self, retirement: retiring.Retirement, *, client: kubeclient.KubeClient, resource: kubeclient.Resource,
+        obj: Mapping[str, Any], entries: Entries, router: str, what: str, cluster: Cluster,
+    ) -> str:
+        """Leave ``entries`` (read from ``obj``) as saved (Restore) or without the retired side's; a journal line.
+
+        Refuses per :mod:`~bluegreen.traffic.retiring`; writes only on a difference.
+        """
+        where = f"{what} {self.field}[{self.position}]"
+        retiring.check_current(retirement, shares=self.shares(entries), what=where, state=self.state(entries))
+        if retirement.restoring:
+            wanted = retiring.saved(retirement, self.key, router=router, expect=list)
+            if not all(isinstance(entry, dict) for entry in wanted):
+                raise base.RouterError(f"router {router!r}: the {self.key} saved in status.routers are not objects; "
+                                       "set them by hand, or set onFinalize: Remove")
+            retiring.check_original(retirement, shares=self.shares(wanted), what=where, state=self.state(wanted))
+            outcome = f"{self.key} restored as saved ({self.state(wanted)})"
+        else:
+            position = self.index(entries, retirement.retired)
+            wanted = [entry for number, entry in enumerate(entries) if number != position]
+            outcome = f"removed {retirement.retired}'s {self.noun} {self.label(retirement.retired)}"
+        if wanted == entries:
+            return f"{where}: {'as saved before the upgrade' if retirement.restoring else 'already ' + outcome}"
+        lists = copy.deepcopy((obj.get("spec") or {})[self.field])
+        lists[self.position][self.key] = list(wanted)
+        await write(client, resource, read_back=obj, spec_patch={self.field: lists}, what=what, cluster=cluster)
+        return f"{where}: {outcome}"
 
 
 def resource_version(obj: Mapping[str, Any]) -> str | None:

@@ -11,8 +11,8 @@ Invariants:
   (weight, TTL, value or alias target, health check): then both records are
   UPSERTed in ONE ``ChangeResourceRecordSets`` batch, so no resolver ever sees
   one side changed and the other not. The change id goes to the journal. A
-  missing record is created, except a side's at weight 0: blue's record deleted
-  by ``finalize`` stays deleted.
+  missing record is created, except a side's at weight 0: the retired side's
+  record deleted by ``finalize`` stays deleted.
 - ``verify`` waits for that change: ``GetChange`` PENDING is
   :class:`~bluegreen.traffic.base.RouterPending`, not a failure. Then it reads
   the records back. The change id lives in this router only: after an operator
@@ -23,9 +23,12 @@ Invariants:
   type take their share of the traffic: ``verify`` refuses to report a split
   they distort. A simple (non-weighted) record of the same name and type cannot
   coexist with weighted ones: that is an error that names the fix.
-- ``finalize`` DELETEs blue's record, because a weight-0 record still answers
-  when every non-zero record is unhealthy. It refuses while blue's record still
-  takes a share, and does nothing when the record is already gone.
+- ``save`` keeps both records as listed (None for a missing one). ``finalize``
+  (Remove) DELETEs the retired side's record exactly as read, because a
+  weight-0 record still answers when every non-zero record is unhealthy; it
+  refuses while that record still takes a share, and does nothing when it is
+  already gone. Restore after a rollback puts both saved records back in one
+  batch (UPSERT), and deletes green's when none was saved.
 
 Route 53 accepts what moto (the test back end) does not check, so the limits
 AWS enforces are checked here: weight 0-255, SetIdentifier 1-128 characters,
@@ -43,7 +46,7 @@ import re
 from typing import Any
 
 from bluegreen.api import spec
-from bluegreen.traffic import aws, base
+from bluegreen.traffic import aws, base, retiring
 
 MAX_WEIGHT = 255
 MAX_SET_IDENTIFIER = 128
@@ -186,21 +189,14 @@ class Route53Router:
         weights = {"blue": blue, "green": green}
         records = await self.records()
         current = {side: records.get(self._sides[side].set_identifier) for side in self._sides}
-        # A side at weight 0 whose record is absent (blue's after finalize) takes no traffic
+        # A side at weight 0 whose record is absent (the retired side's after finalize) takes no traffic
         # either way, and creating its record would bring back what finalize removed.
         desired = {side: self._record_set(side, weight) for side, weight in weights.items()
                    if weight > 0 or current[side] is not None}
         if all(_same_record(current[side], record) for side, record in desired.items()):
             return base.RouterChange(changed=False, detail=self._describe(weights))
-        reply = await self._client.call(
-            "change_resource_record_sets",
-            HostedZoneId=self._zone,
-            ChangeBatch={
-                "Comment": f"bluegreen router {self._name}: blue {blue}, green {green}",
-                "Changes": [{"Action": "UPSERT", "ResourceRecordSet": record} for record in desired.values()],
-            },
-        )
-        info = reply.get("ChangeInfo") or {}
+        info = await self._change([{"Action": "UPSERT", "ResourceRecordSet": record} for record in desired.values()],
+                                  comment=f"blue {blue}, green {green}")
         change_id = str(info.get("Id") or "") or None
         self._pending_change = change_id if info.get("Status") != "INSYNC" else None
         detail = ", ".join(
@@ -253,27 +249,56 @@ class Route53Router:
             blue_percent = round(100 * blue_weight / total)
         return base.RouterWeights(blue=blue_percent, green=100 - blue_percent)
 
-    async def finalize(self) -> None:
+    async def save(self) -> dict[str, Any]:
+        """Blue's and green's weighted records as Route 53 lists them (None for a missing one)."""
+        return await self._pair()
+
+    async def finalize(self, *, retired: str, mode: str, original: dict[str, Any] | None) -> str:
+        retirement = retiring.plan(router=self._name, retired=retired, mode=mode, original=original)
+        current = await self._pair()
+        what = f"{self._record_name} {self._record_type} in zone {self._zone}"
+        retiring.check_current(retirement, shares=_shares(current), what=what, state=self._state(current))
+        if retirement.restoring:
+            wanted = {side: retiring.saved(retirement, side, router=self._name, expect=(dict, type(None)))
+                      for side in self._sides}
+            retiring.check_original(retirement, shares=_shares(wanted), what=what, state=self._state(wanted))
+            # DELETE must name a record exactly as it is: send back what was read. UPSERT puts the saved one back.
+            changes = [
+                {"Action": "DELETE", "ResourceRecordSet": current[side]} if wanted[side] is None
+                else {"Action": "UPSERT", "ResourceRecordSet": wanted[side]}
+                for side in self._sides if current[side] != wanted[side]
+            ]
+            if not changes:
+                return f"{what}: as saved before the upgrade ({self._state(wanted)})"
+            info = await self._change(changes, comment=f"{retirement.retired} retired, records restored")
+            return f"{what}: restored as saved ({self._state(wanted)}), change {info.get('Id')}"
+        record = current[retirement.retired]
+        identifier = self._sides[retirement.retired].set_identifier
+        if record is None:
+            return f"{what}: {retirement.retired}'s record {identifier!r} is already deleted"
+        info = await self._change([{"Action": "DELETE", "ResourceRecordSet": record}],
+                                  comment=f"{retirement.retired} retired")
+        return f"{what}: deleted {retirement.retired}'s record {identifier!r}, change {info.get('Id')}"
+
+    async def _pair(self) -> dict[str, dict[str, Any] | None]:
         records = await self.records()
-        blue = records.get(self._sides["blue"].set_identifier)
-        if blue is None:
-            return
-        green = records.get(self._sides["green"].set_identifier)
-        blue_weight, green_weight = _weight(blue), _weight(green) if green is not None else 0
-        if blue_weight > 0 or green_weight == 0:
-            raise base.RouterError(
-                f"blue's record {self._sides['blue'].set_identifier!r} of {self._record_name} still takes traffic "
-                f"(weight {blue_weight}, green's {green_weight if green is not None else 'missing'}); "
-                "blue's record is deleted only once green holds 100 %"
-            )
-        # DELETE must name the record exactly as it is: send back what was read.
-        await self._client.call(
+        return {side: records.get(record.set_identifier) for side, record in self._sides.items()}
+
+    async def _change(self, changes: list[dict[str, Any]], *, comment: str) -> dict[str, Any]:
+        """Send ``changes`` in one batch; Route 53's ChangeInfo (Id, Status)."""
+        reply = await self._client.call(
             "change_resource_record_sets",
             HostedZoneId=self._zone,
-            ChangeBatch={
-                "Comment": f"bluegreen router {self._name}: blue retired",
-                "Changes": [{"Action": "DELETE", "ResourceRecordSet": blue}],
-            },
+            ChangeBatch={"Comment": f"bluegreen router {self._name}: {comment}", "Changes": changes},
+        )
+        info = reply.get("ChangeInfo")
+        return info if isinstance(info, dict) else {}
+
+    def _state(self, records: dict[str, dict[str, Any] | None]) -> str:
+        return ", ".join(
+            f"{side} {self._sides[side].set_identifier!r} "
+            + ("absent" if record is None else f"weight {_weight(record)}")
+            for side, record in records.items()
         )
 
     async def records(self) -> dict[str, dict[str, Any]]:
@@ -344,6 +369,15 @@ def _weight(record: dict[str, Any]) -> int:
 
 def _weight_text(record: dict[str, Any] | None) -> str:
     return "absent" if record is None else str(_weight(record))
+
+
+def _shares(records: dict[str, dict[str, Any] | None]) -> tuple[int, int]:
+    """(blue, green) relative shares of the pair: weights, or an equal share each present record when all are 0."""
+    blue, green = records["blue"], records["green"]
+    weights = (_weight(blue) if blue is not None else 0, _weight(green) if green is not None else 0)
+    if sum(weights) == 0:
+        return int(blue is not None), int(green is not None)
+    return weights
 
 
 def _same_record(current: dict[str, Any] | None, desired: dict[str, Any]) -> bool:

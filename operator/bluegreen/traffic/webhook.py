@@ -7,11 +7,16 @@ home-made load balancer, a change-management system. The receiver's contract:
   ``{"blue": 90, "green": 10, "upgrade": {"namespace": ..., "name": ...}, "router": <name>}``.
   Any 2xx means the weights are in effect (or will be: ``verify`` says when).
   A JSON reply with a ``changeId`` is recorded in the journal with the change.
-  ``finalize`` (at blue's retirement) POSTs ``{"blue": 0, "green": 100, "finalize": true, ...}``:
-  the receiver may now remove blue from its pool.
+- ``finalize`` POSTs the same body with ``"finalize": true``, ``"retired"``
+  (``"blue"`` after a promotion, ``"green"`` after a rollback) and ``"mode"``
+  (``"Remove"`` or ``"Restore"``, the router's ``onFinalize``): the receiver
+  may now remove the retired side from its pool, or, for ``Restore``, put its
+  pool back as it was before the upgrade. The weights give the kept side 100
+  (with ``Restore``, the weights read back before the upgrade), e.g.
+  ``{"blue": 0, "green": 100, "finalize": true, "retired": "blue", "mode": "Remove", ...}``.
 - ``GET readURL`` (optional) answers ``{"blue": <percent>, "green": <percent>}``
   adding up to 100: the weights in effect; and ``"finalized": true`` once it
-  has carried out a finalize.
+  has carried out a finalize and received no weights since.
 - ``Authorization: Bearer <token>`` on both when ``bearerTokenSecretRef`` is set.
 
 Invariants:
@@ -19,10 +24,14 @@ Invariants:
 - Nothing is remembered between calls. With a ``readURL``, ``set_weights``
   reads first and POSTs only when the weights differ; without one it POSTs
   every time and reports a change, because it cannot know, and ``verify``
-  returns None (not verifiable). ``finalize`` POSTs unless the ``readURL``
-  reports ``finalized: true``; the weights alone cannot tell, since green is
-  at 100 before retirement anyway. A receiver without a ``readURL`` gets a
-  finalize at every call and must treat a repeat as a no-op.
+  returns None (not verifiable). ``save`` returns the weights the
+  ``readURL`` reports, or nothing without one (so ``Restore`` cannot be done
+  and is refused). ``finalize`` POSTs unless the ``readURL`` reports
+  ``finalized: true``; the weights alone cannot tell, since the kept side is
+  at 100 before retirement anyway. With a ``readURL`` it refuses while the
+  retired side still has a share. A receiver without a ``readURL`` gets a
+  finalize at every call, must treat a repeat as a no-op, and must itself
+  refuse (4xx) to remove a side that still takes traffic.
 - Each request is bounded by ``timeout``. 5xx answers, timeouts and connection
   failures are retried ``retries`` times with doubling backoff; a 4xx is
   final (the request itself is wrong) and its error carries the first line of
@@ -51,7 +60,7 @@ import aiohttp
 
 from bluegreen.api import durations, spec
 from bluegreen.kube import client as kubeclient
-from bluegreen.traffic import base
+from bluegreen.traffic import base, retiring
 
 logger = logging.getLogger(__name__)
 
@@ -203,14 +212,41 @@ class WebhookRouter:
             weights, _ = await self._read(session, token)
         return weights
 
-    async def finalize(self) -> None:
+    async def save(self) -> dict[str, Any]:
+        """The weights the ``readURL`` reports, or {} without one."""
+        weights = await self.verify()
+        return {} if weights is None else {"blue": weights.blue, "green": weights.green}
+
+    async def finalize(self, *, retired: str, mode: str, original: dict[str, Any] | None) -> str:
+        hint = "" if self._read_url is not None else " (a webhook router without readURL cannot read its weights)"
+        retirement = retiring.plan(router=self._name, retired=retired, mode=mode, original=original,
+                                   unsaved_hint=hint)
+        what = f"the receiver of {safe_url(self._url)}"
+        if retirement.restoring:
+            weights = {side: retiring.saved(retirement, side, router=self._name, expect=int) for side in retiring.SIDES}
+            if _percent(weights["blue"]) is None or _percent(weights["green"]) is None or sum(weights.values()) != 100:
+                raise base.RouterError(f"router {self._name!r}: the weights saved in status.routers are {weights}, "
+                                       "not percent adding up to 100; set onFinalize: Remove")
+            retiring.check_original(retirement, shares=(weights["blue"], weights["green"]), what=what,
+                                    state=f"blue {weights['blue']}, green {weights['green']}")
+        else:
+            weights = {retirement.retired: 0, retirement.kept: 100}
         token = await self._token.read() if self._token is not None else None
         async with self._session() as session:
             if self._read_url is not None:
-                _, finalized = await self._read(session, token)
+                current, finalized = await self._read(session, token)
+                retiring.check_current(retirement, shares=(current.blue, current.green), what=what,
+                                       state=f"{safe_url(self._read_url)} reports blue {current.blue}, "
+                                             f"green {current.green}")
                 if finalized:
-                    return
-            await self._post(session, token, {"blue": 0, "green": 100, "finalize": True})
+                    return f"{safe_url(self._read_url)} reports finalized: nothing to send"
+            # After a promotion Restore is Remove: the receiver is told what is done, not what was asked.
+            done = spec.FinalizeMode.RESTORE if retirement.restoring else spec.FinalizeMode.REMOVE
+            reply = await self._post(session, token, {**weights, "finalize": True, "retired": retirement.retired,
+                                                      "mode": done.value})
+        change_id = _change_id(reply)
+        return (f"POST {safe_url(self._url)}: finalize, {retirement.retired} retired ({done.value}), "
+                f"blue {weights['blue']}, green {weights['green']}" + (f", change {change_id}" if change_id else ""))
 
     # --- HTTP --------------------------------------------------------------------------------------
 

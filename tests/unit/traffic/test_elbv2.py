@@ -120,14 +120,26 @@ async def test_a_deleted_listener_is_reported_in_aws_words(aws_world: AwsWorld, 
         await router.set_weights(blue=90, green=10)
 
 
-async def test_finalize_removes_blues_group_once(aws_world: AwsWorld, aws_relay: AwsRelay, alb: Alb) -> None:
+async def test_finalize_removes_blues_group_once_keeping_stickiness(
+    aws_world: AwsWorld, aws_relay: AwsRelay, alb: Alb
+) -> None:
+    sticky = {"Enabled": True, "DurationSeconds": 600}
+    aws_world.elbv2.modify_listener(ListenerArn=alb.listener_arn, DefaultActions=[{"Type": "forward", "ForwardConfig": {
+        "TargetGroups": [{"TargetGroupArn": alb.blue_target_group_arn, "Weight": 1}],
+        "TargetGroupStickinessConfig": sticky}}])
     router = weighted(aws_relay.url, alb)
     await router.set_weights(blue=0, green=100)
 
-    await router.finalize()
-    await router.finalize()
+    first = await router.finalize(retired="blue", mode="Remove", original=None)
+    second = await router.finalize(retired="blue", mode="Remove", original=None)
 
-    assert aws_world.forward_weights(listener_arn=alb.listener_arn) == {alb.green_target_group_arn: 100}
+    assert first == f"the forward action of listener {alb.listener_arn}: removed blue's target group " \
+                    f"{alb.blue_target_group_arn}"
+    assert "is already removed" in second
+    action = aws_world.forward_action(listener_arn=alb.listener_arn)
+    assert action["ForwardConfig"] == {
+        "TargetGroups": [{"TargetGroupArn": alb.green_target_group_arn, "Weight": 100}],
+        "TargetGroupStickinessConfig": sticky}
     assert aws_relay.writes(*WRITES) == ["ModifyListener", "ModifyListener"]
     assert await router.verify() == base.RouterWeights(blue=0, green=100)
     assert not (await router.set_weights(blue=0, green=100)).changed
@@ -141,9 +153,30 @@ async def test_finalize_refuses_while_blue_takes_traffic(aws_world: AwsWorld, aw
     router = weighted(aws_relay.url, alb)
     await router.set_weights(blue=10, green=90)
 
-    with pytest.raises(base.RouterError, match="still takes traffic"):
-        await router.finalize()
+    with pytest.raises(base.RouterError, match=r"blue still takes traffic \(blue 10, green 90\)"):
+        await router.finalize(retired="blue", mode="Remove", original=None)
     assert aws_world.forward_weights(listener_arn=alb.listener_arn)[alb.blue_target_group_arn] == 10
+
+
+async def test_restore_puts_the_rule_back_as_it_was_and_leaves_its_other_actions(
+    aws_world: AwsWorld, aws_relay: AwsRelay, alb: Alb
+) -> None:
+    fixed = {"Type": "fixed-response", "Order": 2, "FixedResponseConfig": {"StatusCode": "503"}}
+    aws_world.elbv2.modify_rule(RuleArn=alb.rule_arn, Actions=[
+        {"Type": "forward", "Order": 1, "TargetGroupArn": alb.blue_target_group_arn}, fixed])
+    router = weighted(aws_relay.url, alb, rule=True)
+    saved = await router.save()
+    assert saved == {"forward": {"Type": "forward", "Order": 1, "TargetGroupArn": alb.blue_target_group_arn}}
+
+    await router.set_weights(blue=50, green=50)
+    await router.set_weights(blue=100, green=0)
+    line = await router.finalize(retired="green", mode="Restore", original=saved)
+
+    assert line == f"the forward action of rule {alb.rule_arn}: restored as saved (blue 1, green absent)"
+    actions = aws_world.elbv2.describe_rules(RuleArns=[alb.rule_arn])["Rules"][0]["Actions"]
+    assert actions == [saved["forward"], fixed]
+    assert "as saved before the upgrade" in await router.finalize(retired="green", mode="Restore", original=saved)
+    assert aws_relay.writes(*WRITES) == ["ModifyRule"] * 3
 
 
 def test_authenticate_actions_keep_the_secret_aws_holds() -> None:
@@ -338,15 +371,53 @@ async def test_targets_of_neither_side_are_reported(aws_world: AwsWorld, aws_rel
         await registration(aws_relay.url, group).set_weights(blue=75, green=25)
 
 
-async def test_finalize_refuses_while_blue_targets_are_registered(aws_relay: AwsRelay, group: dict[str, Any]) -> None:
+async def test_finalize_refuses_while_blue_targets_are_healthy(aws_relay: AwsRelay, group: dict[str, Any]) -> None:
     router = registration(aws_relay.url, group)
-    with pytest.raises(base.RouterError, match="still registered"):
-        await router.finalize()
+    with pytest.raises(base.RouterError, match=f"refusing to retire blue from target group .*: blue still takes "
+                                               f"traffic \\(blue: {group['blue'][0]} healthy"):
+        await router.finalize(retired="blue", mode="Remove", original=None)
 
     await move_until_done(router, blue=0, green=100)
-    await router.finalize()
-    await router.finalize()
+    assert await router.finalize(retired="blue", mode="Remove", original=None) == (
+        f"target group {group['arn']}: blue has no target registered")
     assert await router.verify() == base.RouterWeights(blue=0, green=100)
+
+
+async def test_remove_deregisters_what_the_retired_side_has_left_that_takes_no_traffic(
+    aws_world: AwsWorld, aws_relay: AwsRelay, group: dict[str, Any]
+) -> None:
+    router = registration(aws_relay.url, group)
+    await move_until_done(router, blue=100, green=0)
+    straggler = group["green"][0]
+    aws_world.register(group["arn"], straggler)  # registered by hand after the rollback...
+    aws_world.ec2.stop_instances(InstanceIds=[straggler])  # ...and unused: no traffic
+    aws_relay.calls.clear()
+
+    line = await router.finalize(retired="green", mode="Remove", original=None)
+
+    assert line == f"target group {group['arn']}: deregistered {straggler}:80"
+    assert set(aws_world.target_health(group["arn"])) == set(group["blue"])
+    assert aws_relay.writes(*WRITES) == ["DeregisterTargets"]
+
+
+async def test_restore_registers_the_saved_targets_before_it_deregisters_the_others(
+    aws_world: AwsWorld, aws_relay: AwsRelay, group: dict[str, Any]
+) -> None:
+    router = registration(aws_relay.url, group)
+    saved = await router.save()
+    assert saved == {"targets": sorted(({"Id": id_, "Port": 80} for id_ in group["blue"]), key=lambda t: t["Id"])}
+    missing, straggler = group["blue"][1], group["green"][2]
+    aws_world.elbv2.deregister_targets(TargetGroupArn=group["arn"], Targets=[{"Id": missing}])
+    aws_world.register(group["arn"], straggler)
+    aws_world.ec2.stop_instances(InstanceIds=[straggler])
+    aws_relay.calls.clear()
+
+    line = await router.finalize(retired="green", mode="Restore", original=saved)
+
+    assert line == f"target group {group['arn']}: registered {missing}:80; deregistered {straggler}:80"
+    assert aws_relay.writes(*WRITES) == ["RegisterTargets", "DeregisterTargets"]
+    assert await router.save() == saved
+    assert "as saved before the upgrade" in await router.finalize(retired="green", mode="Restore", original=saved)
 
 
 async def test_a_deleted_target_group_is_reported_in_aws_words(aws_world: AwsWorld, aws_relay: AwsRelay,

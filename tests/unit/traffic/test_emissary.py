@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from tests.fixtures.routing_world import APP_NAMESPACE, WHERE, RoutingWorld
 pytestmark = pytest.mark.routers
 
 MAPPINGS = f"{sim_routing.EMISSARY_GROUP}/v3alpha1/mappings"
-ANNOTATION = "bluegreen.io/original-weight"
 
 
 def make_router(routing: RoutingWorld, where: str, **overrides: Any) -> emissary.EmissaryRouter:
@@ -127,38 +125,45 @@ async def test_the_falling_side_is_written_first(
     assert seen_between == [(70, 10), (70, 30), (70, 5), (95, 5)]
 
 
-async def test_the_original_weights_are_saved_once(routing: RoutingWorld, where: str) -> None:
+async def test_save_reads_both_weights_and_writes_nothing(routing: RoutingWorld, where: str) -> None:
     seed(routing, where, blue=None, green=0)
-    router = make_router(routing, where)
-
-    await router.set_weights(blue=90, green=10)
-    await router.set_weights(blue=50, green=50)
-
-    assert json.loads(mapping(routing, where, "app-blue")["metadata"]["annotations"][ANNOTATION]) is None
-    assert json.loads(mapping(routing, where, "app-green")["metadata"]["annotations"][ANNOTATION]) == 0
-
-
-async def test_finalize_sets_blue_to_0_and_green_to_100_and_drops_the_saved_weights(
-    routing: RoutingWorld, where: str
-) -> None:
-    seed(routing, where)
-    router = make_router(routing, where)
-    await router.set_weights(blue=20, green=80)
-
-    await router.finalize()
-
-    assert weights(routing, where) == (0, 100)
-    for name in ("app-blue", "app-green"):
-        assert ANNOTATION not in (mapping(routing, where, name)["metadata"].get("annotations") or {})
-    assert await router.verify() == base.RouterWeights(blue=0, green=100)
-
     versions = [mapping(routing, where, name)["metadata"]["resourceVersion"] for name in ("app-blue", "app-green")]
-    await router.finalize()
+
+    assert await make_router(routing, where).save() == {"blue": None, "green": 0}
     assert [mapping(routing, where, name)["metadata"]["resourceVersion"]
             for name in ("app-blue", "app-green")] == versions
 
 
-async def test_finalize_after_blue_s_mapping_is_gone_gives_green_everything(
+async def test_finalize_gives_blue_0_and_green_an_explicit_100(routing: RoutingWorld, where: str) -> None:
+    seed(routing, where, blue=0, green=None)  # green takes what blue leaves: everything
+    router = make_router(routing, where)
+
+    line = await router.finalize(retired="blue", mode="Remove", original=None)
+
+    assert line == (f"Mappings {APP_NAMESPACE}/app-blue and {APP_NAMESPACE}/app-green: blue retired: "
+                    f"green Mapping {APP_NAMESPACE}/app-green unset->100")
+    assert weights(routing, where) == (0, 100)
+    assert await router.verify() == base.RouterWeights(blue=0, green=100)
+
+    versions = [mapping(routing, where, name)["metadata"]["resourceVersion"] for name in ("app-blue", "app-green")]
+    assert "blue already retired (blue 0 and green 100)" in await router.finalize(
+        retired="blue", mode="Remove", original=None)
+    assert [mapping(routing, where, name)["metadata"]["resourceVersion"]
+            for name in ("app-blue", "app-green")] == versions
+
+
+async def test_finalize_refuses_while_the_retired_mapping_takes_a_share(routing: RoutingWorld, where: str) -> None:
+    seed(routing, where)
+    router = make_router(routing, where)
+    await router.set_weights(blue=20, green=80)
+
+    with pytest.raises(base.RouterError, match=r"refusing to retire blue from Mappings .*: blue still takes traffic "
+                                               r"\(blue 20 and green 80\)"):
+        await router.finalize(retired="blue", mode="Remove", original=None)
+    assert weights(routing, where) == (20, 80)
+
+
+async def test_finalize_after_the_retired_mapping_is_gone_gives_the_kept_one_everything(
     routing: RoutingWorld, where: str
 ) -> None:
     seed(routing, where)
@@ -166,11 +171,34 @@ async def test_finalize_after_blue_s_mapping_is_gone_gives_green_everything(
     await router.set_weights(blue=40, green=60)
     routing.cluster(where).delete(MAPPINGS, APP_NAMESPACE, "app-blue")
 
-    await router.finalize()
+    line = await router.finalize(retired="blue", mode="Remove", original=None)
 
-    green = mapping(routing, where, "app-green")
-    assert green["spec"]["weight"] == 100
-    assert ANNOTATION not in (green["metadata"].get("annotations") or {})
+    assert line == f"Mapping {APP_NAMESPACE}/app-blue is gone; green Mapping {APP_NAMESPACE}/app-green 60->100"
+    assert mapping(routing, where, "app-green")["spec"]["weight"] == 100
+
+
+async def test_restore_after_a_rollback_writes_the_saved_weights_back(routing: RoutingWorld, where: str) -> None:
+    seed(routing, where, blue=None, green=0)
+    router = make_router(routing, where)
+    saved = await router.save()
+    await router.set_weights(blue=50, green=50)
+    await router.set_weights(blue=100, green=0)
+
+    line = await router.finalize(retired="green", mode="Restore", original=saved)
+
+    assert line.endswith(f"restored as saved: blue Mapping {APP_NAMESPACE}/app-blue 100->unset")
+    assert weights(routing, where) == (None, 0)
+    assert "weight" not in mapping(routing, where, "app-blue")["spec"]
+    assert await router.verify() == base.RouterWeights(blue=100, green=0)
+
+
+async def test_restore_refuses_saved_weights_emissary_would_refuse(routing: RoutingWorld, where: str) -> None:
+    seed(routing, where, blue=100, green=0)
+
+    with pytest.raises(base.RouterError, match=r"with weights blue 90 and green 30 add up to more than 100"):
+        await make_router(routing, where).finalize(retired="green", mode="Restore",
+                                                   original={"blue": 90, "green": 30})
+    assert weights(routing, where) == (100, 0)
 
 
 async def test_a_concurrent_change_is_an_error_and_the_next_call_succeeds(

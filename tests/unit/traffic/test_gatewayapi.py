@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import json
 from typing import Any
 
 import pytest
@@ -17,7 +15,6 @@ from tests.fixtures.routing_world import APP_NAMESPACE, WHERE, RoutingWorld
 pytestmark = pytest.mark.routers
 
 ROUTE = "app"
-ANNOTATION = "bluegreen.io/original-backend-refs.rule-0"
 MATCHES = [{"path": {"type": "PathPrefix", "value": "/"}}]
 FILTERS = [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x-via", "value": "edge"}]}}]
 ADMIN_RULE = {"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
@@ -132,43 +129,33 @@ async def test_the_split_in_effect_counts_not_the_numbers(routing: RoutingWorld,
     assert stored(routing, where)["metadata"]["resourceVersion"] == version
 
 
-async def test_the_original_refs_are_saved_once_before_the_first_change(routing: RoutingWorld, where: str) -> None:
-    seed(routing, where)
-    original = copy.deepcopy(stored(routing, where)["spec"]["rules"][0]["backendRefs"])
-    router = make_router(routing, where)
-
-    await router.set_weights(blue=90, green=10)
-    await router.set_weights(blue=50, green=50)
-
-    annotations = stored(routing, where)["metadata"]["annotations"]
-    assert json.loads(annotations[ANNOTATION]) == original
-
-
-async def test_a_route_already_split_is_saved_as_it_was(routing: RoutingWorld, where: str) -> None:
+async def test_save_reads_the_rule_s_refs_and_writes_nothing(routing: RoutingWorld, where: str) -> None:
     seed(routing, where, refs=[{"name": "app-blue", "port": 80, "weight": 9},
                                {"name": "app-green", "port": 80, "weight": 1}])
-    router = make_router(routing, where)
+    before = stored(routing, where)
 
-    await router.set_weights(blue=80, green=20)
+    saved = await make_router(routing, where).save()
 
-    saved = json.loads(stored(routing, where)["metadata"]["annotations"][ANNOTATION])
-    assert [(ref["name"], ref["weight"]) for ref in saved] == [("app-blue", 9), ("app-green", 1)]
+    assert saved == {"backendRefs": before["spec"]["rules"][0]["backendRefs"]}
+    assert stored(routing, where) == before
+    assert "annotations" not in before["metadata"]
 
 
-async def test_finalize_removes_blue_and_the_saved_refs(routing: RoutingWorld, where: str) -> None:
+async def test_finalize_removes_blue_s_ref_and_keeps_the_others(routing: RoutingWorld, where: str) -> None:
     seed(routing, where, refs=[{"name": "app-blue", "port": 80}, {"name": "mirror", "port": 9090, "weight": 0}])
     router = make_router(routing, where)
     await router.set_weights(blue=0, green=100)
 
-    await router.finalize()
+    line = await router.finalize(retired="blue", mode="Remove", original=None)
 
+    assert line == f"HTTPRoute {APP_NAMESPACE}/{ROUTE} rules[0]: removed blue's backend app-blue:80"
     after = stored(routing, where)
     assert [ref["name"] for ref in after["spec"]["rules"][0]["backendRefs"]] == ["mirror", "app-green"]
-    assert ANNOTATION not in (after["metadata"].get("annotations") or {})
-    assert after["spec"]["rules"][1] == stored(routing, where)["spec"]["rules"][1]
+    assert after["spec"]["rules"][1] == ADMIN_RULE | {"backendRefs": [
+        {"name": "admin", "port": 8080, "weight": 3, "group": "", "kind": "Service"}]}
 
     version = after["metadata"]["resourceVersion"]
-    await router.finalize()
+    assert "already removed" in await router.finalize(retired="blue", mode="Remove", original=None)
     assert stored(routing, where)["metadata"]["resourceVersion"] == version
 
     # Without blue's ref the split is 0/100; blue cannot be given traffic again.
@@ -181,21 +168,40 @@ async def test_finalize_removes_blue_and_the_saved_refs(routing: RoutingWorld, w
 async def test_finalize_refuses_to_leave_a_rule_that_sends_traffic_nowhere(
     routing: RoutingWorld, where: str
 ) -> None:
+    seed(routing, where, refs=[{"name": "app-blue", "port": 80, "weight": 0}])
+    router = make_router(routing, where)
+
+    with pytest.raises(base.RouterError, match=r"refusing to retire green from HTTPRoute shop/app rules\[0\]: blue "
+                                               r"takes no traffic there either \(app-blue:80 0, app-green:80 absent\)"):
+        await router.finalize(retired="green", mode="Remove", original=None)
+    with pytest.raises(base.RouterError, match=r"refusing to retire blue .*: green takes no traffic there either"):
+        await router.finalize(retired="blue", mode="Remove", original=None)
+    assert weights(routing, where) == {"app-blue": 0}
+
+
+async def test_restore_after_a_rollback_puts_the_refs_back_without_green_s(routing: RoutingWorld, where: str) -> None:
     seed(routing, where)
     router = make_router(routing, where)
-    await router.set_weights(blue=100, green=0)  # no change: green is not even in the rule
-    with pytest.raises(base.RouterError, match="green's backend app-green:80 is not in the rule"):
-        await router.finalize()
-
-    await router.set_weights(blue=99, green=1)
+    before = stored(routing, where)["spec"]
+    saved = await router.save()
+    await router.set_weights(blue=20, green=80)
     await router.set_weights(blue=100, green=0)
-    with pytest.raises(base.RouterError, match="has weight 0"):
-        await router.finalize()
-    assert weights(routing, where) == {"app-blue": 100, "app-green": 0}
+
+    line = await router.finalize(retired="green", mode="Restore", original=saved)
+
+    assert line == (f"HTTPRoute {APP_NAMESPACE}/{ROUTE} rules[0]: backendRefs restored as saved "
+                    "(app-blue:80 1, app-green:80 absent)")
+    assert stored(routing, where)["spec"] == before
+    version = stored(routing, where)["metadata"]["resourceVersion"]
+    again = await router.finalize(retired="green", mode="Restore", original=saved)
+    assert again == f"HTTPRoute {APP_NAMESPACE}/{ROUTE} rules[0]: as saved before the upgrade"
+    assert stored(routing, where)["metadata"]["resourceVersion"] == version
 
 
 async def test_finalize_without_the_route_is_done(routing: RoutingWorld, where: str) -> None:
-    await make_router(routing, where).finalize()
+    line = await make_router(routing, where).finalize(retired="blue", mode="Remove", original=None)
+
+    assert line.startswith(f"HTTPRoute {APP_NAMESPACE}/{ROUTE} does not exist on ")
 
 
 async def test_a_concurrent_change_is_an_error_and_the_next_call_succeeds(

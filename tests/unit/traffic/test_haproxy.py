@@ -14,6 +14,8 @@ from bluegreen.sim import backends, load
 from bluegreen.sim import haproxy as sim_haproxy
 from bluegreen.traffic import base, haproxy
 
+pytestmark = pytest.mark.routers
+
 
 def make_router(process: sim_haproxy.HAProxyProcess, *, runtime_api: str | None = None, backend: str = "app",
                 blue_server: str = "blue", green_server: str = "green") -> haproxy.HAProxyRouter:
@@ -165,13 +167,62 @@ async def test_weights_must_be_percent_summing_to_100(haproxy: sim_haproxy.HAPro
     assert await weights_in_haproxy(haproxy) == ("100", "0")
 
 
-async def test_finalize_leaves_the_weights_as_the_operator_left_them(haproxy: sim_haproxy.HAProxyProcess) -> None:
+async def test_finalize_puts_the_retired_server_in_maintenance_at_weight_0(
+    haproxy: sim_haproxy.HAProxyProcess,
+) -> None:
     router = make_router(haproxy)
     await router.set_weights(blue=0, green=100)
 
-    await router.finalize()
+    first = await router.finalize(retired="blue", mode="Remove", original=None)
+    second = await router.finalize(retired="blue", mode="Remove", original=None)
 
+    assert first.endswith("blue retired: app/blue ready->maint")
+    assert second.endswith("blue already at weight 0 in maintenance")
     assert await weights_in_haproxy(haproxy) == ("0", "100")
+    assert await haproxy.server_status("blue") == "MAINT"
+    assert await router.verify() == base.RouterWeights(blue=0, green=100)
+
+
+async def test_finalize_refuses_while_the_retired_server_takes_traffic(haproxy: sim_haproxy.HAProxyProcess) -> None:
+    router = make_router(haproxy)
+    await router.set_weights(blue=1, green=99)
+
+    with pytest.raises(base.RouterError, match=r"refusing to retire blue from HAProxy backend 'app' at .*: blue "
+                                               r"still takes traffic \(blue app/blue weight 1 ready, green app/green "
+                                               r"weight 99 ready\)"):
+        await router.finalize(retired="blue", mode="Remove", original=None)
+    assert await haproxy.server_status("blue") == "UP"
+
+
+async def test_a_server_retired_earlier_is_made_ready_when_it_is_given_traffic_again(
+    haproxy: sim_haproxy.HAProxyProcess,
+) -> None:
+    router = make_router(haproxy)
+    await router.finalize(retired="green", mode="Remove", original=None)  # a rollback left it in maintenance
+    assert await haproxy.server_status("green") == "MAINT"
+
+    change = await router.set_weights(blue=50, green=50)
+
+    assert change.detail == "app/green maint->ready, app/green 0->50, app/blue 100->50"
+    assert (await haproxy.server_status("green")).split()[0] == "UP"  # checks resume: "UP 1/2" at first
+    assert await router.verify() == base.RouterWeights(blue=50, green=50)
+
+
+async def test_restore_puts_back_the_saved_weights_and_states(haproxy: sim_haproxy.HAProxyProcess) -> None:
+    for command in ("set weight app/blue 3", "set server app/green state drain"):
+        assert not (await haproxy.command(command)).strip()
+    router = make_router(haproxy)
+    saved = await router.save()
+    assert saved == {"blue": {"weight": 3, "state": "ready"}, "green": {"weight": 0, "state": "drain"}}
+
+    await router.set_weights(blue=50, green=50)
+    await router.set_weights(blue=100, green=0)
+    line = await router.finalize(retired="green", mode="Restore", original=saved)
+
+    assert line.endswith("restored as saved: app/blue weight 100->3, app/green ready->drain")
+    assert await router.save() == saved
+    assert await weights_in_haproxy(haproxy) == ("3", "0")
+    assert (await haproxy.server_status("green")).split()[0] == "DRAIN"
 
 
 # --- Without haproxy: unreachable sockets, and a scripted runtime API --------------------------

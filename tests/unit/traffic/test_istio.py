@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +18,6 @@ pytestmark = pytest.mark.routers
 
 SERVICE = "shop"
 VIRTUAL_SERVICES = f"{sim_routing.ISTIO_GROUP}/v1/virtualservices"
-ANNOTATION = "bluegreen.io/original-route.http-1"
 BLUE_HOST = "shop.blue.svc.cluster.local"
 GREEN_HOST = "shop.green.svc.cluster.local"
 HEADER_ROUTE = {"name": "canary-header", "match": [{"headers": {"x-canary": {"exact": "1"}}}],
@@ -110,16 +107,15 @@ async def test_repeating_the_same_weights_writes_nothing(routing: RoutingWorld, 
     assert stored(emulator)["metadata"]["resourceVersion"] == version
 
 
-async def test_the_original_destinations_are_saved_once(routing: RoutingWorld, where: str) -> None:
+async def test_save_reads_the_route_s_destinations_and_writes_nothing(routing: RoutingWorld, where: str) -> None:
     emulator = routing.cluster(where)
     seed(emulator)
-    original = copy.deepcopy(stored(emulator)["spec"]["http"][1]["route"])
-    router = make_router(routing, where)
+    before = stored(emulator)
 
-    await router.set_weights(blue=90, green=10)
-    await router.set_weights(blue=10, green=90)
+    saved = await make_router(routing, where).save()
 
-    assert json.loads(stored(emulator)["metadata"]["annotations"][ANNOTATION]) == original
+    assert saved == {"route": before["spec"]["http"][1]["route"]}
+    assert stored(emulator) == before
 
 
 async def test_destinations_are_matched_by_host_subset_and_port(routing: RoutingWorld, where: str) -> None:
@@ -142,19 +138,20 @@ async def test_destinations_are_matched_by_host_subset_and_port(routing: Routing
         await ambiguous.verify()
 
 
-async def test_finalize_removes_blue_and_the_saved_destinations(routing: RoutingWorld, where: str) -> None:
+async def test_finalize_removes_blue_s_destination(routing: RoutingWorld, where: str) -> None:
     emulator = routing.cluster(where)
     seed(emulator)
     router = make_router(routing, where)
     await router.set_weights(blue=0, green=100)
 
-    await router.finalize()
+    line = await router.finalize(retired="blue", mode="Remove", original=None)
 
+    assert line == f"VirtualService {APP_NAMESPACE}/{SERVICE} http[1]: removed blue's destination {BLUE_HOST}"
     after = stored(emulator)
     assert after["spec"]["http"][1]["route"] == [{"destination": {"host": GREEN_HOST}, "weight": 100}]
-    assert ANNOTATION not in (after["metadata"].get("annotations") or {})
+    assert after["spec"]["http"][0] == HEADER_ROUTE
     version = after["metadata"]["resourceVersion"]
-    await router.finalize()
+    assert "already removed" in await router.finalize(retired="blue", mode="Remove", original=None)
     assert stored(emulator)["metadata"]["resourceVersion"] == version
 
     # Without blue's destination the split is 0/100; blue cannot be given traffic again.
@@ -164,15 +161,47 @@ async def test_finalize_removes_blue_and_the_saved_destinations(routing: Routing
         await router.set_weights(blue=50, green=50)
 
 
-async def test_finalize_refuses_when_green_carries_nothing(routing: RoutingWorld, where: str) -> None:
+async def test_finalize_refuses_when_the_kept_side_carries_nothing(routing: RoutingWorld, where: str) -> None:
     emulator = routing.cluster(where)
-    seed(emulator, [{"destination": {"host": BLUE_HOST}, "weight": 100},
+    seed(emulator, [{"destination": {"host": BLUE_HOST}, "weight": 0},
                     {"destination": {"host": GREEN_HOST}, "weight": 0},
-                    {"destination": {"host": "sorry.example"}, "weight": 0}])
+                    {"destination": {"host": "sorry.example"}, "weight": 100}])
 
-    with pytest.raises(base.RouterError, match=r"green's destination .* has weight 0"):
-        await make_router(routing, where).finalize()
+    with pytest.raises(base.RouterError, match=r"refusing to retire blue .*: green takes no traffic there either "
+                                               f"\\({BLUE_HOST} 0, {GREEN_HOST} 0\\)"):
+        await make_router(routing, where).finalize(retired="blue", mode="Remove", original=None)
     assert len(stored(emulator)["spec"]["http"][1]["route"]) == 3
+
+
+async def test_restore_after_a_rollback_puts_the_destinations_back_without_green_s(
+    routing: RoutingWorld, where: str
+) -> None:
+    emulator = routing.cluster(where)
+    seed(emulator)
+    router = make_router(routing, where)
+    before = stored(emulator)["spec"]
+    saved = await router.save()
+    await router.set_weights(blue=30, green=70)
+    await router.set_weights(blue=100, green=0)
+
+    line = await router.finalize(retired="green", mode="Restore", original=saved)
+
+    assert line == (f"VirtualService {APP_NAMESPACE}/{SERVICE} http[1]: route restored as saved "
+                    f"({BLUE_HOST} 100, {GREEN_HOST} absent)")
+    assert stored(emulator)["spec"] == before
+    assert await router.verify() == base.RouterWeights(blue=100, green=0)
+
+
+async def test_restore_refuses_a_saved_route_that_is_not_a_list_of_destinations(
+    routing: RoutingWorld, where: str
+) -> None:
+    seed(routing.cluster(where))
+
+    with pytest.raises(base.RouterError, match=r"the route saved in status\.routers are not objects"):
+        await make_router(routing, where).finalize(retired="green", mode="Restore", original={"route": ["x"]})
+    with pytest.raises(base.RouterError, match=r"the original saved in status.routers has no usable 'route' \(its "
+                                               r"keys: backendRefs\)"):
+        await make_router(routing, where).finalize(retired="green", mode="Restore", original={"backendRefs": []})
 
 
 async def test_a_concurrent_change_is_an_error_and_the_next_call_succeeds(

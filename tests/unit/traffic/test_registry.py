@@ -62,7 +62,7 @@ def test_every_kind_builds_a_router_named_after_the_entry(kind: str) -> None:
 
     assert unnamed.name == kind
     assert named.name == "edge"
-    for method in ("set_weights", "verify", "finalize"):
+    for method in ("set_weights", "verify", "save", "finalize"):
         assert inspect.iscoroutinefunction(getattr(named, method))
 
 

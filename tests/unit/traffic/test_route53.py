@@ -170,9 +170,11 @@ async def test_finalize_deletes_blues_record_once(aws_world: AwsWorld, aws_relay
     router = make_router(aws_relay.url, zone)
     await router.set_weights(blue=0, green=100)
 
-    await router.finalize()
-    await router.finalize()
+    first = await router.finalize(retired="blue", mode="Remove", original=None)
+    second = await router.finalize(retired="blue", mode="Remove", original=None)
 
+    assert "deleted blue's record 'prod-blue'" in first
+    assert "already deleted" in second
     assert set(aws_world.records(zone, NAME)) == {"prod-green"}
     assert len(aws_relay.writes("ChangeResourceRecordSets")) == 2  # the weights, then one DELETE
     assert await router.verify() == base.RouterWeights(blue=0, green=100)
@@ -191,9 +193,56 @@ async def test_finalize_refuses_while_blue_takes_traffic(
     router = make_router(aws_relay.url, zone)
     await router.set_weights(blue=weights[0], green=weights[1])
 
-    with pytest.raises(base.RouterError, match="still takes traffic"):
-        await router.finalize()
+    with pytest.raises(base.RouterError, match=f"refusing to retire blue from {NAME} CNAME in zone .*: blue still "
+                                               f"takes traffic \\(blue 'prod-blue' weight {weights[0]}, green "
+                                               f"'prod-green' weight {weights[1]}\\); it is retired only once green "
+                                               "holds 100 %"):
+        await router.finalize(retired="blue", mode="Remove", original=None)
     assert set(aws_world.records(zone, NAME)) == {"prod-blue", "prod-green"}
+
+
+async def test_both_weights_0_is_an_equal_split_so_neither_record_is_deleted(
+    aws_world: AwsWorld, aws_relay: AwsRelay, zone: str
+) -> None:
+    aws_world.upsert(zone, record("prod-blue", 0, "lb-blue.example.net"))
+
+    with pytest.raises(base.RouterError, match="green still takes traffic"):
+        await make_router(aws_relay.url, zone).finalize(retired="green", mode="Remove", original=None)
+    assert set(aws_world.records(zone, NAME)) == {"prod-blue", "prod-green"}
+
+
+async def test_restore_after_a_rollback_deletes_a_green_record_that_was_not_there(
+    aws_world: AwsWorld, aws_relay: AwsRelay
+) -> None:
+    zone = aws_world.hosted_zone()
+    aws_world.upsert(zone, record("prod-blue", 7, "lb-blue.example.net", ttl=300))
+    router = make_router(aws_relay.url, zone)
+    before = aws_world.records(zone, NAME)
+    saved = await router.save()
+    assert saved == {"blue": before["prod-blue"], "green": None}
+
+    await router.set_weights(blue=50, green=50)  # creates green's record, rewrites blue's TTL
+    await router.set_weights(blue=100, green=0)
+    line = await router.finalize(retired="green", mode="Restore", original=saved)
+
+    assert "restored as saved (blue 'prod-blue' weight 7, green 'prod-green' absent)" in line
+    assert aws_world.records(zone, NAME) == before
+    assert aws_relay.writes("ChangeResourceRecordSets") == ["ChangeResourceRecordSets"] * 3  # one batch for both
+    assert await router.verify() == base.RouterWeights(blue=100, green=0)
+
+
+async def test_restore_refuses_an_original_that_sends_green_traffic(
+    aws_world: AwsWorld, aws_relay: AwsRelay, zone: str
+) -> None:
+    aws_world.upsert(zone, record("prod-green", 5, "lb-green.example.net"))
+    router = make_router(aws_relay.url, zone)
+    saved = await router.save()
+    await router.set_weights(blue=100, green=0)
+
+    with pytest.raises(base.RouterError, match=r"refusing to restore .* \(blue 'prod-blue' weight 100, green "
+                                               r"'prod-green' weight 5\): that would send traffic to green"):
+        await router.finalize(retired="green", mode="Restore", original=saved)
+    assert aws_world.record_weights(zone, NAME) == {"prod-blue": 100, "prod-green": 0}
 
 
 async def test_a_deleted_zone_is_reported_in_aws_words(aws_world: AwsWorld, aws_relay: AwsRelay) -> None:

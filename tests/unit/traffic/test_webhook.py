@@ -85,21 +85,65 @@ async def test_finalize_posts_green_100_with_the_finalize_flag_until_the_receive
     router = make_router(receiver.url, read_url=receiver.url)
     await router.set_weights(blue=0, green=100)
 
-    await router.finalize()
+    line = await router.finalize(retired="blue", mode="Restore", original={"blue": 100, "green": 0})
 
-    assert receiver.posts[-1] == {"blue": 0, "green": 100, "finalize": True, "upgrade": UPGRADE, "router": "f5"}
+    assert receiver.posts[-1] == {"blue": 0, "green": 100, "finalize": True, "retired": "blue", "mode": "Remove",
+                                  "upgrade": UPGRADE, "router": "f5"}, "after a promotion Restore is Remove"
+    assert line == f"POST {receiver.url}: finalize, blue retired (Remove), blue 0, green 100, change change-2"
     assert receiver.finalized
-    await router.finalize()
+    assert await router.finalize(retired="blue", mode="Remove", original=None) == (
+        f"{receiver.url} reports finalized: nothing to send")
     assert len(receiver.posts) == 2
 
 
-async def test_finalize_without_a_read_url_posts_every_time(receiver: WeightReceiver) -> None:
+async def test_restore_after_a_rollback_posts_the_saved_weights_in_restore_mode(receiver: WeightReceiver) -> None:
+    router = make_router(receiver.url, read_url=receiver.url)
+    saved = await router.save()
+    await router.set_weights(blue=40, green=60)
+    await router.set_weights(blue=100, green=0)
+
+    await router.finalize(retired="green", mode="Restore", original=saved)
+
+    assert saved == {"blue": 100, "green": 0}
+    assert receiver.posts[-1] == {"blue": 100, "green": 0, "finalize": True, "retired": "green", "mode": "Restore",
+                                  "upgrade": UPGRADE, "router": "f5"}
+
+
+async def test_finalize_refuses_while_the_receiver_reports_a_share_for_the_retired_side(
+    receiver: WeightReceiver,
+) -> None:
+    router = make_router(receiver.url, read_url=receiver.url)
+    await router.set_weights(blue=10, green=90)
+
+    with pytest.raises(base.RouterError, match=f"refusing to retire blue from the receiver of {receiver.url}: blue "
+                                               f"still takes traffic \\({receiver.url} reports blue 10, green 90\\)"):
+        await router.finalize(retired="blue", mode="Remove", original=None)
+    assert not receiver.finalized and len(receiver.posts) == 1
+
+
+async def test_finalize_without_a_read_url_posts_every_time_and_cannot_restore(receiver: WeightReceiver) -> None:
     router = make_router(receiver.url)
+    assert await router.save() == {}
 
-    await router.finalize()
-    await router.finalize()
+    await router.finalize(retired="green", mode="Remove", original=None)
+    await router.finalize(retired="green", mode="Remove", original=None)
 
-    assert [post.get("finalize") for post in receiver.posts] == [True, True]
+    assert [(post["finalize"], post["retired"]) for post in receiver.posts] == [(True, "green"), (True, "green")]
+    with pytest.raises(base.RouterError, match=r"router 'f5' has onFinalize: Restore, but nothing was saved .* \(a "
+                                               r"webhook router without readURL cannot read its weights\); set its "
+                                               r"traffic by hand, or set onFinalize: Remove"):
+        await router.finalize(retired="green", mode="Restore", original={})
+    assert len(receiver.posts) == 2
+
+
+async def test_weights_posted_after_a_finalize_clear_the_receiver_s_finalized(receiver: WeightReceiver) -> None:
+    router = make_router(receiver.url, read_url=receiver.url)
+    await router.finalize(retired="green", mode="Remove", original=None)
+    assert receiver.finalized
+
+    await router.set_weights(blue=50, green=50)  # the next upgrade
+
+    assert not receiver.finalized
 
 
 async def test_the_bearer_token_comes_from_the_secret_on_every_call(routing: RoutingWorld) -> None:
