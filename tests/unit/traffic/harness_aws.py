@@ -1,15 +1,18 @@
 """Contract-suite harnesses for the AWS routers (see test_router_contract.py), against moto's server.
 
 The routers talk to moto through an :class:`~tests.fixtures.aws_world.AwsRelay`
-that counts their writes and fails on demand; ``effective`` reads moto directly.
+that counts their writes and fails on demand; ``effective``, ``snapshot`` and
+``removed`` read moto directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
+from bluegreen.api import shares
 from bluegreen.traffic import elbv2, route53
 from tests.fixtures.aws_world import REGION, Alb, AwsRelay, AwsWorld
 
@@ -45,17 +48,24 @@ class Route53Harness(_RelayedHarness):
 
     async def effective(self) -> tuple[int, int]:
         weights = self.world.record_weights(self.zone, RECORD)
-        # A record that is absent (blue's after finalize) answers nothing.
+        # A record that is absent (the retired side's after finalize) answers nothing.
         return _percent(weights.get("prod-blue", 0), weights.get("prod-green", 0))
+
+    async def snapshot(self) -> dict[str, dict[str, Any]]:
+        return self.world.records(self.zone, RECORD)
+
+    async def removed(self, side: str) -> bool:
+        return f"prod-{side}" not in self.world.records(self.zone, RECORD)
 
 
 @pytest.fixture
 def route53_harness(aws_world: AwsWorld, aws_relay: AwsRelay) -> Route53Harness:
+    """Blue's record at weight 10 and green's at 0: all to blue, in numbers bluegreen does not write itself."""
     zone = aws_world.hosted_zone()
     aws_world.upsert(zone, *[
         {"Name": RECORD, "Type": "CNAME", "SetIdentifier": identifier, "Weight": weight, "TTL": 60,
          "ResourceRecords": [{"Value": f"{identifier}.example.net"}]}
-        for identifier, weight in (("prod-blue", 100), ("prod-green", 0))
+        for identifier, weight in (("prod-blue", 10), ("prod-green", 0))
     ])
     router = route53.Route53Router(
         name="dns", hosted_zone_id=zone, record_name=RECORD, record_type="CNAME", ttl=60,
@@ -74,12 +84,22 @@ class WeightedHarness(_RelayedHarness):
     alb: Alb
 
     async def effective(self) -> tuple[int, int]:
+        weights = self._weights()
+        return _percent(weights.get(self.alb.blue_target_group_arn, 0),
+                        weights.get(self.alb.green_target_group_arn, 0))
+
+    async def snapshot(self) -> dict[str, Any]:
+        return self.world.forward_action(listener_arn=self.alb.listener_arn)
+
+    async def removed(self, side: str) -> bool:
+        arn = self.alb.blue_target_group_arn if side == "blue" else self.alb.green_target_group_arn
+        return arn not in self._weights()
+
+    def _weights(self) -> dict[str, int]:
         action = self.world.forward_action(listener_arn=self.alb.listener_arn)
         groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or [
             {"TargetGroupArn": action["TargetGroupArn"], "Weight": 1}]
-        weights = {group["TargetGroupArn"]: group["Weight"] for group in groups}
-        return _percent(weights.get(self.alb.blue_target_group_arn, 0),
-                        weights.get(self.alb.green_target_group_arn, 0))
+        return {group["TargetGroupArn"]: group["Weight"] for group in groups}
 
 
 @pytest.fixture
@@ -106,8 +126,16 @@ class RegistrationHarness(_RelayedHarness):
                    if state == "healthy"]
         green = sum(target in self.green for target in healthy)
         blue = sum(target in self.blue for target in healthy)
-        green_percent = elbv2.green_share(blue, green)
+        green_percent = shares.green_share(blue, green)
         return 100 - green_percent, green_percent
+
+    async def snapshot(self) -> list[tuple[str, int | None]]:
+        reply = self.world.elbv2.describe_target_health(TargetGroupArn=self.target_group)
+        return sorted((item["Target"]["Id"], item["Target"].get("Port")) for item in reply["TargetHealthDescriptions"])
+
+    async def removed(self, side: str) -> bool:
+        targets = self.blue if side == "blue" else self.green
+        return not set(targets) & set(self.world.target_health(self.target_group))
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 The router reaches HAProxy's runtime API through a relay that records each
 command (the writes are the ``set`` commands) and, when failing, closes every
-connection unanswered; ``effective`` asks HAProxy directly.
+connection unanswered; ``effective``, ``snapshot`` and ``removed`` ask HAProxy
+directly. Blue starts at weight 1, not bluegreen's 100, so that a restore has
+something to put back.
 """
 
 from __future__ import annotations
@@ -76,6 +78,17 @@ class HAProxyHarness:
         blue_percent = round(100 * blue / (blue + green))
         return blue_percent, 100 - blue_percent
 
+    async def snapshot(self) -> dict[str, tuple[str, str, str]]:
+        """Each server's ``show servers state`` row but for the columns that move by themselves (time, checks)."""
+        reply = await self.process.command("show servers state app")
+        columns = reply.splitlines()[1].removeprefix("# ").split()
+        rows = [dict(zip(columns, line.split(), strict=False)) for line in reply.splitlines()[2:] if line.strip()]
+        return {row["srv_name"]: (row["srv_uweight"], row["srv_iweight"], row["srv_admin_state"]) for row in rows}
+
+    async def removed(self, side: str) -> bool:
+        weight, _, admin_state = (await self.snapshot())[side]
+        return int(weight) == 0 and bool(int(admin_state) & 0x01)  # forced maintenance
+
     def writes(self) -> int:
         return sum(command.startswith("set ") for command in self.relay.commands)
 
@@ -88,6 +101,7 @@ class HAProxyHarness:
 
 @pytest.fixture
 async def haproxy_harness(haproxy: sim_haproxy.HAProxyProcess) -> AsyncIterator[HAProxyHarness]:
+    assert not (await haproxy.command("set weight app/blue 1")).strip()
     relay = RuntimeAPIRelay(haproxy.runtime_api)
     await relay.start()
     yield HAProxyHarness(haproxy, relay)

@@ -2,9 +2,11 @@
 
 The router is built from a spec entry through the registry, with a readURL
 (without one it cannot tell that nothing needs changing) and a bearer token
-from a Secret on the emulated management cluster. ``effective`` and
-``writes`` are what the receiver holds and received; ``fail`` makes it answer
-503 to everything, which the router retries and then reports.
+from a Secret on the emulated management cluster. ``effective``,
+``snapshot`` and ``writes`` are what the receiver holds and received; a side
+is ``removed`` once the receiver was told it is retired (what it does with
+its pool is its own); ``fail`` makes it answer 503 to everything, which the
+router retries and then reports.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ class WebhookHarness:
 
     async def effective(self) -> tuple[int, int]:
         return self.receiver.blue, self.receiver.green
+
+    async def snapshot(self) -> tuple[int, int]:
+        return self.receiver.blue, self.receiver.green
+
+    async def removed(self, side: str) -> bool:
+        return self.receiver.finalized and self.receiver.posts[-1].get("retired") == side
 
     def writes(self) -> int:
         return len(self.receiver.posts)

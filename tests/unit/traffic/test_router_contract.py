@@ -12,24 +12,39 @@ yields an object with this small interface (:class:`Harness`)::
     await fail()           make the back end refuse the router or be unreachable to it
                            (the effective state stays readable through ``effective``)
     await recover()        undo ``fail``
+    await snapshot()       what the router takes over, as the back end holds it, read WITHOUT
+                           the router (records, the forward action, targets, server rows,
+                           backendRefs...): a restore must bring back exactly this
+    await removed(side)    whether the back end no longer holds ``side``'s entry (its record,
+                           target group, targets, backendRef, destination are gone; its
+                           HAProxy server is at weight 0 in maintenance; its Mapping has
+                           weight 0; the webhook receiver was told it is retired)
 
 To add a kind: write its harness fixture in a module of its own next to this
 one (``harness_<kind>.py``), import the fixture here and add its name to
 :data:`HARNESSES`. Keep the weights below reachable: a router that quantises
-(ELBv2 target registration) is set up so that 75/25 and 50/50 are exact.
+(ELBv2 target registration) is set up so that 75/25 and 50/50 are exact. Start
+from a state bluegreen would not write itself where the back end allows it
+(blue at weight 1 or 10, green absent, no weight at all), so that a restore has
+something to put back.
 
 The contract: weights set are the weights verified and the weights in effect;
 asking again changes nothing and writes nothing; 0/100 works both ways; a
 failure while applying is a RouterError (or RouterPending where it applies) and
-the next call after recovery succeeds; finalize is idempotent. ``settle`` plays
-the engine's part for routers that move in several calls (RouterPending: call
-again).
+the next call after recovery succeeds. ``save`` writes nothing, and what it
+returns, kept as JSON in status, is what a Restore after a rollback puts back,
+exactly as the back end held it. Finalize removes the retired side (blue after
+a promotion, green after a rollback; Restore after a promotion is Remove),
+refuses while the retired side still takes traffic, and a second call writes
+nothing and still says what it found. ``settle`` plays the engine's part for
+routers that move in several calls (RouterPending: call again).
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Protocol
+import json
+from typing import Any, Protocol
 
 import pytest
 
@@ -57,6 +72,10 @@ class Harness(Protocol):
     async def fail(self) -> None: ...
 
     async def recover(self) -> None: ...
+
+    async def snapshot(self) -> Any: ...
+
+    async def removed(self, side: str) -> bool: ...
 
 
 HARNESSES = [
@@ -139,14 +158,80 @@ async def test_a_failure_while_applying_is_reported_and_the_next_call_succeeds(h
     assert await harness.effective() == (50, 50)
 
 
-async def test_finalize_after_green_took_everything_is_idempotent(harness: Harness) -> None:
+def as_status_keeps_it(saved: dict[str, Any]) -> dict[str, Any]:
+    """``save``'s result after a trip through status.routers (JSON)."""
+    kept: dict[str, Any] = json.loads(json.dumps(saved))
+    return kept
+
+
+async def finalize_twice(harness: Harness, *, retired: str, mode: str, original: dict[str, Any] | None) -> None:
+    """Finalize, then again: the second call writes nothing and still returns a journal line."""
+    first = await harness.router.finalize(retired=retired, mode=mode, original=original)
+    writes = harness.writes()
+    state = await harness.snapshot()
+
+    second = await harness.router.finalize(retired=retired, mode=mode, original=original)
+
+    assert isinstance(first, str) and first and "\n" not in first
+    assert isinstance(second, str) and second and "\n" not in second
+    assert harness.writes() == writes
+    assert await harness.snapshot() == state
+
+
+async def test_save_writes_nothing_and_a_restore_after_a_rollback_puts_back_exactly_what_it_read(
+    harness: Harness,
+) -> None:
+    before = await harness.snapshot()
+    saved = await harness.router.save()
+    assert harness.writes() == 0
+    assert await harness.snapshot() == before
+
+    await settle(harness.router, blue=50, green=50)
+    await settle(harness.router, blue=100, green=0)  # rolled back
+    await finalize_twice(harness, retired="green", mode="Restore", original=as_status_keeps_it(saved))
+
+    assert await harness.snapshot() == before
+    assert await harness.router.save() == saved
+    assert await harness.effective() == (100, 0)
+
+
+@pytest.mark.parametrize("mode", ["Remove", "Restore"])
+async def test_finalize_after_a_promotion_removes_blue(harness: Harness, mode: str) -> None:
+    saved = as_status_keeps_it(await harness.router.save())
     await settle(harness.router, blue=0, green=100)
 
-    await harness.router.finalize()
-    writes = harness.writes()
-    await harness.router.finalize()
+    await finalize_twice(harness, retired="blue", mode=mode, original=saved)
+
+    assert await harness.removed("blue")
+    assert not await harness.removed("green")
+    assert await harness.effective() == (0, 100)
+    assert expected(await harness.router.verify(), blue=0, green=100)
+    assert not (await harness.router.set_weights(blue=0, green=100)).changed
+
+
+async def test_finalize_remove_after_a_rollback_removes_green(harness: Harness) -> None:
+    await settle(harness.router, blue=50, green=50)
+    await settle(harness.router, blue=100, green=0)
+
+    await finalize_twice(harness, retired="green", mode="Remove", original=None)
+
+    assert await harness.removed("green")
+    assert not await harness.removed("blue")
+    assert await harness.effective() == (100, 0)
+    assert expected(await harness.router.verify(), blue=100, green=0)
+    assert not (await harness.router.set_weights(blue=100, green=0)).changed
+
+
+@pytest.mark.parametrize("retired, mode", [("blue", "Remove"), ("blue", "Restore"), ("green", "Remove"),
+                                           ("green", "Restore")])
+async def test_finalize_refuses_while_the_retired_side_takes_traffic(harness: Harness, retired: str, mode: str) -> None:
+    saved = as_status_keeps_it(await harness.router.save())
+    await settle(harness.router, blue=50, green=50)
+    writes, state = harness.writes(), await harness.snapshot()
+
+    with pytest.raises(base.RouterError, match=f"refusing to retire {retired} .*{retired} still takes traffic"):
+        await harness.router.finalize(retired=retired, mode=mode, original=saved)
 
     assert harness.writes() == writes
-    assert expected(await harness.router.verify(), blue=0, green=100)
-    assert await harness.effective() == (0, 100)
-    assert not (await harness.router.set_weights(blue=0, green=100)).changed
+    assert await harness.snapshot() == state
+    assert await harness.effective() == (50, 50)
