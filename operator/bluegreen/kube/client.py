@@ -270,6 +270,23 @@ class KubeClient:
             return False
         return True
 
+    async def get_text(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        name: str,
+        subresource: str,
+        params: Mapping[str, str] | None = None,
+    ) -> str | None:
+        """A subresource served as text, such as a pod's ``log``; None when the object does not exist."""
+        path = resource.path(namespace=namespace, name=name, subresource=subresource)
+        try:
+            _, text = await self._send("GET", path, params=params, accept="text/plain, */*")
+        except NotFoundError:
+            return None
+        return text
+
     async def server_version(self) -> dict[str, Any]:
         """``/version``: gitVersion, major, minor, platform."""
         return await self._json("GET", "/version")
@@ -330,8 +347,8 @@ class KubeClient:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    def _headers(self, *, accept: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": accept}
         token = self.connection.bearer_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -349,7 +366,28 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        headers = self._headers()
+        status, text = await self._send(method, path, params=params, body=body, content_type=content_type)
+        if not text:
+            return {}
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise ApiError(status, "InvalidResponse", "the API server answered with something that is not JSON",
+                           method=method, path=path) from None
+        return parsed if isinstance(parsed, dict) else {"items": parsed}
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> tuple[int, str]:
+        """The status and body of one request; an error status is raised as :class:`ApiError`."""
+        headers = self._headers(accept=accept)
         data: bytes | None = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -372,14 +410,7 @@ class KubeClient:
         logger.debug("%s %s%s -> %s", method, self.connection.server, path, status)
         if status >= 400:
             raise _api_error(status, text, method=method, path=path)
-        if not text:
-            return {}
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            raise ApiError(status, "InvalidResponse", "the API server answered with something that is not JSON",
-                           method=method, path=path) from None
-        return parsed if isinstance(parsed, dict) else {"items": parsed}
+        return status, text
 
 
 def _api_error(status: int, text: str, *, method: str, path: str) -> ApiError:

@@ -97,6 +97,7 @@ def attach(emulator: KubeEmulator, *, backoff: float = 10.0) -> JobController:
         controller = JobController(emulator, backoff=backoff)
         _attached[id(emulator)] = controller
         controller.start()
+        emulator.on_stop(controller.stop)
     return controller
 
 
@@ -191,29 +192,34 @@ class JobController:
         self._failures: dict[JobKey, tuple[int, float]] = {}  # failed count seen, monotonic time it grew
         self._event_ids = itertools.count()
         self._task: asyncio.Task[None] | None = None
+        self._watches: list[Any] = []
+        self._wakeups: dict[JobKey, asyncio.TimerHandle] = {}
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"jobs@{self.emulator.name}")
 
     async def stop(self) -> None:
+        """Stop watching and kill what runs (the emulator stopping does the same)."""
+        self._stopping = True
+        for watch in self._watches:
+            await watch.aclose()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def idle(self) -> None:
+        """Wait until no pod is running here (a pod being killed counts as running until it is dead)."""
+        while self._pods:
+            await asyncio.gather(*(run.finished.wait() for run in list(self._pods.values())))
 
     # --- watching ---------------------------------------------------------------------------------
 
-    def _serving(self) -> bool:
-        try:
-            return bool(self.emulator.url)
-        except RuntimeError:
-            return False
-
     async def _run(self) -> None:
         try:
-            while self._serving():
+            while self.emulator.serving and not self._stopping:
                 # Watches first, then the lists: nothing falls between the two.
                 jobs, pods = self.emulator.watch(JOBS), self.emulator.watch(PODS)
+                self._watches = [jobs, pods]
                 for job in self.emulator.list(JOBS):
                     self._workers.enqueue(_key(job))
                 for pod in self.emulator.list(PODS):
@@ -230,6 +236,8 @@ class JobController:
                     await pods.aclose()  # type: ignore[attr-defined]
         finally:
             self.done = True
+            for wakeup in self._wakeups.values():
+                wakeup.cancel()
             await self._workers.close()
             runs = list(self._pods.values())
             for run in runs:
@@ -381,8 +389,24 @@ class JobController:
             remaining = start + datetime.timedelta(seconds=int(deadline)) - now
             if remaining <= datetime.timedelta(0):
                 return _DEADLINE_EXCEEDED
-            self._workers.enqueue_later(_key(job), remaining.total_seconds())
+            self._wake_later(_key(job), remaining.total_seconds())
         return None
+
+    def _wake_later(self, key: JobKey, delay: float) -> None:
+        """Sync ``key`` again in ``delay`` seconds, or earlier if already asked (deadline and backoff both wait)."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + delay
+        pending = self._wakeups.get(key)
+        if pending is not None and not pending.cancelled() and pending.when() <= at:
+            return
+        if pending is not None:
+            pending.cancel()
+
+        def fire() -> None:
+            self._wakeups.pop(key, None)
+            self._workers.enqueue(key)
+
+        self._wakeups[key] = loop.call_at(at, fire)
 
     def _note_failures(self, key: JobKey, failed: int) -> None:
         seen, _ = self._failures.get(key, (0, 0.0))
@@ -406,7 +430,7 @@ class JobController:
             delay = min(self.backoff * 2 ** (failed - 1), _MAX_BACKOFF)
             wait = since + delay - time.monotonic()
             if wait > 0:
-                self._workers.enqueue_later(key, wait)
+                self._wake_later(key, wait)
                 return []
         return [self._create_pod(job) for _ in range(missing)]
 
@@ -628,6 +652,8 @@ class _PodRun:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reader, 5.0)
         finally:
+            if process.returncode is None:  # cancelled: nothing may outlive the world
+                _signal(process, signal.SIGKILL)
             for task in (reader, waiter, killer):
                 task.cancel()
             self.processes.pop(name, None)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp.test_utils
@@ -148,6 +148,8 @@ class KubeEmulator:
         self._api = HttpApi(self)
         self._front = _Front(api=self._api)
         self._server: _Server | None = None
+        self.serving = False  # between start() and stop(): in-process observers stop watching when it ends
+        self._stop_callbacks: list[Callable[[], Awaitable[None]]] = []
         for namespace in _BOOTSTRAP_NAMESPACES:
             self.create("v1/namespaces", {"metadata": {"name": namespace}})
 
@@ -161,15 +163,23 @@ class KubeEmulator:
         server = _Server(self._front, host=host, port=port)
         await server.__aenter__()
         self._server = server
+        self.serving = True
 
     async def stop(self) -> None:
+        self.serving = False
         # Watch streams are ended first, or the server would wait for them on shutdown.
         self.store.close_watchers()
         self.logs.end_streams()
+        for callback in self._stop_callbacks:
+            await callback()
         if self._server is not None:
             await self._server.__aexit__(None, None, None)
             self._server = None
             await self._front.__aexit__(None, None, None)
+
+    def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Await ``callback`` in :meth:`stop`, once watches have ended (for controllers attached to this cluster)."""
+        self._stop_callbacks.append(callback)
 
     @property
     def url(self) -> str:
