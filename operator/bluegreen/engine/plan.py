@@ -209,9 +209,9 @@ def _shifting(spec: ClusterUpgradeSpec) -> list[PlannedAction]:
 
 def _promoted(spec: ClusterUpgradeSpec) -> list[PlannedAction]:
     phase = Phase.PROMOTED
-    actions = _jobs(spec, JobPhase.PROMOTED, minimum=ZERO)
-    for hook in spec.analysis.hooks(WebhookType.POST_ROLLOUT):
-        actions.append(PlannedAction(phase, f"post-rollout webhook {hook.name}", ZERO, "recorded, does not gate"))
+    actions = [PlannedAction(phase, f"post-rollout webhook {hook.name}", ZERO, "recorded, does not gate")
+               for hook in spec.analysis.hooks(WebhookType.POST_ROLLOUT)]
+    actions += _jobs(spec, JobPhase.PROMOTED, minimum=ZERO)
     window = spec.promotion.retain_blue_for
     actions.append(PlannedAction(
         phase, f"green serves 100 %; blue {spec.cluster.name} kept intact as the rollback window",

@@ -225,8 +225,10 @@ def test_the_order_of_phases_and_gates_follows_the_engine() -> None:
     hooks = [{"name": f"{kind}-hook", "type": kind, "url": "http://gates/x"}
              for kind in ("confirm-rollout", "pre-rollout", "confirm-traffic-increase", "confirm-promotion",
                           "post-rollout")]
+    job = {"name": "after", "at": "Promoted", "template": {"template": {"spec": {
+        "containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}}}}
     spec = spec_of(steps=[{"setWeight": 50}, {"setWeight": 100}],
-                   analysis={"webhooks": hooks, "metrics": [metric("probe", probe=True)]})
+                   analysis={"webhooks": hooks, "metrics": [metric("probe", probe=True)], "jobs": [job]})
     actions = plan(spec)
     phases = [str(action.phase) for action in actions]
     assert phases == sorted(phases, key=[p.value for p in (
@@ -243,7 +245,8 @@ def test_the_order_of_phases_and_gates_follows_the_engine() -> None:
     increases = [i for i, text in enumerate(texts) if "confirm-traffic-increase" in text]
     assert len(increases) == 2 and increases[0] < where("step 1/2") < increases[1] < where("step 2/2")
     assert increases[1] < where("confirm-promotion") < where("step 2/2")
-    assert where("step 2/2") < where("post-rollout webhook") < where("rollback window")
+    assert where("step 2/2") < where("post-rollout webhook") < where("smoke Job after") < where("rollback window")
+    assert actions[where("smoke Job after")].minimum == datetime.timedelta(0), "it runs within the window"
     assert total_minimum(actions) == engine_minimum(spec)
 
 
