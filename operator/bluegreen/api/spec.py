@@ -486,6 +486,9 @@ class Router(Model):
         if kinds[0] not in IMPLEMENTED_ROUTER_KINDS:
             raise _FieldProblems([((kinds[0],), f"router kind {kinds[0]} is not available in this release; use one "
                                                 f"of: {', '.join(_implemented_router_kinds())}")])
+        if self.webhook is not None and self.on_finalize == FinalizeMode.RESTORE and self.webhook.read_url is None:
+            raise _FieldProblems([(("onFinalize",), "Restore needs weights to restore, and a webhook router reads "
+                                                    "them only through webhook.readURL: set readURL or use Remove")])
         return self
 
     @property
