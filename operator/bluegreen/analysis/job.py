@@ -116,8 +116,8 @@ async def observe_job(
     if failure is not None:
         why = ": ".join(str(part) for part in (failure.get("reason"), failure.get("message")) if part)
         detail = await _pods_story(client, job, found, object_name=object_name)
-        return JobObservation(state=FAILED, message=_join(f"Job {job.namespace}/{object_name} failed: "
-                                                          f"{why or 'Failed'}", detail))
+        return JobObservation(state=FAILED, message=_join(f"Job {job.namespace}/{object_name}: {why or 'Failed'}",
+                                                          detail))
     if _true_condition(found, "Complete") or _true_condition(found, "SuccessCriteriaMet"):
         return JobObservation(state=SUCCEEDED)
     started = _started(found)
@@ -241,9 +241,12 @@ async def _log_tail(client: KubeClient, job: SmokeJob, *, pod: str, container: s
     text = text.rstrip("\n")
     if not text:
         return "(its log is empty)"
+    shown = text.count("\n") + 1
     if len(text) > _LOG_CHARS:
         text = "..." + text[-_LOG_CHARS:]
-    return f"last {job.log_lines} lines of its log:\n{text}"
+    plural = "s" if shown != 1 else ""
+    heading = f"last {shown} line{plural} of its log" if shown >= job.log_lines else "its log"
+    return f"{heading}:\n{text}"
 
 
 async def _waiting(client: KubeClient, job: SmokeJob, found: Mapping[str, Any], *, object_name: str) -> str:

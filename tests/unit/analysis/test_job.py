@@ -159,9 +159,9 @@ async def test_a_failure_says_why_how_the_container_ended_and_what_it_printed(cl
     name, observed = await run_to_the_end(client, green, smoke_job("echo boom; exit 3"))
     assert observed.state == "Failed"
     lines = observed.message.splitlines()
-    assert lines[0] == f"Job default/{name} failed: BackoffLimitExceeded: Job has reached the specified backoff limit"
+    assert lines[0] == f"Job default/{name}: BackoffLimitExceeded: Job has reached the specified backoff limit"
     assert re.fullmatch(rf"pod {name}-[a-z0-9]{{5}}, container check: exited with code 3 \(Error\)", lines[1])
-    assert lines[2:] == ["last 20 lines of its log:", "boom"]
+    assert lines[2:] == ["its log:", "boom"]  # all of it: shorter than logLines
 
 
 async def test_only_the_last_log_lines_are_shown(client: KubeClient, green: KubeEmulator) -> None:
