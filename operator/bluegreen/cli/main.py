@@ -14,8 +14,8 @@ import argparse
 import asyncio
 import datetime
 import sys
-from collections.abc import Callable, Sequence
-from typing import TextIO
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
 
 from bluegreen.cli import cluster, planview, view
 from bluegreen.cli.cluster import CliError, Target
@@ -178,35 +178,29 @@ async def run_control(target: Target, *, command: str, full: bool, out: TextIO) 
     return 0
 
 
-async def run_get(
-    target: Target,
-    *,
-    watch: bool,
-    out: TextIO,
-    clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
-) -> int:
+async def run_get(target: Target, *, watch: bool, out: TextIO) -> int:
     style = Style.for_stream(out)
     redraw = out.isatty()
     upgrade = await cluster.get_upgrade(target)
-    await _show(target, upgrade, out=out, style=style, clock=clock, first=True, redraw=redraw and watch)
+    await _show(target, upgrade, out=out, style=style, first=True, redraw=redraw and watch)
     if not watch:
         return 0
     version = str((upgrade.get("metadata") or {}).get("resourceVersion") or "")
     async for kind, changed in cluster.watch_upgrade(target, resource_version=version or None):
         if kind == "DELETED":
-            out.write(f"{'' if redraw else WATCH_SEPARATOR + chr(10)}clusterupgrade {target.display} deleted\n")
+            separator = "" if redraw else f"{WATCH_SEPARATOR}\n"
+            out.write(f"{separator}clusterupgrade {target.display} deleted\n")
             out.flush()
             return 0
-        await _show(target, changed, out=out, style=style, clock=clock, first=False, redraw=redraw)
+        await _show(target, changed, out=out, style=style, first=False, redraw=redraw)
     return 0
 
 
 async def _show(
-    target: Target, upgrade: dict[str, object], *, out: TextIO, style: Style,
-    clock: Callable[[], datetime.datetime], first: bool, redraw: bool,
+    target: Target, upgrade: Mapping[str, Any], *, out: TextIO, style: Style, first: bool, redraw: bool,
 ) -> None:
     events = await cluster.events_of(target, upgrade)
-    text = view.render(upgrade, events=events, now=clock(), style=style)
+    text = view.render(upgrade, events=events, now=datetime.datetime.now(datetime.UTC), style=style)
     if redraw:
         out.write(f"{CLEAR_SCREEN}{text}\n{style.paint('watching for changes; Ctrl-C to stop', 'dim')}\n")
     else:

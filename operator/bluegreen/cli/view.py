@@ -37,7 +37,14 @@ _CHECK_WORDS = {CheckPhase.SUCCESSFUL: ("ok", "green"), CheckPhase.FAILED: ("fai
                 CheckPhase.INCONCLUSIVE: ("inconclusive", "yellow")}
 # Phases after the last step: every step is behind.
 _AFTER_STEPS = frozenset({Phase.PROMOTED, Phase.RETIRING, Phase.COMPLETED})
-_DURING_STEPS = frozenset({Phase.SHIFTING, Phase.PAUSED, Phase.ROLLING_BACK, Phase.ROLLED_BACK})
+_DURING_STEPS = frozenset({Phase.SHIFTING, Phase.ROLLING_BACK, Phase.ROLLED_BACK})
+
+
+def _steps_phase(status: ClusterUpgradeStatus) -> Phase:
+    """Where the steps are: a Paused upgrade is held in the phase it will resume (Shifting by default)."""
+    if status.phase == Phase.PAUSED:
+        return status.held_phase or Phase.SHIFTING
+    return status.phase
 
 
 def lenient_status(raw: object) -> tuple[ClusterUpgradeStatus, list[str]]:
@@ -176,11 +183,12 @@ class _View:
         status = self.status
         index = status.step.index
         rows = []
+        phase = _steps_phase(status)
         for position, step in enumerate(steps):
             state, marker = "", " "
-            if status.phase in _AFTER_STEPS or (status.phase in _DURING_STEPS and position < index):
+            if phase in _AFTER_STEPS or (phase in _DURING_STEPS and position < index):
                 state = "done"
-            elif status.phase in _DURING_STEPS and position == index:
+            elif phase in _DURING_STEPS and position == index:
                 marker = ">"
                 state = self._current_state(step)
             rows.append([f"{marker} {position + 1}", _describe_step(step, self.spec.analysis), state])
@@ -189,9 +197,14 @@ class _View:
 
     def _current_state(self, step: api.Step) -> str:
         phase, style = self.status.phase, self.style
-        if phase in {Phase.ROLLING_BACK, Phase.ROLLED_BACK}:
+        if phase == Phase.ROLLING_BACK:
+            return style.paint("rolling back from here", "red")
+        if phase == Phase.ROLLED_BACK:
             return style.paint("rolled back from here", "red")
         if phase == Phase.PAUSED:
+            if self.status.analysis.held:
+                return style.paint(f"held by analysis: kubectl bluegreen promote {self.name} -n {self.namespace} "
+                                   "to accept, or abort", "yellow")
             if step.pause is not None and step.pause.duration is None and self.status.held_phase in (
                     None, Phase.SHIFTING) and not (self.spec and self.spec.paused):
                 return style.paint(f"waiting: kubectl bluegreen promote {self.name} -n {self.namespace}", "yellow")
@@ -369,9 +382,9 @@ def _describe_step(step: api.Step, analysis: api.Analysis) -> str:
 
 
 def _step_summary(status: ClusterUpgradeStatus, total: int) -> str:
-    if status.phase in _AFTER_STEPS:
+    if _steps_phase(status) in _AFTER_STEPS:
         return f"all {total} done"
-    if status.phase in _DURING_STEPS:
+    if _steps_phase(status) in _DURING_STEPS:
         return f"{min(status.step.index + 1, total)} of {total}"
     return f"{total}, none started yet"
 

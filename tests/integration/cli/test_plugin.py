@@ -192,7 +192,8 @@ async def test_get_shows_the_status_and_only_this_objects_events(management: Man
     lines = out.splitlines()
     assert lines[0] == f"Name:      fleet/{NAME}"
     assert lines[1].split()[:2] == ["Phase:", "Paused"]
-    assert any(line.split()[:2] == [">", "6"] and "waiting: kubectl bluegreen promote" in line for line in lines)
+    assert any(line.split()[:2] == [">", "6"] and "held by analysis: kubectl bluegreen promote" in line
+               for line in lines)
     # f5 is in the recorded journal, not in this spec: still shown, without a kind
     assert any(line.split()[:5] == ["f5", "-", "50%", "50%", "unverified"] for line in lines)
     assert any(line.split()[:2] == ["Held:", "green-probe"] for line in lines)

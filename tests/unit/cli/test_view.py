@@ -125,7 +125,7 @@ def test_an_inconclusive_hold_says_why_and_who_moves_next() -> None:
     text = rendered("held-inconclusive")
     assert line_with(text, "Held:")[1:3] == ["green-probe", "inconclusive"]
     assert " ".join(line_with(section(text, "Steps:"), ">")).endswith(
-        "waiting: kubectl bluegreen promote prod-to-1-31 -n fleet")
+        "held by analysis: kubectl bluegreen promote prod-to-1-31 -n fleet to accept, or abort")
     assert line_with(text, "green-probe")[1:5] == ["-", ">=", "0.99", "inconclusive"]
 
 
@@ -158,6 +158,17 @@ def test_a_recorded_completed_upgrade_shows_every_step_done_and_blue_retired() -
     assert edge.startswith("edge haproxy 0% 100% verified 17s ago finalize 2s ago:")
     assert line_with(text, "BlueRetired")[:3] == ["BlueRetired", "True", "Deleted"]
     assert section(text, "Events:").splitlines()[-1].split()[2] == "Completed"
+
+
+def test_spec_paused_before_shifting_marks_no_step() -> None:
+    obj, events, now = recorded("recorded-syncing-retrying")
+    obj = copy.deepcopy(obj)
+    obj["spec"]["paused"] = True
+    obj["status"].update({"phase": "Paused", "heldPhase": "Syncing"})
+    text = view.render(obj, events=events, now=now)
+    assert line_with(text, "Steps:")[1:] == ["5,", "none", "started", "yet"]
+    assert not any(line.lstrip().startswith(">") for line in section(text, "Steps:").splitlines())
+    assert "spec.paused is true (kubectl bluegreen resume)" in text
 
 
 def test_events_of_one_second_keep_the_order_they_were_posted_in() -> None:
