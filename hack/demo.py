@@ -2,9 +2,12 @@
 
 What runs: the world (`bluegreen-sim up`: emulated Kubernetes API servers, simulated
 Cluster API and Flux controllers, a REAL HAProxy in front of two REAL HTTP
-backends, and a load generator sending real requests through HAProxy), and the
-operator as a real process (`kopf run -m bluegreen.handlers`). The demo applies
-the CRDs and `examples/clusterupgrade-demo.yaml` with kubectl, then watches.
+backends, a REAL Prometheus scraping HAProxy every second, and a load generator
+sending real requests through HAProxy), and the operator as a real process
+(`kopf run -m bluegreen.handlers`). The demo applies the CRDs and
+`examples/clusterupgrade-demo.yaml` with kubectl, then watches: the upgrade's
+phase and steps, the traffic each cluster really served, and every analysis
+check as the operator records it (value against threshold, passed or failed).
 
 It ends with ONE line of JSON and exits 0 only when the upgrade Completed with
 no failed request.
@@ -43,7 +46,8 @@ def render(status: dict[str, Any], *, steps: list[dict[str, Any]], share: dict[s
     marks = []
     for position, step in enumerate(steps):
         text = (f"setWeight {step['setWeight']}" if "setWeight" in step else
-                f"pause {step['pause'].get('duration', 'until promoted')}" if "pause" in step else "analysis")
+                f"pause {step['pause'].get('duration', 'until promoted')}" if "pause" in step else
+                "analysis " + " ".join(f"{key} {value}" for key, value in step["analysis"].items()))
         marker = ">" if position == index and status.get("phase") in {"Shifting", "Paused"} else \
             "x" if position < index else " "
         marks.append(f"[{marker}] {text}")
@@ -53,6 +57,32 @@ def render(status: dict[str, Any], *, steps: list[dict[str, Any]], share: dict[s
     if status.get("message"):
         lines.append(f"    {status['message']}")
     return lines
+
+
+def threshold_text(threshold: dict[str, Any]) -> str:
+    bounds = [f"{key} {threshold[key]:g}" for key in ("min", "max") if threshold.get(key) is not None]
+    return " and ".join(bounds)
+
+
+def render_check(result: dict[str, Any], *, thresholds: dict[str, str]) -> str:
+    """One analysis result as the operator recorded it: value against threshold, and the verdict."""
+    value = result.get("value")
+    shown = "no value" if value is None else f"{value:.4g}"
+    if result.get("blueValue") is not None:
+        shown += f" (green {result.get('greenValue', float('nan')):.4g} / blue {result['blueValue']:.4g})"
+    against = thresholds.get(result["name"], "")
+    verdict = {"Successful": "ok", "Failed": "FAILED", "Inconclusive": "inconclusive"}.get(result["phase"],
+                                                                                     result["phase"])
+    where = f"green at {result['greenWeight']}%" if result.get("greenWeight") is not None else ""
+    text = f"    check {result['kind']} {result['name']}: {shown}"
+    if against:
+        text += f" (wants {against})"
+    text += f" -> {verdict}"
+    if where:
+        text += f", {where}"
+    if result.get("message") and result["phase"] != "Successful":
+        text += f": {result['message']}"
+    return text
 
 
 async def measured_share(world: harness.WorldProcess, *, since: float) -> dict[str, Any]:
@@ -65,10 +95,14 @@ async def measured_share(world: harness.WorldProcess, *, since: float) -> dict[s
     return {"text": ", ".join(parts) + f" of {answered} req, {summary.get('failed', 0)} failed"}
 
 
-async def watch(world: harness.WorldProcess, *, name: str, namespace: str, steps: list[dict[str, Any]],
+async def watch(world: harness.WorldProcess, *, name: str, namespace: str, spec: dict[str, Any],
                 deadline: float, started: float, promote_after: float) -> dict[str, Any]:
     client = KubeClient.from_kubeconfig(str(world.kubeconfig))
+    steps = spec["traffic"]["steps"]
+    thresholds = {metric["name"]: threshold_text(metric["thresholdRange"])
+                  for metric in (spec.get("analysis") or {}).get("metrics") or []}
     last_text: list[str] = []
+    seen_checks: set[tuple[str, str, str]] = set()
     status: dict[str, Any] = {}
     paused_since: float | None = None
     try:
@@ -92,6 +126,11 @@ async def watch(world: harness.WorldProcess, *, name: str, namespace: str, steps
             if key != last_text:
                 print("\n".join(lines), flush=True)
                 last_text = key
+            for result in (status.get("analysis") or {}).get("results") or []:
+                identity = (result["kind"], result["name"], result["time"])
+                if identity not in seen_checks:
+                    seen_checks.add(identity)
+                    print(render_check(result, thresholds=thresholds), flush=True)
             if status.get("phase") in FINAL_PHASES:
                 break
             await asyncio.sleep(0.5)
@@ -109,7 +148,7 @@ def demo_manifest(provider: str, world: dict[str, Any]) -> dict[str, Any]:
     """The example to run, with what only the emulated world knows filled in (and said so)."""
     if provider == "capi":
         manifest: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "clusterupgrade-demo.yaml").read_text())
-        changes = []
+        changes: list[str] = []
     else:
         # The complete EKS-A example, as committed, with the world's addresses and demo timings.
         manifest = yaml.safe_load((ROOT / "examples" / "clusterupgrade-eksa.yaml").read_text())
@@ -124,10 +163,7 @@ def demo_manifest(provider: str, world: dict[str, Any]) -> dict[str, Any]:
         changes = [f"workloads.flux.git.url -> {git['url']} (the world's git server, HTTP with basic auth)",
                    "traffic.steps: pauses of 10m -> 3s (the pause without duration stays: the demo promotes it)",
                    "promotion.retainBlueFor: 24h -> 5s"]
-    for router in manifest["spec"]["traffic"]["routers"]:
-        if "haproxy" in router:
-            router["haproxy"]["runtimeAPI"] = world["haproxy"]["runtime_api"]
-            changes.append(f"traffic.routers.haproxy.runtimeAPI -> {world['haproxy']['runtime_api']}")
+    changes.extend(harness.localize(manifest, world))
     print("the demo changes in the example: " + "; ".join(changes), flush=True)
     return manifest
 
@@ -138,19 +174,19 @@ async def main_async(args: argparse.Namespace) -> int:
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
     print("starting the emulated world (Kubernetes API emulators, Cluster API and Flux simulators, "
-          "real HAProxy, real backends, load generator)...", flush=True)
+          "real HAProxy, real backends, real Prometheus, load generator)...", flush=True)
     world = harness.start_world(state_dir / "world", args=("--provider", args.provider))
     operator = harness.start_operator(world.kubeconfig, log_path=state_dir / "operator.log",
                                       env={"BLUEGREEN_RETRY_BASE_SECONDS": "0.5"})
     try:
         print(f"world ready: HAProxy at {world.info['haproxy']['frontend_url']}, "
-              f"management API at {world.info['management_url']}", flush=True)
+              f"Prometheus at {world.prometheus_url}, management API at {world.info['management_url']}", flush=True)
         print(harness.kubectl(world.kubeconfig, "apply", "-k", str(ROOT / "crds")).strip(), flush=True)
         manifest = demo_manifest(args.provider, world.info)
         print(harness.kubectl(world.kubeconfig, "apply", "-f", "-", input_text=yaml.safe_dump(manifest)).strip(),
               flush=True)
         name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
-        status = await watch(world, name=name, namespace=namespace, steps=manifest["spec"]["traffic"]["steps"],
+        status = await watch(world, name=name, namespace=namespace, spec=manifest["spec"],
                              deadline=started + args.timeout, started=started, promote_after=3.0)
         print(harness.kubectl(world.kubeconfig, "get", "clusterupgrades", "-A").rstrip(), flush=True)
         summary = await world.control("POST", "/load/stop")
@@ -171,6 +207,10 @@ async def main_async(args: argparse.Namespace) -> int:
             "requests": summary["requests"],
             "failed": summary["failed"],
             "blue_share_by_step": by_step,
+            "analysis": {state["name"]: {"successes": state.get("successes", 0), "failures": state.get("failures", 0),
+                                         "inconclusive": state.get("inconclusive", 0),
+                                         "last_value": state.get("lastValue")}
+                         for state in (status.get("analysis") or {}).get("metrics") or []},
             "green_cluster": (status.get("green") or {}).get("name"),
             "blue_deleted": blue_deleted,
             "seconds": round(time.time() - started_wall, 1),

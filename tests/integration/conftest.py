@@ -83,7 +83,7 @@ async def management(world: harness.WorldProcess) -> AsyncIterator[KubeClient]:
 
 def upgrade_manifest(world: harness.WorldProcess, **spec_changes: Any) -> dict[str, Any]:
     manifest: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "clusterupgrade-demo.yaml").read_text())
-    manifest["spec"]["traffic"]["routers"][0]["haproxy"]["runtimeAPI"] = world.info["haproxy"]["runtime_api"]
+    harness.localize(manifest, world.info)
     manifest["spec"].update(spec_changes)
     return manifest
 

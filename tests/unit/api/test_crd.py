@@ -344,11 +344,16 @@ def test_demo_example_is_the_demo_world() -> None:
     [router] = parsed.traffic.routers
     assert router.haproxy is not None
     assert (router.haproxy.runtime_api, router.haproxy.backend) == ("tcp://127.0.0.1:19999", "app")
-    assert (router.haproxy.blue_server, router.haproxy.green_server) == ("blue", "green")
+    # The world names HAProxy's servers after the clusters, so {{cluster}} selects a side in queries.
+    assert (router.haproxy.blue_server, router.haproxy.green_server) == ("prod-blue", "prod-green")
     assert [step.to_wire() for step in parsed.traffic.steps] == [
-        {"setWeight": 10}, {"pause": {"duration": "4s"}}, {"setWeight": 25}, {"pause": {"duration": "4s"}},
-        {"setWeight": 50}, {"pause": {"duration": "4s"}}, {"setWeight": 100},
+        {"setWeight": 10}, {"analysis": {"count": 2}}, {"setWeight": 25}, {"pause": {"duration": "3s"}},
+        {"setWeight": 50}, {"pause": {"duration": "3s"}}, {"setWeight": 100},
     ]
+    assert [metric.name for metric in parsed.analysis.metrics] == ["error-rate", "green-answers"]
+    [error_rate, probe] = parsed.analysis.metrics
+    assert error_rate.prometheus is not None and 'server="{{cluster}}"' in error_rate.prometheus.query
+    assert probe.http_probe is not None and probe.http_probe.host == "app.example.com"
     assert parsed.promotion.retain_blue_for == "5s"
 
 
