@@ -72,9 +72,18 @@ async def upgrade(stopped: kopf.DaemonStopped, namespace: str | None, name: str,
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)
-async def upgrade_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def upgrade_changed(
+    namespace: str | None, name: str, meta: Mapping[str, Any], memo: Any, **_: Any
+) -> None:
     context: Context = memo["context"]
-    context.wakeups.upgrade_changed((namespace or "", name))
+    context.wakeups.upgrade_changed((namespace or "", name), fingerprint=upgrade_fingerprint(meta))
+
+
+def upgrade_fingerprint(meta: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a person changes on a ClusterUpgrade (the loop itself writes only status and removes annotations)."""
+    annotations = meta.get("annotations") or {}
+    ours = tuple(sorted((k, v) for k, v in annotations.items() if k.startswith("bluegreen.io/")))
+    return (meta.get("generation"), ours, meta.get("deletionTimestamp"))
 
 
 @kopf.on.event("cluster.x-k8s.io", "clusters")

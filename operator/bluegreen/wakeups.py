@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+from collections.abc import Hashable
 
 UpgradeKey = tuple[str, str]  # (namespace, name)
 
@@ -27,6 +28,7 @@ class Interests:
 class Wakeups:
     def __init__(self) -> None:
         self._events: dict[UpgradeKey, asyncio.Event] = {}
+        self._seen: dict[UpgradeKey, Hashable] = {}
         self._interests: dict[UpgradeKey, Interests] = {}
         self._by_cluster: dict[str, set[UpgradeKey]] = collections.defaultdict(set)
         self._by_flux_namespace: dict[str, set[UpgradeKey]] = collections.defaultdict(set)
@@ -49,8 +51,17 @@ class Wakeups:
     def forget(self, key: UpgradeKey) -> None:
         self._drop_interests(key)
         self._events.pop(key, None)
+        self._seen.pop(key, None)
 
-    def upgrade_changed(self, key: UpgradeKey) -> None:
+    def upgrade_changed(self, key: UpgradeKey, *, fingerprint: Hashable = None) -> None:
+        """The upgrade's object changed. With a fingerprint of what a person can change (spec generation,
+        annotations, deletion), a change of status alone, the loop's own write, wakes nothing: otherwise
+        each write would start the next pass at once and a failure's backoff would never be waited out.
+        """
+        if fingerprint is not None:
+            if self._seen.get(key) == fingerprint:
+                return
+            self._seen[key] = fingerprint
         self.event(key).set()
 
     def cluster_changed(self, name: str) -> None:

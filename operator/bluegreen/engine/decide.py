@@ -556,8 +556,8 @@ def _shifting(work: _Pass) -> None:
         _advance(work)
         return
     length = step.analysis.duration or (None if step.analysis.count is not None else work.spec.analysis.duration)
-    if length is not None:
-        work.wake(since + duration(length))
+    if length is not None and work.now < since + duration(length):
+        work.wake(since + duration(length))  # after that, the next measurement's due time wakes it
     work.wait(f"{label}: analysis at green {work.status.weights.green}%: {why}")
 
 

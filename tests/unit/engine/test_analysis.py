@@ -320,3 +320,16 @@ def test_a_green_not_made_by_this_upgrade_is_never_deleted() -> None:
     world.advance(60)
     world.run_until_settled(limit=200)
     assert world.green_exists and world.status.green_retired
+
+
+def test_a_timed_analysis_step_waits_for_its_first_measurement_without_spinning() -> None:
+    steps = [{"setWeight": 10}, {"analysis": {"duration": "1m"}}, {"setWeight": 100}]
+    world = World(spec=spec_with({"interval": "1m", "initialDelay": "5m", "metrics": [ERROR_RATE]}, steps=steps))
+    reach_shifting(world)
+    world.advance(90)
+    decision = world.step()
+    assert world.status.step.index == 1 and "first measurement" in world.status.message
+    assert decision.wake_at is not None and decision.wake_at > world.now, "no pass before the measurement is due"
+    world.advance(300)
+    world.run_until_settled(limit=200)
+    assert world.status.step.index >= 2
