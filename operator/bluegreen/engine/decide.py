@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 
 from bluegreen.api import versions
 from bluegreen.api.durations import format_duration
@@ -81,9 +82,20 @@ ABORTABLE_PHASES = FORWARD_PHASES - {Phase.RETIRING} | {Phase.PENDING, Phase.PAU
 MAX_TRANSITIONS_PER_PASS = 2 * len(Phase)
 
 
+LABEL_VALUE_LIMIT = 63
+
+
 def upgrade_label(namespace: str, name: str) -> str:
-    """Value of the bluegreen.io/upgrade label on what an upgrade creates (no '/' in label values)."""
-    return f"{namespace}.{name}"
+    """Value of the bluegreen.io/upgrade label on what an upgrade creates.
+
+    ``namespace.name`` (no '/' in label values); when that is longer than a label value may be
+    (63), its start and a hash of the whole, so it stays unique, valid and the same on every pass.
+    """
+    value = f"{namespace}.{name}"
+    if len(value) <= LABEL_VALUE_LIMIT:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:10]
+    return f"{value[: LABEL_VALUE_LIMIT - len(digest) - 1].rstrip('.-_')}-{digest}"
 
 
 @dataclasses.dataclass

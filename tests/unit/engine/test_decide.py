@@ -336,3 +336,16 @@ def test_conditions_keep_their_transition_time_while_unchanged() -> None:
     again = world.status.condition(ConditionType.WORKLOADS_IN_SYNC)
     assert first is not None and again is not None
     assert again.last_transition_time == first.last_transition_time
+
+
+def test_the_upgrade_label_is_always_a_valid_label_value() -> None:
+    import re
+
+    from bluegreen.engine import upgrade_label
+
+    assert upgrade_label("fleet", "prod-to-1-31") == "fleet.prod-to-1-31"
+    long_name = "a" * 63
+    first, second = upgrade_label("fleet", long_name), upgrade_label("fleet", long_name[:-1] + "b")
+    for value in (first, second):
+        assert len(value) <= 63 and re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", value), value
+    assert first != second and first == upgrade_label("fleet", long_name)
