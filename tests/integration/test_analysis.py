@@ -104,7 +104,7 @@ async def test_green_answering_5xx_fails_the_error_rate_and_rolls_back_to_blue(
     failed = [r for r in results(body, "error-rate") if r["phase"] == "Failed"]
     assert failed, status["analysis"]
     assert failed[0]["greenWeight"] == 10
-    assert 0.1 <= failed[0]["value"] <= 0.3, f"Prometheus measured green's 5xx share at {failed[0]['value']}"
+    assert 0.05 < failed[0]["value"] <= 0.5, f"Prometheus measured green's 5xx share at {failed[0]['value']}"
     analysis_passing = condition(body, "AnalysisPassing")
     assert analysis_passing["status"] == "False" and "error-rate" in analysis_passing["message"], analysis_passing
     # and the clients that saw failures saw them from green only, before the rollback

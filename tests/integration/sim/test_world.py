@@ -62,7 +62,7 @@ async def test_a_fault_changes_a_running_backend_and_shows_in_clients_and_promet
     assert await world.set_fault("prod-blue", error_rate=0.5) == {"cluster": "prod-blue", "errorRate": 0.5,
                                                                   "latency": 0.0}
     try:
-        await asyncio.sleep(2)
+        await asyncio.sleep(3)  # every sample in the 2 s rate window is from after the change
         during = await world.traffic(since=changed + 0.25, samples=True)
         share = await eventually(
             world,
