@@ -218,11 +218,15 @@ class UpgradeLoop:
             new_status = new_status.model_copy(update={"routers": done.saved_routers})
         if spec is not None:
             new_status = bookkeeping.record(new_status, spec, done.results)
-        await self._write_status(body, status, new_status)
+        written = await self._write_status(body, status, new_status)
         for event in decision.events:
             await self._post(body, event, now=now)
         if spec is not None and decision.events and spec.analysis.hooks(api.WebhookType.EVENT):
             await self._send_events(spec, new_status, decision.events, body=body, now=now)
+        if written:
+            # Something moved: look again at once (the loop's own write no longer wakes it, so a
+            # failure's backoff is waited out; a pass that changed nothing waits for the world).
+            return 0.0
         return self._delay_until(decision, now)
 
     # --- observe ------------------------------------------------------------------------------
@@ -474,9 +478,10 @@ class UpgradeLoop:
 
     async def _write_status(
         self, body: dict[str, Any], old: ClusterUpgradeStatus, new: ClusterUpgradeStatus
-    ) -> None:
+    ) -> bool:
+        """Write status if it changed; return whether it did."""
         if new == old and body.get("status"):
-            return
+            return False
         wire = new.to_wire()
         # A merge patch removes what the new status no longer has (e.g. a cleared heldPhase).
         for key in (body.get("status") or {}):
@@ -485,6 +490,7 @@ class UpgradeLoop:
         await self.context.management.patch(
             CLUSTER_UPGRADES, namespace=self.namespace, name=self.name, body={"status": wire}, subresource="status",
         )
+        return True
 
     async def _record_failure(
         self, body: dict[str, Any], status: ClusterUpgradeStatus, exc: Exception, *, now: datetime.datetime

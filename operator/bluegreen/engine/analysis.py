@@ -152,13 +152,18 @@ def measure_from(spec: ClusterUpgradeSpec, status: ClusterUpgradeStatus) -> date
 def due(
     spec: ClusterUpgradeSpec, status: ClusterUpgradeStatus, now: datetime.datetime
 ) -> tuple[tuple[str, ...], datetime.datetime | None]:
-    """Metrics to measure now, and when the next one falls due (None: nothing to measure)."""
+    """Metrics to measure now, and when the next one falls due (None: nothing to measure).
+
+    Comparative metrics pause while green has everything (Promoted): blue's side would read no data.
+    """
     start = measure_from(spec, status)
     if start is None:
         return (), None
     due_now: list[str] = []
     next_due: datetime.datetime | None = None
     for metric in spec.analysis.metrics:
+        if metric.comparative is not None and status.weights.blue == 0:
+            continue  # blue takes no traffic: there is nothing to compare green with
         state = status.analysis.metric(metric.name)
         interval = parse_duration(spec.analysis.metric_interval(metric))
         at = start

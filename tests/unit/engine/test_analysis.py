@@ -333,3 +333,16 @@ def test_a_timed_analysis_step_waits_for_its_first_measurement_without_spinning(
     world.advance(300)
     world.run_until_settled(limit=200)
     assert world.status.step.index >= 2
+
+
+def test_comparative_metrics_rest_while_blue_has_no_traffic() -> None:
+    latency = {"name": "latency-vs-blue", "thresholdRange": {"max": 1.5}, "comparative": {"mode": "Ratio"},
+               "prometheus": {"address": "http://prom:9090", "query": 'avg(latency{server="{{cluster}}"})'}}
+    steps = [{"setWeight": 50}, {"pause": {"duration": "30s"}}, {"setWeight": 100}]
+    world = World(spec=spec_with({"interval": "10s", "metrics": [ERROR_RATE, latency]}, steps=steps))
+    reach_shifting(world)
+    run(world, seconds=120)
+    assert world.status.phase == Phase.PROMOTED
+    at_full = [(name, weight) for name, _, _, weight in world.checks if weight == 100]
+    assert ("error-rate", 100) in at_full and ("latency-vs-blue", 100) not in at_full
+    assert ("latency-vs-blue", 50) in [(name, weight) for name, _, _, weight in world.checks]
