@@ -210,7 +210,7 @@ async def test_comparative_latency_catches_green_three_times_slower_where_an_abs
     relative = [r for r in results(body, "latency-vs-blue") if r["phase"] == "Failed"]
     assert relative, results(body, "latency-vs-blue")
     failed = relative[0]
-    assert failed["greenValue"] >= 0.06 and failed["blueValue"] >= 0.02, failed
+    assert failed["greenValue"] >= 0.055 and failed["blueValue"] >= 0.018, failed  # timer granularity
     assert failed["value"] == pytest.approx(failed["greenValue"] / failed["blueValue"]), "Ratio: green / blue"
     assert failed["value"] > 1.5, failed
     assert "latency-vs-blue" in condition(body, "AnalysisPassing").get("message", "")

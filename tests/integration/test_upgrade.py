@@ -83,6 +83,7 @@ async def test_full_upgrade_moves_traffic_step_by_step_without_a_failed_request(
     assert events.count("event") >= 8
 
 
+@pytest.mark.without_prometheus
 async def test_pause_without_duration_waits_for_promote(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
 ) -> None:
@@ -105,6 +106,7 @@ async def test_pause_without_duration_waits_for_promote(
     assert (await world.control("GET", "/traffic"))["failed"] == 0
 
 
+@pytest.mark.without_prometheus
 async def test_abort_at_50_percent_brings_blue_back_to_100(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
 ) -> None:
@@ -127,6 +129,7 @@ async def test_abort_at_50_percent_brings_blue_back_to_100(
     assert {c["name"] for c in await clusters(world)} >= {"prod-blue", "prod-green"}, "both clusters kept"
 
 
+@pytest.mark.without_prometheus
 async def test_operator_killed_during_shifting_resumes_with_one_green(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
 ) -> None:
@@ -155,6 +158,7 @@ async def test_operator_killed_during_shifting_resumes_with_one_green(
     assert (await world.control("GET", "/traffic"))["failed"] == 0
 
 
+@pytest.mark.without_prometheus
 async def test_green_flux_health_failing_keeps_traffic_on_blue_and_says_why(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
 ) -> None:

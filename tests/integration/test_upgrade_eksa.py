@@ -35,7 +35,7 @@ def world(tmp_path: pathlib.Path) -> Iterator[harness.WorldProcess]:
     if shutil.which("haproxy") is None and not pathlib.Path("/usr/sbin/haproxy").exists():
         pytest.skip("haproxy is not installed; `make test` installs it (hack/install-system-deps.sh)")
     started = harness.start_world(tmp_path / "world", args=(
-        "--provider", "eksa", "--provision-delay", "1"))
+        "--provider", "eksa", "--provision-delay", "1", "--no-prometheus"))
     try:
         harness.kubectl(started.kubeconfig, "apply", "-k", str(ROOT / "crds"))
         yield started

@@ -20,7 +20,7 @@ from bluegreen.sim import harness
 from tests.fixtures.aws_world import AwsWorld, aws_world, moto_server  # noqa: F401
 from tests.integration.conftest import Operator, apply, phase_is, upgrade_manifest, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.routers]
+pytestmark = [pytest.mark.integration, pytest.mark.routers, pytest.mark.without_prometheus]
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE":
