@@ -73,6 +73,7 @@ from bluegreen.traffic import aws, base, retiring
 
 MAX_FORWARD_WEIGHT = 999
 MAX_FORWARD_TARGET_GROUPS = 5
+FIRST_LOOK_SECONDS = 1.0  # after moving a target, when to look at its health first
 
 
 def check_forward_weight(weight: int, *, target_group: str) -> None:
@@ -403,9 +404,11 @@ class TargetRegistrationRouter:
             target = next(target for target in reversed(targets) if target in registered[side])
             await self._client.call("deregister_targets", TargetGroupArn=self._target_group, Targets=[target.wire()])
             self._moves.append(f"deregistered {side} {target}")
+        # The first look after a move comes soon (a target may be healthy at once, e.g. after a quick
+        # health check); while it is not, _wait_for_health polls every poll_interval.
         raise base.RouterPending(
             f"{self._moves[-1]} in {self._target_group}, moving towards {goal_text}",
-            retry_after=self._poll_interval,
+            retry_after=min(self._poll_interval, FIRST_LOOK_SECONDS),
         )
 
     async def verify(self) -> base.RouterWeights:
