@@ -111,3 +111,45 @@ async def test_elbv2_target_registration_one_target_at_a_time(
     registered = aws_world.target_health(group)
     assert set(registered) == set(green_targets), f"only green's targets remain: {registered}"
     assert (await world.control("GET", "/traffic"))["failed"] == 0
+
+
+async def test_after_a_rollback_green_is_retired_and_routers_restored_or_removed_as_the_spec_says(
+    world: harness.WorldProcess, aws_operator: Operator, management: KubeClient,
+    aws_world: AwsWorld, moto_server: str,  # noqa: F811
+) -> None:
+    # Given blue's weighted record as a person left it (TTL 300), a Route 53 router that restores
+    # what it took over, and HAProxy that removes the retired side
+    zone = aws_world.hosted_zone()
+    original = {"Name": "app.example.com", "Type": "CNAME", "TTL": 300, "SetIdentifier": "prod-blue", "Weight": 100,
+                "ResourceRecords": [{"Value": "lb-blue.example.net"}]}
+    aws_world.upsert(zone, original)
+    manifest = upgrade_manifest(world)
+    manifest["spec"]["traffic"]["routers"].append({"name": "dns", "onFinalize": "Restore", "route53": {
+        "hostedZoneId": zone, "recordName": "app.example.com", "recordType": "CNAME", "ttl": 1,
+        "blue": {"setIdentifier": "prod-blue", "value": "lb-blue.example.net"},
+        "green": {"setIdentifier": "prod-green", "value": "lb-green.example.net"},
+        "aws": {"endpointURL": moto_server},
+    }})
+    manifest["spec"]["traffic"]["steps"] = [{"setWeight": 10}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
+    manifest["spec"]["rollback"] = {"retainGreenFor": "2s"}
+    apply(world, manifest)
+    await wait_for(management, manifest, phase_is("Paused"), timeout=120, operator=aws_operator,
+                   what="the human pause at 50 %")
+    assert aws_world.record_weights(zone, "app.example.com") == {"prod-blue": 50, "prod-green": 50}
+    # When a person aborts, and green's inspection window passes
+    harness.kubectl(world.kubeconfig, "annotate", "clusterupgrade", "demo", "-n", "fleet", "bluegreen.io/abort=true")
+    body = await wait_for(management, manifest, lambda b: bool((b.get("status") or {}).get("greenRetired")),
+                          timeout=120, operator=aws_operator, what="green retired after the inspection window")
+    # Then the DNS is exactly as it was before the upgrade (green's record gone, blue's TTL back)...
+    assert body["status"]["phase"] == "RolledBack"
+    records = aws_world.records(zone, "app.example.com")
+    assert list(records) == ["prod-blue"], records
+    assert records["prod-blue"] == {**original, "Name": "app.example.com."}, "as listed: the name fully qualified"
+    # ...HAProxy no longer sends anything to green, finalized after DNS (reverse order)...
+    finalized = [(e["target"], e["detail"]) for e in body["status"]["journal"] if e["action"] == "finalize"]
+    assert [target for target, _ in finalized] == ["dns", "edge"]
+    assert "prod-green" in finalized[1][1] and "maint" in finalized[1][1], finalized
+    # ...and green's cluster was deleted, blue's kept serving every request
+    names = {c["name"] for c in (await world.control("GET", "/clusters"))["clusters"]}
+    assert "prod-green" not in names and "prod-blue" in names
+    assert (await world.control("GET", "/traffic"))["failed"] == 0
