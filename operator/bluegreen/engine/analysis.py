@@ -156,44 +156,40 @@ def due(
 
     Comparative metrics pause while green has everything (Promoted): blue's side would read no data.
     """
-    start = measure_from(spec, status)
-    if start is None:
-        return (), None
-    due_now: list[str] = []
-    next_due: datetime.datetime | None = None
-    for metric in spec.analysis.metrics:
-        if metric.comparative is not None and status.weights.blue == 0:
-            continue  # blue takes no traffic: there is nothing to compare green with
-        state = status.analysis.metric(metric.name)
-        interval = parse_duration(spec.analysis.metric_interval(metric))
-        at = start
-        if state is not None and state.last_time is not None and state.last_time >= start:
-            at = state.last_time + interval
-        if now >= at:
-            due_now.append(metric.name)
-            at = now + interval
-        next_due = at if next_due is None else min(next_due, at)
-    return tuple(due_now), next_due
+    checks = [(metric.name, metric.name, parse_duration(spec.analysis.metric_interval(metric)))
+              for metric in spec.analysis.metrics if metric.comparative is None or status.weights.blue > 0]
+    return _schedule(checks, status, now, start=measure_from(spec, status))
 
 
 def rollout_hooks_due(
     spec: ClusterUpgradeSpec, status: ClusterUpgradeStatus, now: datetime.datetime
 ) -> tuple[tuple[str, ...], datetime.datetime | None]:
     """rollout webhooks run every analysis interval (with the metrics when there are any)."""
-    hooks = spec.analysis.hooks(WebhookType.ROLLOUT)
-    start = measure_from(spec, status)
-    if not hooks or start is None:
-        return (), None
     interval = parse_duration(spec.analysis.interval)
+    checks = [(hook.name, WEBHOOK_STATE_PREFIX + hook.name, interval)
+              for hook in spec.analysis.hooks(WebhookType.ROLLOUT)]
+    return _schedule(checks, status, now, start=measure_from(spec, status))
+
+
+def _schedule(
+    checks: Sequence[tuple[str, str, datetime.timedelta]],
+    status: ClusterUpgradeStatus,
+    now: datetime.datetime,
+    *,
+    start: datetime.datetime | None,
+) -> tuple[tuple[str, ...], datetime.datetime | None]:
+    """(name, counted as, interval) each: due at ``start``, then one interval after its last result."""
+    if start is None:
+        return (), None
     due_now: list[str] = []
     next_due: datetime.datetime | None = None
-    for hook in hooks:
-        state = status.analysis.metric(WEBHOOK_STATE_PREFIX + hook.name)
+    for name, key, interval in checks:
+        state = status.analysis.metric(key)
         at = start
         if state is not None and state.last_time is not None and state.last_time >= start:
             at = state.last_time + interval
         if now >= at:
-            due_now.append(hook.name)
+            due_now.append(name)
             at = now + interval
         next_due = at if next_due is None else min(next_due, at)
     return tuple(due_now), next_due
