@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 import aiohttp
 
-from bluegreen.analysis import transport
+from bluegreen import httptext as transport
 from bluegreen.analysis.base import MetricError
 from bluegreen.analysis.placeholders import Placeholders
 from bluegreen.api import durations, spec

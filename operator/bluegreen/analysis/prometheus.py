@@ -41,7 +41,7 @@ from typing import Any
 
 import aiohttp
 
-from bluegreen.analysis import transport
+from bluegreen import httptext as transport
 from bluegreen.analysis.base import MetricError
 from bluegreen.analysis.placeholders import Placeholders
 from bluegreen.api import durations, spec

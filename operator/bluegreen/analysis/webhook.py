@@ -55,7 +55,7 @@ from typing import Any
 
 import aiohttp
 
-from bluegreen.analysis import transport
+from bluegreen import httptext as transport
 from bluegreen.analysis.base import CheckContext
 from bluegreen.api import durations
 from bluegreen.api.spec import AnalysisWebhook, WebhookType

@@ -59,6 +59,7 @@ from typing import Any
 import aiohttp
 
 from bluegreen.api import durations, spec
+from bluegreen.httptext import safe_url
 from bluegreen.kube import client as kubeclient
 from bluegreen.traffic import base, retiring
 
@@ -68,16 +69,6 @@ SECRETS = kubeclient.Resource("", "v1", "secrets")
 DEFAULT_TOKEN_KEY = "token"
 DEFAULT_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 10.0
-
-
-def safe_url(url: str) -> str:
-    """``url`` without userinfo, query or fragment: what may appear in a message."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class BearerToken:

@@ -1,7 +1,7 @@
-"""What the HTTP-based metric providers say about addresses and failed requests.
+"""What the operator's HTTP clients say about addresses and failed requests.
 
-Shared so that Prometheus queries and HTTP probes describe the same failure in
-the same words. Messages end up in ``status.analysis.results`` and in Events,
+Shared so that Prometheus queries, HTTP probes, analysis webhooks and the webhook
+router describe the same failure in the same words. Messages end up in ``status.analysis.results`` and in Events,
 which many people can read, so URLs are cut to scheme, host, port and path
 (userinfo and query strings can hold credentials) and quoted bodies have any
 secret blanked out.
