@@ -21,7 +21,7 @@ from bluegreen.api.spec import HTTPProbe, ProbeMeasure
 from bluegreen.sim import backends
 
 # The traffic tests' fixture: a server context with a fresh self-signed certificate for 127.0.0.1.
-from tests.unit.traffic.test_webhook import self_signed  # noqa: F401
+from tests.fixtures.tls import self_signed  # noqa: F401
 
 PLACEHOLDERS = Placeholders(blue="prod-blue", green="prod-green", namespace="fleet", name="prod-to-1-31")
 

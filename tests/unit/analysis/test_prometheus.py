@@ -24,7 +24,7 @@ from bluegreen.sim.prometheus import PrometheusServer
 from tests.fixtures.prometheus import Exporter, Management
 
 # The traffic tests' fixture: a server context with a fresh self-signed certificate for 127.0.0.1.
-from tests.unit.traffic.test_webhook import self_signed  # noqa: F401
+from tests.fixtures.tls import self_signed  # noqa: F401
 
 PLACEHOLDERS = Placeholders(blue="prod-blue", green="prod-green", namespace="fleet", name="prod-to-1-31")
 

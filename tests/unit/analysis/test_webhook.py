@@ -26,7 +26,7 @@ from bluegreen.kube.client import KubeClient
 from bluegreen.sim.flagger_tester import FlaggerTester
 
 # The traffic tests' fixture: a server context with a fresh self-signed certificate for 127.0.0.1.
-from tests.unit.traffic.test_webhook import self_signed  # noqa: F401
+from tests.fixtures.tls import self_signed  # noqa: F401
 
 pytestmark = pytest.mark.analysis
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import pathlib
 import socket
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +14,7 @@ from bluegreen.api import spec
 from bluegreen.sim.weight_receiver import WeightReceiver
 from bluegreen.traffic import base, registry, webhook
 from tests.fixtures.routing_world import UPGRADE_NAME, UPGRADE_NAMESPACE, RoutingWorld
+from tests.fixtures.tls import self_signed  # noqa: F401
 
 pytestmark = pytest.mark.routers
 
@@ -281,21 +280,7 @@ async def test_a_malformed_read_back_is_an_error(receiver: WeightReceiver) -> No
         await router.verify()
 
 
-@pytest.fixture
-def self_signed(tmp_path: pathlib.Path) -> ssl.SSLContext:
-    """A server context with a fresh self-signed certificate for 127.0.0.1 (made by openssl)."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
-
-
-async def test_tls_is_verified_unless_told_otherwise(self_signed: ssl.SSLContext) -> None:
+async def test_tls_is_verified_unless_told_otherwise(self_signed: ssl.SSLContext) -> None:  # noqa: F811
     receiver = WeightReceiver(ssl_context=self_signed)
     await receiver.start()
     try:
