@@ -928,7 +928,10 @@ def _analyse(work: _Pass) -> bool:
     if verdict.inconclusive:
         why = "; ".join(verdict.inconclusive)
         work.condition(ConditionType.ANALYSIS_PASSING, None, "Inconclusive", why)
-        work.update(analysis=work.status.analysis.model_copy(update={"held": why}), held_phase=work.status.phase)
+        # Held at a human pause already: that pause stays what it resumes to, Shifting.
+        resume_to = (work.status.held_phase or Phase.SHIFTING) if work.status.phase == Phase.PAUSED \
+            else work.status.phase
+        work.update(analysis=work.status.analysis.model_copy(update={"held": why}), held_phase=resume_to)
         work.goto(Phase.PAUSED, f"analysis inconclusive, held for a person: {why}; annotate bluegreen.io/promote=step "
                   "to go on or bluegreen.io/abort to roll back", warning=True)
         work.done = True

@@ -346,3 +346,24 @@ def test_comparative_metrics_rest_while_blue_has_no_traffic() -> None:
     at_full = [(name, weight) for name, _, _, weight in world.checks if weight == 100]
     assert ("error-rate", 100) in at_full and ("latency-vs-blue", 100) not in at_full
     assert ("latency-vs-blue", 50) in [(name, weight) for name, _, _, weight in world.checks]
+
+
+def test_inconclusive_at_a_human_pause_resumes_to_that_pause() -> None:
+    def oracle(name: str, kind: str, world: World) -> tuple[CheckPhase, float | None, str]:
+        return CheckPhase.INCONCLUSIVE, None, "no data"
+
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}]
+    world = World(spec=spec_with({"interval": "10s", "inconclusiveLimit": 2, "metrics": [ERROR_RATE]}, steps=steps),
+                  oracle=oracle)
+    reach_shifting(world)
+    run(world, seconds=20)
+    assert world.status.phase == Phase.PAUSED and world.status.analysis.held
+    assert world.status.held_phase == Phase.SHIFTING
+    world.oracle = lambda name, kind, w: (CheckPhase.SUCCESSFUL, 0.0, "ok")
+    world.annotations[ANNOTATION_PROMOTE] = "step"
+    world.run_until_settled(limit=200)
+    assert world.status.analysis.held is None
+    assert world.status.phase == Phase.PAUSED and world.router_green == 10, "the human pause still waits"
+    world.annotations[ANNOTATION_PROMOTE] = "step"
+    world.run_until_settled(limit=200)
+    assert world.router_green == 100
