@@ -31,15 +31,14 @@ This module belongs to the test world: product code must not import it.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import dataclasses
 import json
-import socket
 import ssl
 from typing import Any
 
 import aiohttp.web
+
+from bluegreen.sim.faulty_http import FaultyHTTPServer
 
 _PAYLOAD_STRINGS = ("name", "namespace", "phase", "checksum")
 
@@ -51,25 +50,16 @@ class SeenRequest:
     content_type: str
 
 
-class FlaggerTester:
+class FlaggerTester(FaultyHTTPServer):
     """flagger-loadtester's gate and task API on 127.0.0.1 and a free port."""
 
+    NAME = "the flagger tester"
+
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(ssl_context=ssl_context)
         self.requests: list[SeenRequest] = []
         self.tasks: list[str] = []  # the cmd of every task started through POST /
         self._gates: dict[str, bool] = {}
-        self._ssl_context = ssl_context
-        self._faults: collections.deque[tuple[int, str]] = collections.deque()
-        self._stalls: collections.deque[float] = collections.deque()
-        self._runner: aiohttp.web.AppRunner | None = None
-        self._port: int | None = None
-
-    @property
-    def base_url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("the flagger tester is not started")
-        scheme = "https" if self._ssl_context is not None else "http"
-        return f"{scheme}://127.0.0.1:{self._port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -80,17 +70,7 @@ class FlaggerTester:
     def gate_is_open(self, *, name: str, namespace: str, rollback: bool = False) -> bool:
         return self._gates.get(_gate_key(name=name, namespace=namespace, rollback=rollback), False)
 
-    def fail_next(self, status: int, *, times: int = 1, body: str = "") -> None:
-        """Answer the next ``times`` requests with ``status`` (and ``body``) instead of serving them."""
-        for _ in range(times):
-            self._faults.append((status, body or f"simulated failure {status}"))
-
-    def stall_next(self, seconds: float, *, times: int = 1) -> None:
-        """Hold the next ``times`` requests ``seconds`` before serving them."""
-        self._stalls.extend([seconds] * times)
-
-    async def start(self) -> None:
-        app = aiohttp.web.Application()
+    def routes(self, app: aiohttp.web.Application) -> None:
         app.router.add_post("/gate/approve", self._approve)
         app.router.add_post("/gate/halt", self._halt)
         for prefix, rollback in (("/gate", False), ("/rollback", True)):
@@ -99,18 +79,6 @@ class FlaggerTester:
             app.router.add_post(f"{prefix}/close", self._set_gate(rollback=rollback, open_=False))
         app.router.add_post("/events", self._event)
         app.router.add_post("/", self._task)
-        self._runner = aiohttp.web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        site = aiohttp.web.SockSite(self._runner, sock, ssl_context=self._ssl_context)
-        await site.start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # --- handlers ----------------------------------------------------------------------------------
 
@@ -123,11 +91,9 @@ class FlaggerTester:
             body = None
         self.requests.append(SeenRequest(path=request.path, body=body if isinstance(body, dict) else None,
                                          content_type=request.content_type))
-        if self._stalls:
-            await asyncio.sleep(self._stalls.popleft())
-        if self._faults:
-            status, fault = self._faults.popleft()
-            return aiohttp.web.Response(status=status, text=fault)
+        injected = await self.injected()
+        if injected is not None:
+            return injected
         problem = _go_decode_problem(body)
         if problem is not None:
             return aiohttp.web.Response(status=400, text=problem)

@@ -18,15 +18,14 @@ This module belongs to the test world: product code must not import it.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import dataclasses
 import json
-import socket
 import ssl
 from typing import Any
 
 import aiohttp.web
+
+from bluegreen.sim.faulty_http import FaultyHTTPServer
 
 PATH = "/weights"
 
@@ -38,11 +37,15 @@ class SeenRequest:
     authorization: str | None
 
 
-class WeightReceiver:
+class WeightReceiver(FaultyHTTPServer):
     """An HTTP endpoint holding a blue/green split, on 127.0.0.1 and a free port."""
+
+    NAME = "the weight receiver"
+    FAULT_BODY = "simulated failure {status}\nsecond line"
 
     def __init__(self, *, token: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  blue: int = 100, green: int = 0) -> None:
+        super().__init__(ssl_context=ssl_context)
         self.token = token
         self.blue = blue
         self.green = green
@@ -50,51 +53,20 @@ class WeightReceiver:
         self.unavailable = False
         self.posts: list[dict[str, Any]] = []
         self.requests: list[SeenRequest] = []
-        self._ssl_context = ssl_context
-        self._faults: collections.deque[tuple[int, str]] = collections.deque()
-        self._stalls: collections.deque[float] = collections.deque()
-        self._runner: aiohttp.web.AppRunner | None = None
-        self._port: int | None = None
 
     @property
     def url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("the weight receiver is not started")
-        scheme = "https" if self._ssl_context is not None else "http"
-        return f"{scheme}://127.0.0.1:{self._port}{PATH}"
+        return self.base_url + PATH
 
-    def fail_next(self, status: int, *, times: int = 1, body: str = "") -> None:
-        """Answer the next ``times`` requests with ``status`` (and ``body``) instead of serving them."""
-        for _ in range(times):
-            self._faults.append((status, body or f"simulated failure {status}\nsecond line"))
-
-    def stall_next(self, seconds: float, *, times: int = 1) -> None:
-        """Hold the next ``times`` requests ``seconds`` before serving them."""
-        self._stalls.extend([seconds] * times)
-
-    async def start(self) -> None:
-        app = aiohttp.web.Application()
+    def routes(self, app: aiohttp.web.Application) -> None:
         app.router.add_get(PATH, self._get)
         app.router.add_post(PATH, self._post)
-        self._runner = aiohttp.web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await aiohttp.web.SockSite(self._runner, sock, ssl_context=self._ssl_context).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def _gate(self, request: aiohttp.web.Request) -> aiohttp.web.Response | None:
         self.requests.append(SeenRequest(request.method, request.path, request.headers.get("Authorization")))
-        if self._stalls:
-            await asyncio.sleep(self._stalls.popleft())
-        if self._faults:
-            status, body = self._faults.popleft()
-            return aiohttp.web.Response(status=status, text=body)
+        injected = await self.injected()
+        if injected is not None:
+            return injected
         if self.unavailable:
             return aiohttp.web.Response(status=503, text="unavailable")
         if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":

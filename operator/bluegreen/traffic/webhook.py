@@ -58,6 +58,7 @@ from typing import Any
 
 import aiohttp
 
+from bluegreen import httptext
 from bluegreen.api import durations, spec
 from bluegreen.httptext import safe_url
 from bluegreen.kube import client as kubeclient
@@ -285,7 +286,7 @@ class WebhookRouter:
             except _Final as exc:
                 raise base.RouterError(f"{where}: {exc}") from None
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                problem = _transport_problem(exc, timeout=self._timeout)
+                problem = httptext.problem(exc, timeout=self._timeout)
                 logger.debug("%s attempt %d/%d: %s", where, attempt + 1, attempts, problem)
                 continue
             if 200 <= status < 300:
@@ -314,20 +315,9 @@ class WebhookRouter:
             ) as response:
                 return response.status, await response.text(errors="replace")
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise _Final(
-                f"the server's TLS certificate is not trusted ({exc.certificate_error}); give it a certificate "
-                "from a trusted CA, or set insecureSkipTLSVerify: true for a test setup"
-            ) from None
+            raise _Final(httptext.untrusted_certificate(exc)) from None
         except aiohttp.InvalidURL:
             raise _Final("the URL is not valid") from None
-
-
-def _transport_problem(exc: BaseException, *, timeout: float) -> str:
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return f"no answer within {timeout:g}s"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _first_line(text: str, token: str | None) -> str:
