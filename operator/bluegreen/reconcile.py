@@ -74,7 +74,7 @@ from bluegreen.settings import OperatorSettings
 from bluegreen.traffic.base import Router, RouterContext, RouterError, RouterPending
 from bluegreen.traffic.registry import build_routers
 from bluegreen.wakeups import Interests, Wakeups
-from bluegreen.workloads.base import WorkloadSync
+from bluegreen.workloads.base import RemoteWatch, WorkloadSync
 from bluegreen.workloads.registry import build_workload_sync
 
 logger = logging.getLogger(__name__)
@@ -208,8 +208,10 @@ class UpgradeLoop:
 
         if spec is not None and self._remote_watches is not None:
             watching = decision.status.phase in REMOTE_WATCH_PHASES
-            self._remote_watches.ensure(collaborators.workloads.remote_watches(
-                blue_name=spec.cluster.name, green_name=spec.green_name) if watching else [])
+            self._remote_watches.ensure([
+                *collaborators.workloads.remote_watches(blue_name=spec.cluster.name, green_name=spec.green_name),
+                *self._job_watches(spec, collaborators),
+            ] if watching else [])
         new_status = decision.status.model_copy(update={
             "failures": 0,
             "journal": (list(decision.status.journal) + done.journal)[-JOURNAL_LIMIT:],
@@ -314,6 +316,18 @@ class UpgradeLoop:
             return job.name, await smoke_jobs.observe_job(client, job, object_name=name, now=now)
 
         return dict(await asyncio.gather(*(one(job) for job in wanted)))
+
+    def _job_watches(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators) -> list[RemoteWatch]:
+        """A smoke Job's progress wakes the upgrade at once (no kopf watch reaches workload clusters)."""
+        places = {(job.cluster.value, job.namespace) for job in spec.analysis.jobs}
+        return [
+            RemoteWatch(
+                kubeconfig=collaborators.provider.kubeconfig_secret_ref(
+                    namespace=spec.cluster.namespace, name=spec.cluster.name if side == "blue" else spec.green_name),
+                resource=smoke_jobs.JOBS, namespace=namespace,
+            )
+            for side, namespace in sorted(places)
+        ]
 
     async def _side_client(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, side: str) -> KubeClient:
         cluster = spec.cluster.name if side == "blue" else spec.green_name

@@ -281,3 +281,43 @@ async def test_the_kubectl_plugin_aborts_and_blue_takes_everything_back(
     after = await world.traffic(since=rolled_back + 0.25)
     assert after["failed"] == 0 and set(after["by_cluster"]) == {"prod-blue"}, after
     assert (await world.traffic())["failed"] == 0
+
+
+def smoke_job(name: str, script: str, *, at: str = "Verifying") -> dict[str, Any]:
+    """A smoke Job; the world's simulated kubelet runs its command as a local process."""
+    return {"name": name, "cluster": "green", "at": at, "timeout": "1m",
+            "template": {"template": {"spec": {"containers": [
+                {"name": "check", "image": "busybox:1.36", "command": ["sh", "-c", script]}]}}}}
+
+
+async def test_a_failing_smoke_job_rolls_back_before_any_traffic_with_its_log_in_the_condition(
+    world: harness.WorldProcess, operator: Operator, management: KubeClient
+) -> None:
+    manifest = analysed_upgrade(world, steps=[{"setWeight": 10}, {"setWeight": 100}],
+                                jobs=[smoke_job("checkout", "echo 'PASS add-to-cart'; echo 'FAIL pay: 503'; exit 3")])
+    since = time.time()
+    apply(world, manifest)
+    body = await wait_for(management, manifest, phase_is(*FINAL), timeout=120, operator=operator,
+                          what="the upgrade to end")
+    assert body["status"]["phase"] == "RolledBack", body["status"]
+    passing = condition(body, "AnalysisPassing")
+    assert passing["status"] == "False" and "smoke Job checkout in green failed" in passing["message"], passing
+    assert "FAIL pay: 503" in passing["message"], "the end of the Job's log is in the condition"
+    traffic = await world.traffic(since=since)
+    assert "prod-green" not in traffic["by_cluster"], "green never took a request"
+    started = [e for e in body["status"]["journal"] if e["target"] == "job/checkout"]
+    assert len(started) == 1, body["status"]["journal"]
+
+
+async def test_passing_smoke_jobs_at_verifying_and_at_promoted_let_the_upgrade_complete(
+    world: harness.WorldProcess, operator: Operator, management: KubeClient
+) -> None:
+    manifest = analysed_upgrade(world, steps=[{"setWeight": 50}, {"setWeight": 100}],
+                                jobs=[smoke_job("before", "echo ok"), smoke_job("after", "echo ok", at="Promoted")])
+    manifest["spec"]["promotion"]["retainBlueFor"] = "1s"
+    apply(world, manifest)
+    body = await wait_for(management, manifest, phase_is(*FINAL), timeout=120, operator=operator,
+                          what="the upgrade to end")
+    assert body["status"]["phase"] == "Completed", body["status"]
+    started = [e["target"] for e in body["status"]["journal"] if e["target"].startswith("job/")]
+    assert started == ["job/before", "job/after"], body["status"]["journal"]

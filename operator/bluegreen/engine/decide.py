@@ -889,7 +889,7 @@ def _checks_at_zero(work: _Pass) -> bool:
     return True
 
 
-JOB_POLL = datetime.timedelta(seconds=2)
+JOB_POLL = datetime.timedelta(seconds=10)  # a safety net: a watch on the Jobs wakes the upgrade on each change
 
 
 def _jobs_passed(work: _Pass, at: JobPhase) -> bool:
