@@ -84,7 +84,7 @@ class Strategy(enum.StrEnum):
 
 # Strategies this build carries out; the others are part of the API but refused
 # by validation until their issue lands, with a message that says so.
-IMPLEMENTED_STRATEGIES = frozenset({Strategy.BLUE_GREEN})
+IMPLEMENTED_STRATEGIES = frozenset({Strategy.BLUE_GREEN, Strategy.IN_PLACE, Strategy.AUTO})
 
 
 class ClusterProviderKind(enum.StrEnum):
@@ -867,6 +867,163 @@ class Promotion(Model):
     )
 
 
+class RemovedAPIsPolicy(enum.StrEnum):
+    """What a removed-API finding does: Block (stop before anything is created) or Warn (record and go on)."""
+
+    BLOCK = "Block"
+    WARN = "Warn"
+
+
+class StatefulPolicy(enum.StrEnum):
+    """What a stateful workload (StatefulSet with volume claims, declared singleton) does to a BlueGreen upgrade.
+
+    Block: stop in Blocked. Warn: list it and go on. Handoff: go on only when a spec.hooks[] handoff
+    moves it (blue down, then green up), and block naming the ones no hook covers.
+    """
+
+    BLOCK = "Block"
+    WARN = "Warn"
+    HANDOFF = "Handoff"
+
+
+class CapacityPolicy(enum.StrEnum):
+    """The capacity check before provisioning: Off (default), Warn, or Block when green looks too small."""
+
+    OFF = "Off"
+    WARN = "Warn"
+    BLOCK = "Block"
+
+
+class SingletonKind(enum.StrEnum):
+    DEPLOYMENT = "Deployment"
+    STATEFUL_SET = "StatefulSet"
+    CRON_JOB = "CronJob"
+    DAEMON_SET = "DaemonSet"
+    JOB = "Job"
+
+
+class WorkloadRef(Model):
+    """A workload in a workload cluster, by kind, namespace and name."""
+
+    kind: SingletonKind
+    namespace: K8sName = Field(default="default")
+    name: str = Field(min_length=1, max_length=253)
+
+
+class PreflightSpec(Model):
+    """What preflight checks before anything is created, and what a finding does."""
+
+    removed_apis: RemovedAPIsPolicy = Field(
+        default=RemovedAPIsPolicy.BLOCK, alias="removedAPIs",
+        description="Objects (live on blue or in the Flux sources) whose API the target version no longer serves: "
+                    "Block or Warn.",
+    )
+    scan_sources: bool = Field(
+        default=True, description="Also scan the manifests Flux applies to blue (the source artifact, or the "
+                                  "repository in git mode), not only the live objects.",
+    )
+    stateful: StatefulPolicy = Field(
+        default=StatefulPolicy.WARN,
+        description="StatefulSets with volume claims and declared singletons, which cannot run on both clusters: "
+                    "Block, Warn or Handoff.",
+    )
+    singletons: list[WorkloadRef] = Field(
+        default_factory=list,
+        description="Workloads that must run on one cluster only (leader-elected controllers, a CronJob that "
+                    "must not fire twice); CronJobs are found without being named.",
+    )
+    capacity: CapacityPolicy = Field(
+        default=CapacityPolicy.OFF,
+        description="Compare green's node capacity with blue's allocatable and requests: Off, Warn or Block.",
+    )
+    timeout: Duration = Field(default="2m", description="How long the scans of blue and its sources may take.")
+
+
+class HookPoint(enum.StrEnum):
+    """Where a hook runs in a BlueGreen upgrade."""
+
+    BEFORE_TRAFFIC = "BeforeTraffic"  # green verified at 0 %, before the first weight change
+    AFTER_PROMOTION = "AfterPromotion"  # green at 100 %, at the start of the rollback window
+    BEFORE_RETIRE = "BeforeRetire"  # the rollback window is over, before blue leaves the routers
+
+
+class HookJob(Model):
+    """A Job run in one cluster; the hook succeeds when the Job does."""
+
+    namespace: K8sName = Field(default="default")
+    template: dict[str, Any] = Field(
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        description="A Job spec (template.spec.containers, restartPolicy Never), as in a batch/v1 Job.",
+    )
+    timeout: Duration = Field(default="10m", description="A Job not done by then has failed.")
+    log_lines: int = Field(default=20, ge=0, le=200, description="Lines of the log's tail shown on failure.")
+
+    @field_validator("template")
+    @classmethod
+    def _has_pod_template(cls, template: dict[str, Any]) -> dict[str, Any]:
+        pod = template.get("template")
+        if not isinstance(pod, dict) or not isinstance((pod.get("spec") or {}).get("containers"), list):
+            raise ValueError("template is a Job spec: it needs template.spec.containers (and restartPolicy Never)")
+        return template
+
+
+class HandoffKind(enum.StrEnum):
+    STATEFUL_SET = "StatefulSet"
+    DEPLOYMENT = "Deployment"
+
+
+class Handoff(Model):
+    """Move a workload that must not run twice: blue's copy scaled to 0 and gone, then green's scaled up.
+
+    Until then green's copy is held at 0 replicas by a patch on green's Flux Kustomizations, so it never
+    starts early; after the handoff blue's Kustomizations hold blue's copy at 0, so Flux does not undo it.
+    A rollback hands it back the same way (green down, then blue up).
+    """
+
+    kind: HandoffKind = Field(default=HandoffKind.STATEFUL_SET)
+    namespace: K8sName = Field(default="default")
+    name: str = Field(min_length=1, max_length=253)
+    replicas: int | None = Field(
+        default=None, ge=1, description="Green's replicas after the handoff (default: what blue ran).",
+    )
+    timeout: Duration = Field(default="10m", description="How long each side may take to scale.")
+
+
+class Hook(Model):
+    """One ordered step at a named point of the upgrade: a Job, or a handoff of a workload."""
+
+    name: K8sName = Field(max_length=40)
+    at: HookPoint
+    cluster: Side = Field(default=Side.GREEN, description="Where a job hook runs: green (default) or blue.")
+    job: HookJob | None = None
+    handoff: Handoff | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Hook:
+        if (self.job is None) == (self.handoff is None):
+            raise ValueError("a hook does one thing: set job or handoff (not both)")
+        return self
+
+
+class InPlaceSpec(Model):
+    """How an InPlace upgrade goes: one minor at a time, with these steps after each minor."""
+
+    between_minors: list[Step] = Field(
+        default_factory=list,
+        description="After each minor, before the next: pause (with or without duration) and analysis steps.",
+    )
+    timeout: Duration = Field(default="60m", description="How long one minor's rollout may take.")
+
+    @field_validator("between_minors")
+    @classmethod
+    def _no_weights(cls, steps: list[Step]) -> list[Step]:
+        problems = [((index, "setWeight"), "an in-place upgrade moves no traffic: use pause or analysis steps")
+                    for index, step in enumerate(steps) if step.set_weight is not None]
+        if problems:
+            raise _FieldProblems(problems)
+        return steps
+
+
 class ClusterUpgradeSpec(Model):
     """Upgrade one cluster to a new Kubernetes version the blue/green way."""
 
@@ -874,10 +1031,15 @@ class ClusterUpgradeSpec(Model):
     cluster: ClusterRef
     target: Target
     workloads: Workloads
-    traffic: Traffic
+    traffic_spec: Traffic | None = Field(
+        default=None, alias="traffic", description="Routers and steps; required for BlueGreen and Auto.",
+    )
     analysis: Analysis = Field(default_factory=Analysis)
     rollback: Rollback = Field(default_factory=Rollback)
     promotion: Promotion = Field(default_factory=Promotion)
+    preflight: PreflightSpec = Field(default_factory=PreflightSpec)
+    hooks: list[Hook] = Field(default_factory=list, description="Ordered Jobs and handoffs at named points.")
+    in_place: InPlaceSpec = Field(default_factory=InPlaceSpec, description="Steps of an InPlace upgrade.")
     paused: pydantic.StrictBool = Field(default=False, description="Hold the upgrade where it is.")
 
     @field_validator("strategy")
@@ -897,17 +1059,57 @@ class ClusterUpgradeSpec(Model):
                 f"{self.target.green_name!r} is blue's name (spec.cluster.name); "
                 "give green a name of its own or leave it unset",
             ))
+        if self.traffic_spec is None and self.strategy != Strategy.IN_PLACE:
+            problems.append((("traffic",), f"required for strategy {self.strategy.value}: add routers and steps "
+                                           "(see `kubectl explain clusterupgrade.spec.traffic`)"))
         judged = self.analysis.metrics or self.analysis.hooks(WebhookType.ROLLOUT)
-        for index, step in enumerate(self.traffic.steps):
+        steps = [(("traffic", "steps"), step) for step in (self.traffic_spec.steps if self.traffic_spec else [])]
+        steps += [(("inPlace", "betweenMinors"), step) for step in self.in_place.between_minors]
+        counters: dict[tuple[str, ...], int] = {}
+        for where, step in steps:
+            index = counters.get(where, 0)
+            counters[where] = index + 1
             if step.analysis is not None and not judged:
                 problems.append((
-                    ("traffic", "steps", index, "analysis"),
+                    (*where, index, "analysis"),
                     "an analysis step needs something to judge: add spec.analysis.metrics or a webhook of type "
                     "rollout, or remove the step",
                 ))
+        problems.extend(self._hook_problems())
         if problems:
             raise _FieldProblems(problems)
         return self
+
+    def _hook_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        seen: dict[str, int] = {}
+        for index, hook in enumerate(self.hooks):
+            if hook.name in seen:
+                problems.append((("hooks", index, "name"), f"{hook.name!r} is also the name of hooks[{seen[hook.name]}];"
+                                                           " names must be unique"))
+            seen.setdefault(hook.name, index)
+            if self.strategy == Strategy.IN_PLACE:
+                problems.append((("hooks", index), "hooks run at points of a BlueGreen upgrade; strategy InPlace has "
+                                                   "none: remove the hook or use BlueGreen or Auto"))
+            if hook.handoff is not None and self.workloads.flux.mode != FluxMode.REMOTE:
+                problems.append((("hooks", index, "handoff"), "a handoff holds green's copy at 0 replicas through "
+                                 "green's Flux Kustomizations, which needs spec.workloads.flux.mode remote"))
+        return problems
+
+    @property
+    def traffic(self) -> Traffic:
+        """Routers and steps; present whenever a BlueGreen upgrade runs (validated)."""
+        if self.traffic_spec is None:
+            raise ValueError("spec.traffic is not set (strategy InPlace moves no traffic)")
+        return self.traffic_spec
+
+    @property
+    def routers(self) -> list[Router]:
+        return self.traffic_spec.routers if self.traffic_spec is not None else []
+
+    def hooks_at(self, point: HookPoint) -> list[Hook]:
+        return [hook for hook in self.hooks if hook.at == point]
+
 
     @property
     def green_name(self) -> str:

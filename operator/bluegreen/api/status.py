@@ -34,6 +34,8 @@ class Phase(enum.StrEnum):
     """Flux deploys the workloads to green; waiting for Ready at blue's revision."""
     VERIFYING = "Verifying"
     """Green is checked at 0 % traffic before any traffic moves."""
+    UPGRADING = "Upgrading"
+    """InPlace: the cluster's own version is raised one minor at a time (status.inPlace), each rollout awaited."""
     SHIFTING = "Shifting"
     """Traffic moves to green step by step."""
     PAUSED = "Paused"
@@ -183,6 +185,98 @@ class SavedRouter(StatusModel):
     )
 
 
+LIST_LIMIT = 50
+
+
+class FindingStatus(StatusModel):
+    """An object using an API version the target no longer serves (see bluegreen.preflight.findings)."""
+
+    kind: str
+    namespace: str | None = None
+    name: str
+    api_version: str
+    removed_in: str
+    replacement: str
+    where: str = Field(description="live on <cluster>, or in <source path>.")
+
+
+class StatefulStatus(StatusModel):
+    """A workload that must not run on both clusters at once."""
+
+    kind: str
+    namespace: str
+    name: str
+    reason: str
+    handoff: str | None = Field(default=None, description="The spec.hooks[] handoff that moves it, if any.")
+
+
+class StrategyChoice(StatusModel):
+    """The strategy this upgrade runs with and why (Auto chooses; the others are as asked)."""
+
+    chosen: str
+    reasons: list[str] = Field(default_factory=list)
+
+
+class CapacityVerdict(enum.StrEnum):
+    ENOUGH = "Enough"
+    TOO_SMALL = "TooSmall"
+    UNKNOWN = "Unknown"  # a side's size cannot be told (e.g. machine templates without sizes)
+
+
+class CapacityStatus(StatusModel):
+    verdict: CapacityVerdict
+    message: str
+    green_cpu_millis: int | None = None
+    green_memory_bytes: int | None = None
+    blue_allocatable_cpu_millis: int | None = None
+    blue_allocatable_memory_bytes: int | None = None
+    blue_requested_cpu_millis: int | None = None
+    blue_requested_memory_bytes: int | None = None
+
+
+class PreflightStatus(StatusModel):
+    """What the preflight scans found; cleared when preflight runs again (retry, changed spec)."""
+
+    scanned_at: datetime.datetime | None = None
+    findings: list[FindingStatus] = Field(default_factory=list, description=f"At most {LIST_LIMIT}.")
+    findings_total: int = 0
+    stateful_workloads: list[StatefulStatus] = Field(default_factory=list, description=f"At most {LIST_LIMIT}.")
+    stateful_total: int = 0
+    problems: list[str] = Field(
+        default_factory=list, description="What could not be scanned (a source unreachable); treated as findings.",
+    )
+    capacity: CapacityStatus | None = None
+    strategy: StrategyChoice | None = None
+    path: list[str] = Field(default_factory=list, description="InPlace: the minors the cluster goes through.")
+
+
+class InPlaceStatus(StatusModel):
+    """Where an InPlace upgrade is: path[index] is the minor being rolled out (or just done)."""
+
+    path: list[str] = Field(default_factory=list)
+    index: int = Field(default=0, ge=0)
+    rolled_out: bool = Field(default=False, description="path[index] is rolled out; its betweenMinors steps run.")
+    step: int = Field(default=0, ge=0, description="Index in spec.inPlace.betweenMinors after path[index].")
+    since: datetime.datetime | None = Field(default=None, description="When this minor (or step) began.")
+
+
+class HookPhase(enum.StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    REVERTING = "Reverting"  # a rollback hands the workload back (green down, then blue up)
+    REVERTED = "Reverted"
+
+
+class HookStatus(StatusModel):
+    name: str
+    at: str
+    phase: HookPhase
+    message: str = ""
+    started_at: datetime.datetime | None = None
+    finished_at: datetime.datetime | None = None
+
+
 class ClusterUpgradeStatus(StatusModel):
     phase: Phase = Phase.PENDING
     phase_since: datetime.datetime | None = None
@@ -201,7 +295,9 @@ class ClusterUpgradeStatus(StatusModel):
     routers_finalized: bool = Field(
         default=False, description="At retirement: every router removed what routed to blue."
     )
-    preflight: dict[str, Any] = Field(default_factory=dict)
+    preflight: PreflightStatus = Field(default_factory=PreflightStatus)
+    in_place: InPlaceStatus | None = None
+    hooks: list[HookStatus] = Field(default_factory=list)
     analysis: AnalysisStatus = Field(default_factory=AnalysisStatus)
     routers: list[SavedRouter] | None = Field(
         default=None, description="Each router's state before the first change (None: not saved yet).",
@@ -220,6 +316,9 @@ class ClusterUpgradeStatus(StatusModel):
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
+
+    def hook(self, name: str) -> HookStatus | None:
+        return next((h for h in self.hooks if h.name == name), None)
 
 
 def parse_status(raw: dict[str, Any] | None) -> ClusterUpgradeStatus:

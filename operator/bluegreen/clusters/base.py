@@ -8,6 +8,7 @@ crash, with the same arguments, changes nothing more.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
 from bluegreen.engine.types import ClusterObservation
@@ -15,6 +16,20 @@ from bluegreen.engine.types import ClusterObservation
 
 class ClusterProviderError(Exception):
     """A cluster cannot be handled as asked (e.g. blue cannot be cloned); the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerCapacity:
+    """The worker capacity a cluster definition asks for, summed over its worker groups.
+
+    ``cpu_millis``/``memory_bytes`` are None when the definition does not say how big a machine is
+    (e.g. a Docker machine template); ``detail`` says how the figures were reached, or why they are unknown.
+    """
+
+    nodes: int
+    cpu_millis: int | None
+    memory_bytes: int | None
+    detail: str
 
 
 class ClusterProvider(Protocol):
@@ -39,6 +54,14 @@ class ClusterProvider(Protocol):
         labels: dict[str, str],
     ) -> str | None:
         """Create green as a clone of blue at ``version``; return a journal detail, None if it existed."""
+        ...
+
+    async def set_version(self, *, namespace: str, name: str, version: str) -> str | None:
+        """InPlace: ask the cluster itself for ``version`` (one minor up); a journal detail, None if already asked."""
+        ...
+
+    async def green_capacity(self, *, namespace: str, blue_name: str, overrides: dict[str, Any]) -> WorkerCapacity:
+        """The worker capacity green would have: blue's definition with ``overrides`` applied."""
         ...
 
     async def delete(self, *, namespace: str, name: str) -> str | None:

@@ -39,6 +39,14 @@ class ClusterObservation:
     # The ClusterUpgrade ("namespace.name") that created this cluster, from its
     # bluegreen.io/upgrade label; None for clusters bluegreen did not create.
     managed_by: str | None = None
+    # The provider reports a version change still rolling out (CAPI RollingOut=True or machines not
+    # up to date; EKS-A Ready not yet at the new generation): ``version`` is asked for, not reached.
+    rolling_out: bool = False
+    # Worker groups pinned to their own version (EKS-A workerNodeGroupConfigurations[].kubernetesVersion,
+    # CAPI machineDeployment version overrides), by group name; empty when all follow the control plane.
+    worker_versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The versions the provider can build (an EKS-A release bundle's kubeVersions); None: it does not say.
+    offered_versions: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +77,15 @@ class JobObservation:
 
 
 @dataclasses.dataclass(frozen=True)
+class HookObservation:
+    """One spec.hooks[] entry as the world shows it, in the direction status asks for (forward, or back
+    while status.hooks[].phase is Reverting): Missing (nothing done yet), Running, Succeeded or Failed."""
+
+    state: str
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Observed:
     """The world as seen at the start of one pass."""
 
@@ -84,6 +101,8 @@ class Observed:
     deleting: bool = False  # the ClusterUpgrade itself is being deleted
     # Smoke Jobs of the current analysis run, by spec.analysis.jobs[].name (observed while one may run).
     jobs: Mapping[str, JobObservation] = dataclasses.field(default_factory=dict)
+    # Hooks at the point the phase is at (and handoffs being handed back), by spec.hooks[].name.
+    hooks: Mapping[str, HookObservation] = dataclasses.field(default_factory=dict)
 
 
 # --- actions: what the I/O layer must make true, idempotently --------------------------------
@@ -165,6 +184,29 @@ class StartJob:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScanPreflight:
+    """Scan blue and its Flux sources (removed APIs, stateful workloads, capacity); the I/O layer stores the
+    result in status.preflight (findings, statefulWorkloads, problems, capacity, scannedAt)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class UpgradeInPlace:
+    """InPlace: set the cluster's own Kubernetes version (one minor above what it runs)."""
+
+    name: str
+    version: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RunHook:
+    """Move one spec.hooks[] entry forward one stage (idempotent): start its Job, or for a handoff scale blue
+    down, then (once blue's pods are gone) green up. ``reverse``: hand a handoff back (green down, blue up)."""
+
+    name: str
+    reverse: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class RemoveAnnotation:
     """Consume a control annotation so the same request is not acted on twice."""
 
@@ -173,7 +215,7 @@ class RemoveAnnotation:
 
 Action = (
     ProvisionGreen | SyncWorkloads | SaveRouters | SetWeights | FinalizeRouters | DeleteWorkloads | DeleteCluster
-    | RemoveAnnotation | RunChecks | StartJob
+    | RemoveAnnotation | RunChecks | StartJob | ScanPreflight | UpgradeInPlace | RunHook
 )
 
 

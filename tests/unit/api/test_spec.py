@@ -97,8 +97,8 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], str, list[str]]] = [
      lambda: with_("workloads.flux.selector", {"matchLabels": {}}),
      "spec.workloads.flux", ["selector.matchLabels is required in remote mode"]),
     ("strategy not in this release",
-     lambda: with_("strategy", "InPlace"),
-     "spec.strategy", ["InPlace is not available in this release; use BlueGreen"]),
+     lambda: with_("strategy", "NodePools"),
+     "spec.strategy", ["NodePools is not available in this release; use Auto, BlueGreen, InPlace"]),
     ("strategy in the wrong case",
      lambda: with_("strategy", "bluegreen"),
      "spec.strategy", ["use one of: BlueGreen, InPlace, NodePools, Auto", "case-sensitive: BlueGreen"]),
@@ -242,7 +242,7 @@ def test_two_unknown_router_kinds_are_two_problems() -> None:
 
 def test_spec_error_reads_as_its_problems() -> None:
     with pytest.raises(spec.SpecError) as caught:
-        spec.parse_spec(with_("strategy", "Auto"))
+        spec.parse_spec(with_("strategy", "NodePools"))
     assert str(caught.value) == "; ".join(caught.value.problems)
     assert str(caught.value).startswith("spec.strategy: ")
 
