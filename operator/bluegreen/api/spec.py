@@ -1085,8 +1085,8 @@ class ClusterUpgradeSpec(Model):
         seen: dict[str, int] = {}
         for index, hook in enumerate(self.hooks):
             if hook.name in seen:
-                problems.append((("hooks", index, "name"), f"{hook.name!r} is also the name of hooks[{seen[hook.name]}];"
-                                                           " names must be unique"))
+                problems.append((("hooks", index, "name"),
+                                 f"{hook.name!r} is also the name of hooks[{seen[hook.name]}]; names must be unique"))
             seen.setdefault(hook.name, index)
             if self.strategy == Strategy.IN_PLACE:
                 problems.append((("hooks", index), "hooks run at points of a BlueGreen upgrade; strategy InPlace has "
