@@ -100,6 +100,16 @@ class _Copy:
 
 
 @dataclasses.dataclass(frozen=True)
+class BlueFiles:
+    """Blue's workload directories at the branch head, as read for preflight's manifest scan."""
+
+    head: str | None = None
+    directories: tuple[str, ...] = ()  # repository paths, e.g. clusters/prod-blue/apps
+    files: Mapping[str, bytes] = dataclasses.field(default_factory=dict)  # repository path -> content
+    problems: tuple[str, ...] = ()  # each names what to fix; nothing else is set when there are any
+
+
+@dataclasses.dataclass(frozen=True)
 class _RepoView:
     """What the branch says about this upgrade, for one observation."""
 
@@ -208,6 +218,32 @@ class FluxGitWorkloads:
             return []
         sha, described = commit
         return [f"committed {sha} to {self._repo.shown_url} {self._git.branch}: {described}"]
+
+    async def read_blue(self, *, blue_name: str) -> BlueFiles:
+        """Blue's workload directories (``git.paths``, or all but flux-system) at the branch head, fetched now.
+
+        Reads only: unlike :meth:`preflight` it does not ask for write access.
+        Regular files only (symlinks and submodules are left out). Problems with
+        the credentials, the repository or blue's directory come back as lines
+        naming the fix, never as exceptions.
+        """
+        credentials, problems = await self._credentials()
+        if problems:
+            return BlueFiles(problems=tuple(problems))
+        async with self._lock:
+            try:
+                head = await self._fetch(credentials)
+                problems = await self._tree_problems(head, blue_name=blue_name)
+                if problems:
+                    return BlueFiles(problems=tuple(problems))
+                directories = tuple(self._dir(blue_name, path) for path in await self._paths(head, blue_name=blue_name))
+                entries = [entry for directory in directories for entry in await self._repo.list_files(head, directory)
+                           if entry.type == "blob" and entry.mode in ("100644", "100755")]
+                contents = await self._repo.read_blobs([entry.oid for entry in entries])
+            except gitrepo.GitError as exc:
+                return BlueFiles(problems=(self._explain(exc),))
+        return BlueFiles(head=head, directories=directories,
+                         files={entry.path: contents[entry.oid] for entry in entries})
 
     async def observe(self, *, blue_name: str, green_name: str) -> WorkloadsObservation:
         view = await self._view(blue_name=blue_name, green_name=green_name)
