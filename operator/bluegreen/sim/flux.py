@@ -73,17 +73,20 @@ def install(management: KubeEmulator) -> None:
                             short_names=("gitrepo",), printer_columns=ready_columns)
 
 
-def _artifact_status(repository: Mapping[str, Any], revision: str) -> dict[str, Any]:
-    digest = hashlib.sha256(revision.encode()).hexdigest()
+def _artifact_status(
+    repository: Mapping[str, Any], revision: str, *, url: str | None = None, digest: str | None = None
+) -> dict[str, Any]:
+    # Without url/digest nothing serves the artifact; sim.artifacts passes those of one it serves.
+    hexdigest = (digest or "").removeprefix("sha256:") or hashlib.sha256(revision.encode()).hexdigest()
     meta = repository["metadata"]
+    path = f"gitrepository/{meta['namespace']}/{meta['name']}/{hexdigest[:12]}.tar.gz"
     return {
         "observedGeneration": meta.get("generation", 1),
         "artifact": {
             "revision": revision,
-            "digest": f"sha256:{digest}",
-            "path": f"gitrepository/{meta['namespace']}/{meta['name']}/{digest[:12]}.tar.gz",
-            "url": f"http://source-controller.flux-system.svc.cluster.local./gitrepository/"
-                   f"{meta['namespace']}/{meta['name']}/{digest[:12]}.tar.gz",
+            "digest": digest or f"sha256:{hexdigest}",
+            "path": path,
+            "url": url or f"http://source-controller.flux-system.svc.cluster.local./{path}",
             "lastUpdateTime": kube_store.now_rfc3339(),
         },
         "conditions": [{
@@ -120,13 +123,18 @@ def set_revision(
     name: str,
     revision: str,
     repository: Mapping[str, Any] | None = None,
+    url: str | None = None,
+    digest: str | None = None,
 ) -> dict[str, Any]:
-    """The world's new commit: the GitRepository's artifact moves to ``revision`` (as source-controller does)."""
+    """The world's new commit: the GitRepository's artifact moves to ``revision`` (as source-controller does).
+
+    ``url`` and ``digest`` are those of an artifact really served (see ``sim.artifacts``).
+    """
     current = repository or management.get(GIT_REPOSITORIES, namespace, name)
     if current is None:
         raise LookupError(f"GitRepository {namespace}/{name} does not exist")
-    return management.patch(GIT_REPOSITORIES, namespace, name, {"status": _artifact_status(current, revision)},
-                            subresource="status")
+    status = _artifact_status(current, revision, url=url, digest=digest)
+    return management.patch(GIT_REPOSITORIES, namespace, name, {"status": status}, subresource="status")
 
 
 def kustomization_manifest(
