@@ -31,21 +31,33 @@ from bluegreen.api import versions
 from bluegreen.api.durations import format_duration
 from bluegreen.api.spec import (
     BlueDeletionPolicy,
+    CapacityPolicy,
     ClusterUpgradeSpec,
     GreenDeletionPolicy,
+    Hook,
+    HookPoint,
     JobPhase,
+    RemovedAPIsPolicy,
     RollbackMode,
+    StatefulPolicy,
     Step,
+    Strategy,
     WebhookType,
     duration,
 )
 from bluegreen.api.status import (
+    CapacityVerdict,
     CheckPhase,
     ClusterStatus,
     ClusterUpgradeStatus,
     ConditionType,
+    HookPhase,
+    HookStatus,
+    InPlaceStatus,
     Phase,
+    PreflightStatus,
     StepStatus,
+    StrategyChoice,
     Weights,
 )
 from bluegreen.engine import analysis
@@ -60,24 +72,30 @@ from bluegreen.engine.types import (
     DeleteWorkloads,
     Event,
     FinalizeRouters,
+    HookObservation,
     JobObservation,
     Observed,
     ProvisionGreen,
     RemoveAnnotation,
     RunChecks,
+    RunHook,
     SaveRouters,
+    ScanPreflight,
     SetWeights,
     StartJob,
     SyncWorkloads,
+    UpgradeInPlace,
 )
+from bluegreen.preflight import versions as version_rules
 
 # Phases where the upgrade moves forward on its own; spec.paused holds them.
 FORWARD_PHASES = frozenset({
     Phase.PREFLIGHT, Phase.PROVISIONING, Phase.SYNCING, Phase.VERIFYING,
-    Phase.SHIFTING, Phase.PROMOTED, Phase.RETIRING,
+    Phase.SHIFTING, Phase.PROMOTED, Phase.RETIRING, Phase.UPGRADING,
 })
-# Phases in which green may carry traffic, so an abort has something to undo.
-ABORTABLE_PHASES = FORWARD_PHASES - {Phase.RETIRING} | {Phase.PENDING, Phase.PAUSED, Phase.BLOCKED}
+# Phases in which green may carry traffic, so an abort has something to undo. An in-place
+# upgrade has no other side to go back to: an abort there stops it (see _consume_annotations).
+ABORTABLE_PHASES = FORWARD_PHASES - {Phase.RETIRING, Phase.UPGRADING} | {Phase.PENDING, Phase.PAUSED, Phase.BLOCKED}
 # A pass never needs more transitions than there are phases; this bounds the loop.
 MAX_TRANSITIONS_PER_PASS = 2 * len(Phase)
 
@@ -245,9 +263,9 @@ def decide(
     work.update(observed_generation=observed.generation)
     _consume_annotations(work)
     for _ in range(MAX_TRANSITIONS_PER_PASS):
-        before = (work.status.phase, work.status.step.index)
+        before = (work.status.phase, work.status.step.index, work.status.in_place)
         _HANDLERS[work.status.phase](work)
-        if work.done or (work.status.phase, work.status.step.index) == before:
+        if work.done or (work.status.phase, work.status.step.index, work.status.in_place) == before:
             break
     return Decision(status=work.status, actions=tuple(work.actions), events=tuple(work.events), wake_at=work.wake_at)
 
@@ -280,7 +298,9 @@ def _consume_annotations(work: _Pass) -> None:
     if ANNOTATION_ABORT in annotations:
         work.actions.append(RemoveAnnotation(ANNOTATION_ABORT))
         retiring = phase == Phase.PAUSED and work.status.held_phase == Phase.RETIRING
-        if phase in ABORTABLE_PHASES and not retiring:
+        if _in_place(work):
+            _stop_in_place(work)
+        elif phase in ABORTABLE_PHASES and not retiring:
             work.update(held_phase=None)
             work.goto(Phase.ROLLING_BACK, "aborted by request (bluegreen.io/abort): returning traffic to blue",
                       warning=True)
@@ -290,14 +310,17 @@ def _consume_annotations(work: _Pass) -> None:
     if ANNOTATION_RETRY in annotations:
         work.actions.append(RemoveAnnotation(ANNOTATION_RETRY))
         if phase in {Phase.BLOCKED, Phase.FAILED}:
-            work.goto(Phase.PREFLIGHT, "retry requested: running preflight again")
+            if work.status.in_place is not None:  # in place resumes from the version the cluster reached
+                work.update(in_place=None, step=StepStatus(), analysis=analysis.new_run(work.status.analysis))
+            _restart_preflight(work, "retry requested: running preflight again")
         elif phase == Phase.ROLLED_BACK:
             again = work.status.green_retired
             work.update(step=StepStatus(index=0, started_at=None), analysis=analysis.new_run(work.status.analysis),
-                        rolled_back_at=None, promoted_at=None, green_retired=False, routers_finalized=False)
+                        rolled_back_at=None, promoted_at=None, green_retired=False, routers_finalized=False,
+                        hooks=[])
             work.condition(ConditionType.ANALYSIS_PASSING, None, "Retrying", "a new analysis run starts")
             if again:
-                work.goto(Phase.PREFLIGHT, "retry requested: green was retired, creating it again")
+                _restart_preflight(work, "retry requested: green was retired, creating it again")
             else:
                 work.goto(Phase.SYNCING, "retry requested: checking green again, then shifting from step 0")
         else:
@@ -336,10 +359,16 @@ def _promote_step(work: _Pass) -> None:
     work.event("PromoteRequested", f"step {work.status.step.index + 1} promoted by request")
     _advance(work)
     if work.status.phase == Phase.PAUSED:
-        work.goto(Phase.SHIFTING, "resumed by promote")
+        resume = Phase.UPGRADING if _in_place(work) else Phase.SHIFTING
+        work.update(held_phase=None)
+        work.goto(resume, "resumed by promote")
 
 
 def _promote_full(work: _Pass) -> None:
+    if _in_place(work):
+        work.event("PromoteIgnored", "promote full applies to traffic; in place, promote step goes past a pause",
+                   warning=True)
+        return
     healthy, why = work.green_healthy()
     if not healthy:
         work.event("PromoteIgnored", f"full promote refused: {why}", warning=True)
@@ -363,8 +392,9 @@ def _pending(work: _Pass) -> None:
 def _preflight(work: _Pass) -> None:
     if _held_by_spec(work):
         return
-    spec, blue, green = work.spec, work.observed.blue, work.observed.green
+    spec, blue = work.spec, work.observed.blue
     problems: list[str] = []
+    path: list[str] = []
     if not blue.exists:
         problems.append(
             f"blue cluster {spec.cluster.namespace}/{spec.cluster.name} not found; "
@@ -374,15 +404,67 @@ def _preflight(work: _Pass) -> None:
         problems.append(f"blue cluster {blue.name} reports no Kubernetes version")
     else:
         try:
-            target = versions.parse_version(spec.target.kubernetes_version)
-            current = versions.parse_version(blue.version)
-            if target.minor_key <= current.minor_key:
-                problems.append(
-                    f"spec.target.kubernetesVersion {spec.target.kubernetes_version} is not newer than "
-                    f"blue's {blue.version}; set a later minor version"
-                )
+            path = version_rules.in_place_path(current=blue.version, target=spec.target.kubernetes_version)
         except ValueError as exc:
             problems.append(str(exc))
+    if spec.strategy == Strategy.BLUE_GREEN:
+        problems.extend(_green_problems(work))  # known before any scan: no need to scan to refuse
+    if problems:
+        _block(work, problems)
+        return
+    if not blue.ready:
+        work.condition(ConditionType.PREFLIGHT_PASSED, None, "BlueNotReady", blue.reason)
+        work.wait(f"waiting for blue cluster {blue.name} to be ready: {blue.reason}")
+        return
+    work.update(blue=ClusterStatus(name=blue.name, version=blue.version))
+    if work.status.preflight.scanned_at is None:
+        work.condition(ConditionType.PREFLIGHT_PASSED, None, "Scanning",
+                       f"scanning {blue.name} and its Flux sources for {spec.target.kubernetes_version}")
+        work.act(ScanPreflight())
+        work.update(message=f"scanning {blue.name} (removed APIs, stateful workloads) before anything changes")
+        return
+    chosen, reasons = _choose_strategy(work, path)
+    blocking, warnings = _preflight_verdict(work, chosen, path)
+    report = work.status.preflight
+    choice = StrategyChoice(chosen=chosen.value, reasons=reasons)
+    first = report.strategy != choice
+    if first:
+        work.update(preflight=report.model_copy(update={
+            "strategy": choice, "path": path if chosen == Strategy.IN_PLACE else []}))
+        work.event("StrategyChosen", f"strategy {chosen.value}: {'; '.join(reasons)}")
+    if blocking:
+        _block(work, blocking)
+        return
+    if first:
+        for warning in warnings:
+            work.event("PreflightWarning", warning, warning=True)
+    summary = f"{blue.name} {blue.version} -> {spec.target.kubernetes_version}, strategy {chosen.value}"
+    if warnings:
+        summary += f"; {len(warnings)} warning(s): " + "; ".join(warnings)
+    work.condition(ConditionType.PREFLIGHT_PASSED, True, "Passed", summary)
+    if chosen == Strategy.IN_PLACE:
+        what = f"upgrading {blue.name} in place"
+        if not _gate_open(work, WebhookType.CONFIRM_ROLLOUT, since=work.status.phase_since or work.now, what=what):
+            return
+        work.update(in_place=InPlaceStatus(path=path, since=work.now), step=StepStatus())
+        work.goto(Phase.UPGRADING, f"upgrading {blue.name} in place, one minor at a time: "
+                  f"{' -> '.join([_minor_of(blue.version), *path])}")
+        return
+    if not _gate_open(work, WebhookType.CONFIRM_ROLLOUT, since=work.status.phase_since or work.now,
+                      what=f"creating green {spec.green_name}"):
+        return
+    work.goto(Phase.PROVISIONING, f"creating green cluster {spec.green_name} at {spec.target.kubernetes_version}")
+
+
+def _minor_of(version: str | None) -> str:
+    parsed = versions.parse_version(version or "")
+    return f"{parsed.major}.{parsed.minor}"
+
+
+def _green_problems(work: _Pass) -> list[str]:
+    """What stops green from being created: its name taken, nothing for Flux to copy, the providers' checks."""
+    spec, blue, green = work.spec, work.observed.blue, work.observed.green
+    problems: list[str] = []
     if green.exists and green.managed_by != work.owner:
         problems.append(
             f"a cluster named {green.name} already exists and was not created by this upgrade; "
@@ -394,32 +476,115 @@ def _preflight(work: _Pass) -> None:
             "label blue's Kustomizations or fix the selector"
         )
     problems.extend(work.observed.preflight_problems)
-    if problems:
-        message = "; ".join(problems)
-        work.condition(ConditionType.PREFLIGHT_PASSED, False, "PreflightFailed", message)
-        work.goto(Phase.BLOCKED, message, warning=True)
-        work.done = True
-        return
-    if not blue.ready:
-        work.condition(ConditionType.PREFLIGHT_PASSED, None, "BlueNotReady", blue.reason)
-        work.wait(f"waiting for blue cluster {blue.name} to be ready: {blue.reason}")
-        return
-    work.update(blue=ClusterStatus(name=blue.name, version=blue.version))
-    work.condition(ConditionType.PREFLIGHT_PASSED, True, "Passed",
-                   f"{blue.name} {blue.version} -> {spec.target.kubernetes_version}")
-    if not _gate_open(work, WebhookType.CONFIRM_ROLLOUT, since=work.status.phase_since or work.now,
-                      what=f"creating green {spec.green_name}"):
-        return
-    work.goto(Phase.PROVISIONING, f"creating green cluster {spec.green_name} at {spec.target.kubernetes_version}")
+    return problems
+
+
+def _block(work: _Pass, problems: list[str]) -> None:
+    message = "; ".join(problems)
+    work.condition(ConditionType.PREFLIGHT_PASSED, False, "PreflightFailed", message)
+    work.goto(Phase.BLOCKED, message, warning=True)
+    work.done = True
+
+
+def _restart_preflight(work: _Pass, message: str) -> None:
+    """Preflight from scratch: the scans run again, and Auto chooses again."""
+    work.update(preflight=PreflightStatus())
+    work.goto(Phase.PREFLIGHT, message)
+
+
+def _choose_strategy(work: _Pass, path: list[str]) -> tuple[Strategy, list[str]]:
+    """Auto: InPlace when nothing breaks and the jump is one minor, else BlueGreen; the reasons say which."""
+    spec, report = work.spec, work.status.preflight
+    if spec.strategy != Strategy.AUTO:
+        return spec.strategy, [f"spec.strategy is {spec.strategy.value}"]
+    target = spec.target.kubernetes_version
+    current = _minor_of(work.observed.blue.version)
+    against: list[str] = []
+    if report.findings_total:
+        against.append(f"{report.findings_total} object(s) use APIs {target} no longer serves: blue keeps serving "
+                       "while green is fixed")
+    if report.problems:
+        against.append(f"{len(report.problems)} scan(s) could not finish, so removed APIs cannot be ruled out")
+    if len(path) > 1:
+        against.append(f"{current} to {target} is {len(path)} minors: in place that is {len(path)} upgrades, "
+                       "blue/green is one")
+    if spec.preflight.stateful == StatefulPolicy.BLOCK and report.stateful_total:
+        against.append(f"{report.stateful_total} stateful workload(s) and spec.preflight.stateful is Block")
+    if against:
+        return Strategy.BLUE_GREEN, against
+    return Strategy.IN_PLACE, [
+        f"no object uses an API removed by {target} (live on blue and in its sources)",
+        f"one minor: {current} to {target}",
+        "no stateful workload is blocked",
+    ]
+
+
+def _preflight_verdict(work: _Pass, chosen: Strategy, path: list[str]) -> tuple[list[str], list[str]]:
+    """(blocking problems, warnings) from the scans and the version rules, as spec.preflight's policies say."""
+    spec, blue, report = work.spec, work.observed.blue, work.status.preflight
+    policy = spec.preflight
+    blocking: list[str] = []
+    warnings: list[str] = []
+    if chosen == Strategy.BLUE_GREEN and spec.strategy == Strategy.AUTO:
+        blocking.extend(_green_problems(work))
+    offer = version_rules.offered(spec.target.kubernetes_version, available=blue.offered_versions)
+    if offer is not None:
+        blocking.append(offer)
+    if chosen == Strategy.IN_PLACE:
+        for minor in path:
+            blocking.extend(f"in place to {minor}: {problem}" for problem in version_rules.check_worker_skew(
+                control_plane=minor, workers=blue.worker_versions))
+    removed = _removed_api_summary(work)
+    if removed:
+        (blocking if policy.removed_apis == RemovedAPIsPolicy.BLOCK else warnings).append(removed)
+    if report.stateful_total:
+        shown = ", ".join(f"{w.kind} {w.namespace}/{w.name} ({w.reason})" for w in report.stateful_workloads[:3])
+        more = f" and {report.stateful_total - 3} more" if report.stateful_total > 3 else ""
+        if policy.stateful == StatefulPolicy.BLOCK:
+            blocking.append(f"{report.stateful_total} stateful workload(s) cannot run on two clusters at once: "
+                            f"{shown}{more}; move them with spec.hooks[] handoffs and set spec.preflight.stateful "
+                            "to Handoff, or to Warn to go on")
+        elif policy.stateful == StatefulPolicy.HANDOFF and chosen == Strategy.BLUE_GREEN:
+            uncovered = [w for w in report.stateful_workloads if w.handoff is None]
+            if uncovered:
+                names = ", ".join(f"{w.kind} {w.namespace}/{w.name}" for w in uncovered[:5])
+                blocking.append(f"{len(uncovered)} stateful workload(s) have no handoff hook: {names}; add a "
+                                "spec.hooks[] entry with handoff: {kind, namespace, name} for each")
+        elif policy.stateful == StatefulPolicy.WARN and chosen == Strategy.BLUE_GREEN:
+            warnings.append(f"{report.stateful_total} stateful workload(s) will run on both clusters until blue "
+                            f"is retired: {shown}{more}")
+    capacity = report.capacity
+    if chosen == Strategy.BLUE_GREEN and capacity is not None and policy.capacity != CapacityPolicy.OFF:
+        if capacity.verdict == CapacityVerdict.TOO_SMALL and policy.capacity == CapacityPolicy.BLOCK:
+            blocking.append(f"capacity: {capacity.message}")
+        elif capacity.verdict != CapacityVerdict.ENOUGH:
+            warnings.append(f"capacity: {capacity.message}")
+    return blocking, warnings
+
+
+def _removed_api_summary(work: _Pass) -> str:
+    report, target = work.status.preflight, work.spec.target.kubernetes_version
+    parts: list[str] = []
+    if report.findings_total:
+        first = "; ".join(
+            f"{f.kind} {f.namespace + '/' if f.namespace else ''}{f.name} uses {f.api_version} (use {f.replacement}; "
+            f"{f.where})" for f in report.findings[:3])
+        more = f" and {report.findings_total - 3} more" if report.findings_total > 3 else ""
+        parts.append(f"{report.findings_total} object(s) use APIs removed by {target}: {first}{more}; migrate them "
+                     "(status.preflight.findings lists them)")
+    if report.problems:
+        parts.append(f"could not scan everything: {'; '.join(report.problems[:3])}")
+    if not parts:
+        return ""
+    return "; ".join(parts) + " (or set spec.preflight.removedAPIs: Warn to go on)"
 
 
 def _blocked(work: _Pass) -> None:
     # A changed spec is a new request: check again without waiting for a retry annotation.
-    if work.status.condition(ConditionType.PREFLIGHT_PASSED) is not None:
-        checked = work.status.condition(ConditionType.PREFLIGHT_PASSED)
-        if checked is not None and checked.observed_generation != work.observed.generation:
-            work.goto(Phase.PREFLIGHT, "spec changed: running preflight again")
-            return
+    checked = work.status.condition(ConditionType.PREFLIGHT_PASSED)
+    if checked is not None and checked.observed_generation != work.observed.generation:
+        _restart_preflight(work, "spec changed: running preflight again")
+        return
     work.done = True
 
 
@@ -493,6 +658,8 @@ def _verifying(work: _Pass) -> None:
         return
     if not _checks_at_zero(work):
         return
+    if not _hooks_done(work, HookPoint.BEFORE_TRAFFIC):
+        return
     work.condition(ConditionType.ANALYSIS_PASSING, True, "Verified", "green passed its checks at 0 % traffic")
     work.update(step=StepStatus(index=0, started_at=work.now))
     work.condition(ConditionType.TRAFFIC_SHIFTED, False, "Shifting", "traffic starts moving to green")
@@ -547,14 +714,19 @@ def _shifting(work: _Pass) -> None:
             return
         _advance(work)
         return
+    _run_step(work, step, label)
+
+
+def _run_step(work: _Pass, step: Step, label: str) -> None:
+    """A pause or analysis step (of spec.traffic.steps, or of spec.inPlace.betweenMinors)."""
+    since = work.status.step.started_at or work.now
     if step.pause is not None:
-        started = work.status.step.started_at or work.now
         if step.pause.duration is None:
-            work.update(held_phase=Phase.SHIFTING)
+            work.update(held_phase=work.status.phase)
             work.goto(Phase.PAUSED, f"{label}: paused until promoted (annotate bluegreen.io/promote=step)")
             work.done = True
             return
-        until = started + duration(step.pause.duration)
+        until = since + duration(step.pause.duration)
         if work.now >= until:
             _advance(work)
             return
@@ -570,7 +742,8 @@ def _shifting(work: _Pass) -> None:
     length = step.analysis.duration or (None if step.analysis.count is not None else work.spec.analysis.duration)
     if length is not None and work.now < since + duration(length):
         work.wake(since + duration(length))  # after that, the next measurement's due time wakes it
-    work.wait(f"{label}: analysis at green {work.status.weights.green}%: {why}")
+    where = "in place" if _in_place(work) else f"at green {work.status.weights.green}%"
+    work.wait(f"{label}: analysis {where}: {why}")
 
 
 def _paused(work: _Pass) -> None:
@@ -579,14 +752,15 @@ def _paused(work: _Pass) -> None:
         work.done = True
         return
     step = _current_step(work)
-    waiting_for_human = held == Phase.SHIFTING and step is not None and step.pause is not None \
+    waiting_for_human = held in {Phase.SHIFTING, Phase.UPGRADING} and step is not None and step.pause is not None \
         and step.pause.duration is None
+    in_place = held == Phase.UPGRADING  # no green to guard: the cluster itself is what was upgraded
     if work.status.analysis.held:  # inconclusive analysis: a person decides (promote or abort)
-        if _guard_green(work):
+        if in_place or _guard_green(work):
             work.done = True
         return
     if waiting_for_human:
-        if not _guard_green(work):
+        if not in_place and not _guard_green(work):
             return
         if not _analyse(work):
             return
@@ -605,6 +779,8 @@ def _promoted(work: _Pass) -> None:
     if not healthy:
         _, why = work.green_healthy()
         work.wait(f"green serves 100% but is unhealthy ({why}); blue is kept; abort to roll back")
+        return
+    if not _hooks_done(work, HookPoint.AFTER_PROMOTION):
         return
     post = analysis.asked_since(work.status, _hook_names(work, WebhookType.POST_ROLLOUT), promoted_at)
     if post:
@@ -625,6 +801,8 @@ def _retiring(work: _Pass) -> None:
     if _held_by_spec(work):
         return
     blue = work.observed.blue
+    if not work.status.routers_finalized and not _hooks_done(work, HookPoint.BEFORE_RETIRE):
+        return
     if not work.status.routers_finalized:
         work.act(FinalizeRouters())
         work.update(routers_finalized=True)
@@ -664,6 +842,8 @@ def _rolling_back(work: _Pass) -> None:
         return
     if notify:
         work.check(webhooks=notify)
+        return
+    if not _hand_back(work):
         return
     work.condition(ConditionType.TRAFFIC_SHIFTED, False, "RolledBack", "blue serves 100% of traffic")
     window = work.spec.rollback.retain_green_for
@@ -733,6 +913,83 @@ def _rolled_back(work: _Pass) -> None:
     work.done = True
 
 
+def _upgrading(work: _Pass) -> None:
+    """InPlace: raise the cluster's version one minor at a time; after each, spec.inPlace.betweenMinors."""
+    if _held_by_spec(work):
+        return
+    spec, blue = work.spec, work.observed.blue
+    state = work.status.in_place or InPlaceStatus(path=work.status.preflight.path, since=work.now)
+    total = len(state.path)
+    if state.index >= total:
+        work.update(blue=ClusterStatus(name=blue.name, version=blue.version))
+        message = f"upgrade complete: {blue.name} runs {spec.target.kubernetes_version}, upgraded in place " \
+                  f"through {total} minor(s)"
+        work.goto(Phase.COMPLETED, message)
+        work.done = True
+        return
+    minor = state.path[state.index]
+    label = f"minor {state.index + 1}/{total} ({minor})"
+    since = state.since or work.now
+    if not state.rolled_out:
+        deadline = since + duration(spec.in_place.timeout)
+        reached = blue.version is not None and _minor_of(blue.version) == minor
+        if not reached:
+            work.act(UpgradeInPlace(name=blue.name, version=minor))
+            work.update(in_place=state.model_copy(update={"since": since}))
+            work.condition(ConditionType.GREEN_READY, False, "RollingOut", f"{blue.name}: asked for {minor}")
+            work.wake(deadline)
+            work.wait(f"{label}: asking {blue.name} for {minor}")
+            return
+        if blue.failed:
+            _stop_in_place(work, f"{label}: {blue.name} failed while rolling out {minor}: {blue.reason}",
+                           reason="RolloutFailed")
+            return
+        if blue.rolling_out or not blue.ready:
+            why = blue.reason or "rolling out"
+            if work.now >= deadline:
+                _stop_in_place(work, f"{label}: {blue.name} has not rolled out {minor} after "
+                               f"{spec.in_place.timeout}: {why}", reason="RolloutTimeout")
+                return
+            work.condition(ConditionType.GREEN_READY, False, "RollingOut", f"{blue.name}: {why}")
+            work.wake(deadline)
+            work.wait(f"{label}: {blue.name} rolling out {minor}: {why}")
+            return
+        work.condition(ConditionType.GREEN_READY, True, "RolledOut", f"{blue.name} runs {blue.version}")
+        work.event("MinorRolledOut", f"{blue.name} runs {blue.version} ({label})")
+        work.update(in_place=state.model_copy(update={"rolled_out": True, "step": 0, "since": work.now}),
+                    blue=ClusterStatus(name=blue.name, version=blue.version),
+                    step=StepStatus(index=0, started_at=work.now, weights_changed_at=work.now),
+                    analysis=analysis.restart_streaks(work.status.analysis))
+        return
+    if not _analyse(work):
+        return
+    step = _current_step(work)
+    if step is None:
+        work.update(in_place=state.model_copy(update={"index": state.index + 1, "rolled_out": False, "step": 0,
+                                                      "since": work.now}), step=StepStatus())
+        return
+    _run_step(work, step, f"after {minor}: step {work.status.step.index + 1}/{len(spec.in_place.between_minors)}")
+
+
+def _stop_in_place(work: _Pass, message: str | None = None, *, reason: str = "Aborted") -> None:
+    """In place cannot go back: stop where the cluster is, say where that is, and let a person decide."""
+    blue = work.observed.blue
+    if message is None:
+        message = (f"aborted by request (bluegreen.io/abort): {blue.name} stays at {blue.version or 'its version'}; "
+                   "a rollout under way is finished by the provider (in place has no way back); annotate "
+                   "bluegreen.io/retry to go on from there")
+    work.update(held_phase=None)
+    work.condition(ConditionType.PROGRESSING, False, reason, message)
+    work.goto(Phase.FAILED, message, warning=True)
+    work.done = True
+
+
+def _in_place(work: _Pass) -> bool:
+    """This upgrade is in place (phase Upgrading, or held from it)."""
+    phase = work.status.phase
+    return phase == Phase.UPGRADING or (phase == Phase.PAUSED and work.status.held_phase == Phase.UPGRADING)
+
+
 def _terminal(work: _Pass) -> None:
     work.done = True
 
@@ -745,6 +1002,7 @@ _HANDLERS = {
     Phase.SYNCING: _syncing,
     Phase.VERIFYING: _verifying,
     Phase.SHIFTING: _shifting,
+    Phase.UPGRADING: _upgrading,
     Phase.PAUSED: _paused,
     Phase.PROMOTED: _promoted,
     Phase.RETIRING: _retiring,
@@ -764,19 +1022,28 @@ def router_dwell(spec: ClusterUpgradeSpec) -> datetime.timedelta:
     return datetime.timedelta(seconds=max(ttls, default=0))
 
 
+def _steps(work: _Pass) -> list[Step]:
+    """The steps the upgrade walks: traffic steps, or in place the steps after each minor."""
+    if _in_place(work):
+        return work.spec.in_place.between_minors
+    return work.spec.traffic.steps
+
+
 def _current_step(work: _Pass) -> Step | None:
-    steps = work.spec.traffic.steps
+    steps = _steps(work)
     index = work.status.step.index
     return steps[index] if index < len(steps) else None
 
 
 def _advance(work: _Pass) -> None:
     index = work.status.step.index
-    total = len(work.spec.traffic.steps)
+    total = len(_steps(work))
     if index < total:
         work.event("StepCompleted", f"step {index + 1}/{total} completed")
     work.update(step=StepStatus(index=index + 1, started_at=work.now,
                                 weights_changed_at=work.status.step.weights_changed_at))
+    if work.status.in_place is not None and _in_place(work):
+        work.update(in_place=work.status.in_place.model_copy(update={"step": index + 1}))
     following = _current_step(work)
     if following is not None and following.analysis is not None:
         work.update(analysis=analysis.restart_streaks(work.status.analysis))
@@ -889,6 +1156,88 @@ def _checks_at_zero(work: _Pass) -> bool:
     return True
 
 
+# --- hooks ------------------------------------------------------------------------------------
+
+HOOK_POLL = datetime.timedelta(seconds=10)  # a safety net: watches on the hooks' Jobs and workloads wake it
+
+
+def _hooks_done(work: _Pass, point: HookPoint) -> bool:
+    """Run spec.hooks at ``point`` in order; True once all succeeded. A failed hook rolls back."""
+    for hook in work.spec.hooks_at(point):
+        state = work.status.hook(hook.name)
+        if state is not None and state.phase == HookPhase.SUCCEEDED:
+            continue
+        seen = work.observed.hooks.get(hook.name) or HookObservation(state="Missing")
+        if state is None:
+            state = HookStatus(name=hook.name, at=point.value, phase=HookPhase.RUNNING, started_at=work.now)
+            work.event("HookStarted", f"hook {hook.name} ({point.value}): {_hook_what(hook)}")
+        if seen.state == "Succeeded":
+            _set_hook(work, state.model_copy(update={"phase": HookPhase.SUCCEEDED, "finished_at": work.now,
+                                                     "message": seen.message}))
+            work.event("HookSucceeded", f"hook {hook.name} ({point.value}): {seen.message or 'done'}")
+            continue
+        limit = _hook_limit(hook)
+        started = state.started_at or work.now
+        failure = seen.message if seen.state == "Failed" else None
+        if failure is None and limit is not None and work.now >= started + limit:
+            failure = f"not done after {format_duration(limit)}: {seen.message or 'no progress'}"
+        if failure is not None:
+            _set_hook(work, state.model_copy(update={"phase": HookPhase.FAILED, "finished_at": work.now,
+                                                     "message": failure}))
+            work.goto(Phase.ROLLING_BACK, f"hook {hook.name} ({point.value}) failed, rolling back to blue: {failure}",
+                      warning=True)
+            work.done = False  # the rollback starts in this same pass
+            return False
+        _set_hook(work, state.model_copy(update={"message": seen.message}))
+        work.act(RunHook(name=hook.name))
+        work.wake(work.now + HOOK_POLL if limit is None else min(work.now + HOOK_POLL, started + limit))
+        work.wait(f"hook {hook.name} ({point.value}): {seen.message or 'starting'}")
+        return False
+    return True
+
+
+def _hand_back(work: _Pass) -> bool:
+    """After a rollback: every handoff that began goes back (green down, then blue up), last first."""
+    for hook in reversed(work.spec.hooks):
+        state = work.status.hook(hook.name)
+        if hook.handoff is None or state is None or state.phase == HookPhase.REVERTED:
+            continue
+        seen = work.observed.hooks.get(hook.name) or HookObservation(state="Missing")
+        if state.phase != HookPhase.REVERTING:
+            state = state.model_copy(update={"phase": HookPhase.REVERTING, "finished_at": None})
+            work.event("HookReverting", f"hook {hook.name}: handing {_hook_what(hook)} back to blue")
+        if seen.state == "Succeeded":
+            _set_hook(work, state.model_copy(update={"phase": HookPhase.REVERTED, "finished_at": work.now,
+                                                     "message": seen.message}))
+            work.event("HookReverted", f"hook {hook.name}: {seen.message or 'handed back to blue'}")
+            continue
+        _set_hook(work, state.model_copy(update={"message": seen.message}))
+        work.act(RunHook(name=hook.name, reverse=True))
+        work.wake(work.now + HOOK_POLL)
+        work.wait(f"handing {_hook_what(hook)} back to blue: {seen.message or 'starting'}")
+        return False
+    return True
+
+
+def _hook_what(hook: Hook) -> str:
+    if hook.handoff is not None:
+        return f"hand {hook.handoff.kind.value} {hook.handoff.namespace}/{hook.handoff.name} over to green"
+    return f"Job in {hook.cluster.value}"
+
+
+def _hook_limit(hook: Hook) -> datetime.timedelta | None:
+    """A handoff's deadline (each side may take its timeout); a Job's own timeout is judged where it runs."""
+    if hook.handoff is not None:
+        return 2 * duration(hook.handoff.timeout)
+    return None
+
+
+def _set_hook(work: _Pass, state: HookStatus) -> None:
+    others = [h for h in work.status.hooks if h.name != state.name]
+    order = {hook.name: index for index, hook in enumerate(work.spec.hooks)}
+    work.update(hooks=sorted([*others, state], key=lambda h: order.get(h.name, len(order))))
+
+
 JOB_POLL = datetime.timedelta(seconds=10)  # a safety net: a watch on the Jobs wakes the upgrade on each change
 
 
@@ -936,7 +1285,7 @@ def _analyse(work: _Pass) -> bool:
                   "to go on or bluegreen.io/abort to roll back", warning=True)
         work.done = True
         return False
-    step = _current_step(work) if work.status.phase == Phase.SHIFTING else None
+    step = _current_step(work) if work.status.phase in {Phase.SHIFTING, Phase.UPGRADING} else None
     if work.status.weights.green == 0 and (step is None or step.analysis is None):
         return True  # nothing flows to green: metrics would measure nothing
     metrics, next_metric = analysis.due(spec, work.status, work.now)
@@ -955,5 +1304,11 @@ def _analyse(work: _Pass) -> bool:
 
 def _analysis_failed(work: _Pass, message: str) -> None:
     work.condition(ConditionType.ANALYSIS_PASSING, False, "AnalysisFailed", message)
+    if _in_place(work):
+        blue = work.observed.blue
+        _stop_in_place(work, f"analysis failed in place: {message}; {blue.name} stays at {blue.version} "
+                       "(in place has no way back): fix the cause and annotate bluegreen.io/retry",
+                       reason="AnalysisFailed")
+        return
     work.goto(Phase.ROLLING_BACK, f"analysis failed, rolling back to blue: {message}", warning=True)
     work.done = False  # the rollback starts in this same pass

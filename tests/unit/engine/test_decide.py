@@ -15,6 +15,7 @@ from bluegreen.engine.types import (
     FinalizeRouters,
     ProvisionGreen,
     SaveRouters,
+    ScanPreflight,
     SetWeights,
     SyncWorkloads,
 )
@@ -74,6 +75,8 @@ def test_happy_path_goes_through_every_phase_in_order() -> None:
 
 def test_actions_come_one_kind_per_phase() -> None:
     world = World()
+    decision = world.step()
+    assert decision.actions == (ScanPreflight(),), "blue and its sources are scanned before anything is created"
     decision = world.step()
     assert decision.actions == (ProvisionGreen(name="prod-green", version="1.31"),)
     world.green_becomes_ready()
@@ -252,7 +255,7 @@ def test_spec_paused_holds_and_resumes_where_it_was() -> None:
 
 @pytest.mark.parametrize(("change", "reason_part"), [
     ({"blue_exists": False}, "not found"),
-    ({"blue_version": "v1.31.1"}, "not newer"),
+    ({"blue_version": "v1.31.1"}, "the version the cluster already runs"),
     ({"green_exists": True, "green_owner": None}, "already exists"),
     ({"blue_kustomizations": {}}, "matches no Kustomization"),
 ])

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bluegreen.api import spec as api
-from bluegreen.api.status import CheckPhase, CheckResult, ClusterUpgradeStatus, SavedRouter
+from bluegreen.api.status import CheckPhase, CheckResult, ClusterUpgradeStatus, PreflightStatus, SavedRouter
 from bluegreen.engine import analysis, decide
 from bluegreen.engine.types import (
     ClusterObservation,
@@ -21,16 +21,20 @@ from bluegreen.engine.types import (
     DeleteCluster,
     DeleteWorkloads,
     FinalizeRouters,
+    HookObservation,
     JobObservation,
     KustomizationObservation,
     Observed,
     ProvisionGreen,
     RemoveAnnotation,
     RunChecks,
+    RunHook,
     SaveRouters,
+    ScanPreflight,
     SetWeights,
     StartJob,
     SyncWorkloads,
+    UpgradeInPlace,
     WorkloadsObservation,
 )
 
@@ -90,6 +94,14 @@ class World:
     jobs_started: list[str] = dataclasses.field(default_factory=list)
     fail_actions: bool = False
     preflight_problems: tuple[str, ...] = ()
+    scan: PreflightStatus = dataclasses.field(default_factory=PreflightStatus)  # what ScanPreflight finds
+    scans: int = 0
+    blue_rolling_out: bool = False
+    worker_versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    offered_versions: tuple[str, ...] | None = None
+    versions_asked: list[str] = dataclasses.field(default_factory=list)
+    hooks: dict[str, HookObservation] = dataclasses.field(default_factory=dict)
+    hooks_run: list[tuple[str, bool]] = dataclasses.field(default_factory=list)  # (name, reverse)
     log: list[Decision] = dataclasses.field(default_factory=list)
 
     def observe(self) -> Observed:
@@ -101,7 +113,8 @@ class World:
             blue=ClusterObservation(
                 name=self.spec.cluster.name, exists=self.blue_exists, ready=self.blue_exists and self.blue_ready,
                 version=self.blue_version if self.blue_exists else None, deleting=self.blue_deleting,
-                reason="" if self.blue_ready else "ControlPlane not ready",
+                reason="" if self.blue_ready else "ControlPlane not ready", rolling_out=self.blue_rolling_out,
+                worker_versions=dict(self.worker_versions), offered_versions=self.offered_versions,
             ),
             green=ClusterObservation(
                 name=green_name, exists=self.green_exists, ready=self.green_exists and self.green_ready,
@@ -110,6 +123,7 @@ class World:
                 reason="" if self.green_ready else "Provisioning",
             ),
             jobs=dict(self.jobs),
+            hooks=dict(self.hooks),
             workloads=WorkloadsObservation(
                 blue=tuple(KustomizationObservation(name=name, namespace="fleet", ready=True, revision=rev)
                            for name, rev in self.blue_kustomizations.items()),
@@ -150,6 +164,17 @@ class World:
                                                message=message, step=self.status.step.index,
                                                green_weight=self.status.weights.green))
                 return results
+            case ScanPreflight():
+                self.scans += 1
+                self.status = self.status.model_copy(update={"preflight": self.scan.model_copy(
+                    update={"scanned_at": self.now})})
+            case UpgradeInPlace(version=version):
+                self.versions_asked.append(version)
+                self.blue_version = version
+                self.blue_rolling_out = True
+            case RunHook(name=name, reverse=reverse):
+                self.hooks_run.append((name, reverse))
+                self.hooks.setdefault(name, HookObservation(state="Running"))
             case StartJob(name=name):
                 self.jobs_started.append(name)
                 self.jobs.setdefault(name, JobObservation(state="Running"))
@@ -195,8 +220,13 @@ class World:
     def run_until_settled(self, limit: int = 50) -> None:
         """Pass until a pass neither acts nor changes phase/step (the world must change next)."""
         for _ in range(limit):
-            before = (self.status.phase, self.status.step.index, self.status.weights)
+            before = self.status
             decision = self.step()
-            if not decision.actions and before == (self.status.phase, self.status.step.index, self.status.weights):
+            # Moving a hook along is asked on every pass until the world shows it done (it is idempotent):
+            # a pass that asks only that and changes nothing else waits for the world like one that acts not.
+            waiting = all(isinstance(action, RunHook) for action in decision.actions)
+            if waiting and (before.phase, before.step.index, before.weights, before.in_place, before.hooks) == (
+                    self.status.phase, self.status.step.index, self.status.weights, self.status.in_place,
+                    self.status.hooks):
                 return
         raise AssertionError("the engine did not settle")
