@@ -13,6 +13,10 @@ what the Cluster API controllers do, with the status shapes they write:
 * a new ``spec.topology.version`` on a provisioned cluster rolls out:
   ``RollingOut=True`` for ``rollout_delay``, then the emulator reports the new
   version and ``RollingOut=False``;
+* the Cluster webhook is emulated on the management emulator's writes: a
+  version decreased, increased by two minors or more, or increased by a minor
+  while the previous upgrade still rolls out is refused with a 422, in the words
+  Cluster API uses;
 * a Cluster carries the ``cluster.cluster.x-k8s.io`` finalizer; deleting it
   shows phase ``Deleting``, stops the emulator after ``delete_delay`` and then
   releases the finalizer (the owned kubeconfig Secret is garbage-collected).
@@ -34,9 +38,10 @@ from typing import Any
 
 import yaml
 
+from bluegreen.api import versions
 from bluegreen.sim import kube_store
 from bluegreen.sim.controllers import KeyedWorkers
-from bluegreen.sim.kube import KubeEmulator
+from bluegreen.sim.kube import KubeEmulator, ResourceInfo
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,7 @@ GROUP = "cluster.x-k8s.io"
 FINALIZER = "cluster.cluster.x-k8s.io"
 CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
 SECRETS = "v1/secrets"
+WEBHOOK = "validation.cluster.cluster.x-k8s.io"
 
 OnReady = Callable[[str, KubeEmulator], Awaitable[None] | None]
 OnDeleted = Callable[[str], Awaitable[None] | None]
@@ -220,6 +226,24 @@ def cluster_status(
     }
 
 
+def topology_version_problem(before: str, after: str) -> str | None:
+    """What Cluster API's webhook says about changing ``spec.topology.version`` (None: it allows it)."""
+    try:
+        old, new = versions.parse_version(before), versions.parse_version(after)
+    except ValueError as exc:
+        return str(exc)
+    old_semver, new_semver = _semver(old), _semver(new)
+    if (new.major, new.minor, new.patch or 0) < (old.major, old.minor, old.patch or 0):
+        return f'version cannot be decreased from "{old_semver}" to "{new_semver}"'
+    if (new.major, new.minor) >= (old.major, old.minor + 2):
+        return f'version cannot be increased from "{old_semver}" to "{new_semver}"'
+    return None
+
+
+def _semver(version: versions.KubeVersion) -> str:
+    return f"{version.major}.{version.minor}.{version.patch or 0}"
+
+
 def _same_status(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     return dict(old or {}) == dict(new)
 
@@ -288,6 +312,7 @@ class CapiController:
         return self._emulators.get((namespace, name))
 
     async def start(self) -> None:
+        self.management.store.admission.append(self._admit)
         # Watch first, then list: nothing created in between is missed.
         watch = self.management.watch(self.resource)
         for cluster in self.management.list(self.resource):
@@ -305,6 +330,8 @@ class CapiController:
             await watch.aclose()
 
     async def stop(self) -> None:
+        if self._admit in self.management.store.admission:
+            self.management.store.admission.remove(self._admit)
         if self._watch_task is not None:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
@@ -324,6 +351,30 @@ class CapiController:
         event = self._ready.setdefault((namespace, name), asyncio.Event())
         await event.wait()
         return self._emulators[(namespace, name)]
+
+    # --- webhook -----------------------------------------------------------------------------
+
+    def _admit(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        if old is None or info.group != GROUP or info.plural != "clusters":
+            return
+        before = str(((old.get("spec") or {}).get("topology") or {}).get("version") or "")
+        after = str(((new.get("spec") or {}).get("topology") or {}).get("version") or "")
+        if not before or not after or before == after:
+            return
+        problem = topology_version_problem(before, after)
+        emulator = self._emulators.get((old["metadata"].get("namespace", ""), old["metadata"]["name"]))
+        still_rolling = emulator is not None and emulator.kubernetes_version != before
+        if problem is None and still_rolling and (
+            versions.parse_version(after).minor_key > versions.parse_version(before).minor_key
+        ):
+            problem = ("minor version update cannot happen at this time: blocking version update due to "
+                       "ControlPlane version check: ControlPlane is still completing a previous upgrade")
+        if problem is not None:
+            raise kube_store.KubeApiError(
+                422, "Invalid",
+                f'admission webhook "{WEBHOOK}" denied the request: Cluster.{GROUP} "{old["metadata"]["name"]}" '
+                f'is invalid: spec.topology.version: Invalid value: "{after}": {problem}',
+            )
 
     # --- reconcile ---------------------------------------------------------------------------
 

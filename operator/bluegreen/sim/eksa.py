@@ -22,6 +22,13 @@ it writes (Cluster API style conditions, ``failureMessage``):
 * a new ``kubernetesVersion`` on a running cluster rolls: Ready=False
   (RollingUpgradeInProgress) at the new generation for ``rollout_delay``,
   then the emulator reports the new version and Ready=True;
+* EKS-A's Cluster webhook is emulated on the management emulator's writes: a
+  ``kubernetesVersion`` lowered, or raised by more than one minor, is refused
+  with a 422 in EKS-A's words (nothing is written, no failureMessage);
+* a release (:func:`seed_release`: an ``EKSARelease`` in ``eksa-system`` naming
+  a ``Bundles`` object) is optional per world; where a Cluster's
+  ``eksaVersion`` has one, a ``kubernetesVersion`` its Bundles do not list is a
+  failure, as EKS-A reports it;
 * a Cluster carries EKS-A's finalizer; deleting it shows Ready=False
   (Deleting), stops the emulator after ``delete_delay``, removes the
   kubeconfig Secret (in another namespace, so no owner reference can) and
@@ -47,10 +54,11 @@ from typing import Any
 
 import yaml
 
+from bluegreen.api import versions
 from bluegreen.kube import mergepatch
 from bluegreen.sim import kube_store
 from bluegreen.sim.controllers import KeyedWorkers
-from bluegreen.sim.kube import KubeEmulator
+from bluegreen.sim.kube import KubeEmulator, ResourceInfo
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +69,10 @@ FINALIZER = "clusters.anywhere.eks.amazonaws.com/finalizer"
 KUBECONFIG_NAMESPACE = "eksa-system"
 CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
 SECRETS = "v1/secrets"
+BUNDLES = f"{API_VERSION}/bundles"
+WEBHOOK = "validation.cluster.anywhere.amazonaws.com"
+DEFAULT_EKSA_VERSION = "v0.22.0"
+DEFAULT_KUBE_VERSIONS = ("1.28", "1.29", "1.30", "1.31", "1.32")
 DEFAULT_ENDPOINT_HOST = "198.51.100.10"  # TEST-NET-2: never a real address
 _VERSION_FORM = re.compile(r"^[0-9]+\.[0-9]+$")
 
@@ -145,8 +157,40 @@ def install(management: KubeEmulator) -> None:
     for kind in (*MACHINE_CONFIG_KINDS, *DATACENTER_KINDS, "FluxConfig", "GitOpsConfig",
                  "TinkerbellTemplateConfig", "SnowIPPool"):
         management.add_resource(group=GROUP, version=VERSION, plural=f"{kind.lower()}s", kind=kind)
+    management.add_resource(group=GROUP, version=VERSION, plural="bundles", kind="Bundles")
+    management.add_resource(group=GROUP, version=VERSION, plural="eksareleases", kind="EKSARelease")
     if management.get("v1/namespaces", None, KUBECONFIG_NAMESPACE) is None:
         management.create("v1/namespaces", {"metadata": {"name": KUBECONFIG_NAMESPACE}})
+
+
+def release_name(eksa_version: str) -> str:
+    return "eksa-" + eksa_version.replace(".", "-").replace("+", "-").lower()
+
+
+def seed_release(
+    management: KubeEmulator,
+    *,
+    eksa_version: str = DEFAULT_EKSA_VERSION,
+    kube_versions: tuple[str, ...] = DEFAULT_KUBE_VERSIONS,
+    bundles_name: str = "bundles-1",
+) -> dict[str, Any]:
+    """An EKS-A release on the management cluster: its ``Bundles`` (one versionsBundle per Kubernetes version)
+    and the ``EKSARelease`` that maps ``eksa_version`` to them, both in ``eksa-system``."""
+    bundles = management.create(BUNDLES, {
+        "apiVersion": API_VERSION, "kind": "Bundles",
+        "metadata": {"name": bundles_name, "namespace": KUBECONFIG_NAMESPACE},
+        "spec": {"number": 1, "cliMinVersion": eksa_version, "cliMaxVersion": eksa_version,
+                 "versionsBundles": [{"kubeVersion": version, "eksD": {"name": f"kubernetes-{version}-eks"}}
+                                     for version in kube_versions]},
+    })
+    management.create(resource("EKSARelease"), {
+        "apiVersion": API_VERSION, "kind": "EKSARelease",
+        "metadata": {"name": release_name(eksa_version), "namespace": KUBECONFIG_NAMESPACE},
+        "spec": {"version": eksa_version, "bundleManifestUrl": f"https://example.net/{bundles_name}.yaml",
+                 "bundlesRef": {"apiVersion": API_VERSION, "name": bundles_name,
+                                "namespace": KUBECONFIG_NAMESPACE}},
+    })
+    return bundles
 
 
 def _object(kind: str, *, namespace: str, name: str, spec: Mapping[str, Any],
@@ -336,6 +380,22 @@ def _refs(cluster: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return found
 
 
+def version_change_problem(before: Any, after: Any) -> str | None:
+    """What EKS-A's webhook says about changing ``kubernetesVersion`` (None: it allows it, or leaves a malformed
+    value to the controller's failureMessage)."""
+    if not isinstance(before, str) or not isinstance(after, str) or before == after:
+        return None
+    if not _VERSION_FORM.match(before) or not _VERSION_FORM.match(after):
+        return None
+    old, new = versions.parse_version(before), versions.parse_version(after)
+    if new.minor_key < old.minor_key:
+        return f"kubernetes version downgrade is not supported ({before}) -> ({after})"
+    skew = new.minor - old.minor if new.major == old.major else 99
+    if skew > 1:
+        return f"only +1 minor version skew is supported, minor version skew detected {skew}"
+    return None
+
+
 def _endpoint(cluster: Mapping[str, Any]) -> str | None:
     host = (((cluster.get("spec") or {}).get("controlPlaneConfiguration") or {}).get("endpoint") or {}).get("host")
     return str(host) if host else None
@@ -385,6 +445,7 @@ class EksaController:
         return self._emulators.get((namespace, name))
 
     async def start(self) -> None:
+        self.management.store.admission.append(self._admit)
         # Watch first, then list: nothing created in between is missed.
         loop = asyncio.get_running_loop()
         watch = self.management.watch(self.resource)
@@ -416,6 +477,8 @@ class EksaController:
             self._workers.enqueue((namespace or "", cluster["metadata"]["name"]))
 
     async def stop(self) -> None:
+        if self._admit in self.management.store.admission:
+            self.management.store.admission.remove(self._admit)
         for task in self._watch_tasks:
             task.cancel()
         await asyncio.gather(*self._watch_tasks, return_exceptions=True)
@@ -450,6 +513,33 @@ class EksaController:
         return self.management.patch(self.resource, meta["namespace"], meta["name"], {"status": patch},
                                      subresource="status")
 
+    def _admit(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        if old is None or info.group != GROUP or info.plural != "clusters":
+            return
+        before = (old.get("spec") or {}).get("kubernetesVersion")
+        after = (new.get("spec") or {}).get("kubernetesVersion")
+        problem = version_change_problem(before, after)
+        if problem is not None:
+            raise kube_store.KubeApiError(
+                422, "Invalid",
+                f'admission webhook "{WEBHOOK}" denied the request: Cluster.{GROUP} "{old["metadata"]["name"]}" '
+                f'is invalid: spec: Invalid value: "{after}": {problem}',
+            )
+
+    def _offered(self, cluster: Mapping[str, Any]) -> list[str] | None:
+        """The kubeVersions of the Bundles the Cluster's eksaVersion maps to; None without such a release."""
+        eksa_version = (cluster.get("spec") or {}).get("eksaVersion")
+        if not eksa_version:
+            return None
+        release = self.management.get(resource("EKSARelease"), KUBECONFIG_NAMESPACE, release_name(str(eksa_version)))
+        ref = ((release or {}).get("spec") or {}).get("bundlesRef") or {}
+        if not ref.get("name"):
+            return None
+        bundles = self.management.get(BUNDLES, ref.get("namespace") or KUBECONFIG_NAMESPACE, ref["name"])
+        if bundles is None:
+            return None
+        return [str(item.get("kubeVersion")) for item in (bundles.get("spec") or {}).get("versionsBundles") or ()]
+
     def _problem(self, key: tuple[str, str], cluster: Mapping[str, Any]) -> str | None:
         """Why EKS-A would refuse the Cluster as it is, in the words of a failureMessage; None if it would not."""
         missing = [f'{kind}.{GROUP} "{name}" not found ({field})' for kind, name, field in _refs(cluster)
@@ -459,6 +549,9 @@ class EksaController:
         version = (cluster.get("spec") or {}).get("kubernetesVersion")
         if not isinstance(version, str) or not _VERSION_FORM.match(version):
             return f'unsupported kubernetesVersion {version!r}: write it as a string "X.Y", e.g. "1.31"'
+        offered = self._offered(cluster)
+        if offered is not None and version not in offered:
+            return f"kubernetes version {version} is not supported by bundles (they offer {', '.join(offered)})"
         datacenter = str(((cluster.get("spec") or {}).get("datacenterRef") or {}).get("kind") or "")
         host = _endpoint(cluster)
         if datacenter in _ENDPOINTLESS:

@@ -35,6 +35,7 @@ import random
 import re
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from bluegreen.sim import kube_patch, kube_resources, kube_schema, kube_selectors, kube_tables
@@ -273,6 +274,9 @@ class Store:
         self._dependents: dict[str, set[tuple[tuple[str, str], str, str]]] = collections.defaultdict(set)
         self._namespace_counts: collections.Counter[str] = collections.Counter()
         self._filters: dict[tuple[Any, ...], int] = {}
+        # Validating admission, as a simulated controller's webhook: called with (resource, old or None, new)
+        # on every create and update of an object (not of its status); a KubeApiError it raises refuses the write.
+        self.admission: list[Callable[[ResourceInfo, dict[str, Any] | None, dict[str, Any]], None]] = []
         for info in kube_resources.BUILTIN_RESOURCES:
             self.register(info)
 
@@ -497,6 +501,8 @@ class Store:
                 obj.pop("status", None)
             self._check_labels(info, obj, name)
             obj = self._validate(info, obj, name=name, field_validation=field_validation)
+            for admit in self.admission:
+                admit(info, None, obj)
             obj = self._on_create(info, obj)
             if dry_run:
                 return obj
@@ -777,6 +783,9 @@ class Store:
                                                    f"is invalid: {exc}") from None
         self._check_labels(info, new, name)
         new = self._validate(info, new, name=name, field_validation=field_validation)
+        if subresource is None:
+            for admit in self.admission:
+                admit(info, old, new)
 
         if new == old:
             return old  # a no-op: no new resourceVersion, no event
