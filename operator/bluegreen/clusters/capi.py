@@ -17,11 +17,29 @@ What a clone leaves behind: status, server-set metadata, ``controlPlaneEndpoint`
 (each cluster gets its own), and ``controlPlaneRef``/``infrastructureRef``
 (set by the topology controller to blue's generated objects: copying them would
 hand blue's control plane to green).
+
+In place (strategy InPlace), the one field that changes is
+``spec.topology.version``, written in blue's own style (``v1.30.4`` -> ``v1.31.0``),
+one minor at a time: Cluster API's webhook refuses a downgrade and a jump of two
+minors, and refuses a minor bump while the previous one still rolls out. A rollout
+is seen in condition ``RollingOut`` (v1beta2, or ``status.v1beta2`` on v1beta1),
+in ``TopologyReconciled`` reasons that say an upgrade is pending, in up-to-date
+replica counts behind the desired ones, and in an ``observedGeneration`` behind.
+Worker versions are not reported: a topology has no per-MachineDeployment version
+(a deferred MachineDeployment lags by one minor at most, the webhook blocks the next).
+
+Green's worker capacity is counted from the cluster-autoscaler's scale-from-zero
+annotations (``capacity.cluster-autoscaler.kubernetes.io/cpu`` and ``/memory``) on
+each machineDeployment topology's metadata, falling back to its ClusterClass
+class's template metadata: machine templates are infrastructure-specific and
+often say nothing about size, and these annotations are the one place a CAPI
+user already writes it down.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +47,8 @@ from bluegreen.api import versions
 from bluegreen.clusters.base import ClusterProviderError, WorkerCapacity
 from bluegreen.engine.types import LABEL_UPGRADE, ClusterObservation
 from bluegreen.kube import client as kubeclient
-from bluegreen.kube import mergepatch, objects
+from bluegreen.kube import mergepatch, objects, quantity
+from bluegreen.preflight import versions as version_rules
 
 GROUP = "cluster.x-k8s.io"
 SUPPORTED_VERSIONS = ("v1beta2", "v1beta1")  # in order of preference
@@ -37,10 +56,23 @@ SECRETS = kubeclient.Resource("", "v1", "secrets")
 KUBECONFIG_KEY = "value"
 CLONED_FROM = objects.CLONED_FROM
 _OPERATOR_SET_LABELS = (LABEL_UPGRADE,)
+VERSION_FIELD = "spec.topology.version"
+CAPACITY_CPU = "capacity.cluster-autoscaler.kubernetes.io/cpu"
+CAPACITY_MEMORY = "capacity.cluster-autoscaler.kubernetes.io/memory"
+AUTOSCALER_MIN_SIZE = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
+# TopologyReconciled=False for these reasons: the topology controller holds back part of a version change.
+_UPGRADE_PENDING_REASONS = frozenset({
+    "ClusterUpgrading", "ControlPlaneUpgradePending", "MachineDeploymentsUpgradePending",
+    "MachineDeploymentsUpgradeDeferred", "MachinePoolsUpgradePending", "MachinePoolsUpgradeDeferred",
+})
 
 
 def cluster_resource(version: str) -> kubeclient.Resource:
     return kubeclient.Resource(GROUP, version, "clusters")
+
+
+def cluster_class_resource(version: str) -> kubeclient.Resource:
+    return kubeclient.Resource(GROUP, version, "clusterclasses")
 
 
 def kubeconfig_secret_name(cluster_name: str) -> str:
@@ -125,10 +157,39 @@ class CapiClusterProvider:
         return f"created Cluster {namespace}/{green_name} at {green_version}, cloned from {blue_name}"
 
     async def set_version(self, *, namespace: str, name: str, version: str) -> str | None:
-        raise ClusterProviderError("in-place upgrades are being built (issue 6)")  # replaced by the provider work
+        resource = await self._resource()
+        cluster = await self._client.get(resource, namespace=namespace, name=name)
+        if cluster is None:
+            raise ClusterProviderError(
+                f"Cluster {namespace}/{name} does not exist; check spec.cluster.name and spec.cluster.namespace"
+            )
+        wanted = next_version(cluster, version)
+        if wanted is None:
+            return None
+        current = cluster["spec"]["topology"]["version"]
+        # With the resourceVersion read, a change made since is a conflict (retried), not overwritten.
+        await self._client.patch(resource, namespace=namespace, name=name, body={
+            "metadata": {"resourceVersion": objects.metadata(cluster).get("resourceVersion")},
+            "spec": {"topology": {"version": wanted}},
+        })
+        return f"set {VERSION_FIELD} of Cluster {namespace}/{name} from {current} to {wanted}"
 
     async def green_capacity(self, *, namespace: str, blue_name: str, overrides: dict[str, Any]) -> WorkerCapacity:
-        raise ClusterProviderError("the capacity check is being built (issue 6)")  # replaced by the provider work
+        api_version = await self.api_version()
+        blue = await self._client.get(cluster_resource(api_version), namespace=namespace, name=blue_name)
+        if blue is None:
+            raise ClusterProviderError(
+                f"blue Cluster {namespace}/{blue_name} does not exist; check spec.cluster.name and "
+                "spec.cluster.namespace"
+            )
+        version = str(((blue.get("spec") or {}).get("topology") or {}).get("version") or "")
+        green = clone_cluster(blue, green_name=f"{blue_name}-green", version=version, overrides=overrides, labels={})
+        class_ref = topology_class_ref(green, namespace=namespace)
+        cluster_class = None
+        if class_ref is not None:
+            cluster_class = await self._client.get(cluster_class_resource(api_version), namespace=class_ref[0],
+                                                   name=class_ref[1])
+        return worker_capacity(green, cluster_class=cluster_class)
 
     async def delete(self, *, namespace: str, name: str) -> str | None:
         resource = await self._resource()
@@ -243,6 +304,9 @@ def observe_cluster(cluster: Mapping[str, Any], *, kubeconfig_secret: str | None
         failure = status.get("failureMessage") or status.get("failureReason")
         if failure:
             reasons.append(f"failure: {failure}")
+    rollout = rollout_reasons(cluster)
+    if rollout and not deleting:
+        reasons.append(f"rolling out {version}: {'; '.join(rollout)}")
     labels = objects.labels(cluster)
     return ClusterObservation(
         name=str(meta.get("name", "")),
@@ -254,4 +318,178 @@ def observe_cluster(cluster: Mapping[str, Any], *, kubeconfig_secret: str | None
         deleting=deleting,
         failed=failed,
         managed_by=labels.get(LABEL_UPGRADE),
+        rolling_out=bool(rollout) and not deleting,
     )
+
+
+def rollout_reasons(cluster: Mapping[str, Any]) -> list[str]:
+    """Why the Cluster's last version change is not finished, in words; empty when nothing rolls out.
+
+    Only a provisioned cluster rolls out: while it is first built, the same signals mean provisioning.
+    """
+    status = cluster.get("status")
+    if not isinstance(status, dict) or str(status.get("phase") or "") not in ("Provisioned", ""):
+        return []
+    # The v1beta2 shape lives in status (v1beta2) or in status.v1beta2 (v1beta1 from CAPI 1.9 on).
+    v1beta1 = str(cluster.get("apiVersion", "")).endswith("/v1beta1")
+    path = ("status", "v1beta2") if v1beta1 else ("status",)
+    current: Any = status.get("v1beta2") if v1beta1 else status
+    current = current if isinstance(current, dict) else {}
+    reasons: list[str] = []
+    rolling = objects.condition(cluster, "RollingOut", path=path)
+    if rolling is not None and rolling.get("status") == "True":
+        reasons.append(objects.condition_text(rolling, "RollingOut"))
+    topology = objects.condition(cluster, "TopologyReconciled", path=path)
+    if topology is None and v1beta1:
+        topology = objects.condition(cluster, "TopologyReconciled")
+    pending = topology is not None and topology.get("reason") in _UPGRADE_PENDING_REASONS
+    if topology is not None and pending and topology.get("status") == "False":
+        reasons.append(objects.condition_text(topology, "TopologyReconciled"))
+    for part, what in (("controlPlane", "control plane"), ("workers", "worker")):
+        counts = current.get(part)
+        if not isinstance(counts, dict):
+            continue
+        desired, up_to_date = counts.get("desiredReplicas"), counts.get("upToDateReplicas")
+        if isinstance(desired, int) and isinstance(up_to_date, int) and up_to_date < desired:
+            reasons.append(f"{up_to_date} of {desired} {what} machines up to date")
+    if not objects.generation_observed(cluster):
+        reasons.append("the topology controller has not yet observed the latest change")
+    return reasons
+
+
+def next_version(cluster: Mapping[str, Any], version: str) -> str | None:
+    """What to write to ``spec.topology.version`` for ``version`` in place, in the cluster's style; None if
+    the cluster already asks for it. Raises ClusterProviderError for what Cluster API would refuse."""
+    meta = objects.metadata(cluster)
+    where = f"Cluster {meta.get('namespace', '')}/{meta.get('name', '')}"
+    topology = (cluster.get("spec") or {}).get("topology")
+    current = topology.get("version") if isinstance(topology, dict) else None
+    if not current:
+        raise ClusterProviderError(
+            f"{where} has no {VERSION_FIELD}: only ClusterClass (topology) clusters are upgraded in place by "
+            "bluegreen; move it to a ClusterClass, or upgrade its control plane and MachineDeployments yourself"
+        )
+    current = str(current)
+    try:
+        here, there = versions.parse_version(current), versions.parse_version(version)
+    except ValueError as exc:
+        raise ClusterProviderError(f"{where}: {exc}") from None
+    if there.minor_key == here.minor_key:
+        if there.patch is None or there.patch == here.patch:
+            return None
+        if here.patch is not None and there.patch < here.patch:
+            raise ClusterProviderError(
+                f"{where} runs {current}; {version} would be a downgrade, which Cluster API refuses "
+                f"({VERSION_FIELD}): set spec.target.kubernetesVersion to {current} or newer"
+            )
+        return versions.with_version_style(current, there)
+    try:
+        path = version_rules.in_place_path(current=current, target=version)
+    except ValueError as exc:
+        raise ClusterProviderError(f"{where}: {exc}") from None
+    if len(path) > 1:
+        raise ClusterProviderError(
+            f"{where} runs {current}; {version} is {len(path)} minors up and Cluster API refuses more than one "
+            f"minor at once ({VERSION_FIELD}): go through {', '.join(path)} one at a time (strategy InPlace "
+            "does), or use strategy BlueGreen to start green at the target directly"
+        )
+    return versions.with_version_style(current, there)
+
+
+def topology_class_ref(cluster: Mapping[str, Any], *, namespace: str) -> tuple[str, str] | None:
+    """(namespace, name) of the Cluster's ClusterClass, in either API version's fields."""
+    topology = (cluster.get("spec") or {}).get("topology")
+    if not isinstance(topology, dict):
+        return None
+    class_ref = topology.get("classRef")
+    if isinstance(class_ref, dict) and class_ref.get("name"):
+        return (str(class_ref.get("namespace") or namespace), str(class_ref["name"]))
+    if topology.get("class"):
+        return (str(topology.get("classNamespace") or namespace), str(topology["class"]))
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _GroupSize:
+    name: str
+    nodes: int
+    cpu_millis: int | None
+    memory_bytes: int | None
+    problems: tuple[str, ...]
+
+
+def _annotations(node: Any) -> dict[str, Any]:
+    found = node.get("annotations") if isinstance(node, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def _class_annotations(cluster_class: Mapping[str, Any] | None, class_name: str, *, pools: bool) -> dict[str, Any]:
+    """The metadata annotations a ClusterClass gives a worker class (v1beta1 ``template.metadata``,
+    v1beta2 ``metadata``)."""
+    workers = ((cluster_class or {}).get("spec") or {}).get("workers") or {}
+    for item in workers.get("machinePools" if pools else "machineDeployments") or []:
+        if isinstance(item, dict) and item.get("class") == class_name:
+            return {**_annotations((item.get("template") or {}).get("metadata")), **_annotations(item.get("metadata"))}
+    return {}
+
+
+def _group_size(group: Mapping[str, Any], *, cluster_class: Mapping[str, Any] | None, pools: bool,
+                field: str) -> _GroupSize:
+    annotations = {**_class_annotations(cluster_class, str(group.get("class") or ""), pools=pools),
+                   **_annotations(group.get("metadata"))}
+    problems: list[str] = []
+    replicas = group.get("replicas")
+    if not isinstance(replicas, int):
+        # Autoscaled groups leave replicas to the autoscaler: it starts from its min size (CAPI's default 1).
+        try:
+            replicas = int(annotations.get(AUTOSCALER_MIN_SIZE, 1))
+        except (TypeError, ValueError):
+            replicas = 1
+    sizes: list[int | None] = []
+    for key, parse in ((CAPACITY_CPU, quantity.to_millis), (CAPACITY_MEMORY, quantity.to_bytes)):
+        raw = annotations.get(key)
+        if raw is None:
+            sizes.append(None)
+            problems.append(f"{field} has no {key} annotation")
+            continue
+        try:
+            sizes.append(parse(raw))
+        except ValueError as exc:
+            sizes.append(None)
+            problems.append(f"{field} annotation {key}: {exc}")
+    return _GroupSize(name=str(group.get("name") or "?"), nodes=replicas, cpu_millis=sizes[0],
+                      memory_bytes=sizes[1], problems=tuple(problems))
+
+
+def worker_capacity(cluster: Mapping[str, Any], *, cluster_class: Mapping[str, Any] | None) -> WorkerCapacity:
+    """The workers a topology Cluster asks for: replicas times the size its capacity annotations state."""
+    workers = (((cluster.get("spec") or {}).get("topology") or {}).get("workers")) or {}
+    groups: list[_GroupSize] = []
+    for pools, key in ((False, "machineDeployments"), (True, "machinePools")):
+        for index, group in enumerate(workers.get(key) or []):
+            if isinstance(group, dict):
+                groups.append(_group_size(group, cluster_class=cluster_class, pools=pools,
+                                          field=f"spec.topology.workers.{key}[{index}] ({group.get('name')})"))
+    nodes = sum(group.nodes for group in groups)
+    if not groups:
+        return WorkerCapacity(nodes=0, cpu_millis=0, memory_bytes=0,
+                              detail="spec.topology.workers has no machineDeployments or machinePools")
+    cpu = None if any(g.cpu_millis is None for g in groups) else sum(g.nodes * (g.cpu_millis or 0) for g in groups)
+    memory = (None if any(g.memory_bytes is None for g in groups)
+              else sum(g.nodes * (g.memory_bytes or 0) for g in groups))
+    problems = [problem for group in groups for problem in group.problems]
+    counted = ", ".join(f"{g.name}: {g.nodes} x ({_cpu_text(g.cpu_millis)}, {_memory_text(g.memory_bytes)})"
+                        for g in groups)
+    detail = f"from the machineDeployments' cluster-autoscaler capacity annotations: {counted}"
+    if problems:
+        detail += (f"; unknown because {'; '.join(problems)}: set {CAPACITY_CPU} and {CAPACITY_MEMORY} in "
+                   "spec.topology.workers.machineDeployments[].metadata.annotations (or on the ClusterClass)")
+    return WorkerCapacity(nodes=nodes, cpu_millis=cpu, memory_bytes=memory, detail=detail)
+
+
+def _cpu_text(millis: int | None) -> str:
+    return "cpu ?" if millis is None else f"{millis}m cpu"
+
+
+def _memory_text(size: int | None) -> str:
+    return "memory ?" if size is None else f"{size / 2**30:g}Gi memory"

@@ -39,26 +39,56 @@ and ``overrides`` patch the Cluster only.
 
 The kubeconfig of an EKS-A cluster is kept by its Cluster API objects in
 namespace ``eksa-system``, not in the Cluster's namespace.
+
+In place (strategy InPlace), ``spec.kubernetesVersion`` moves one minor at a
+time, never down (EKS-A's webhook refuses anything else). Worker groups that pin
+their own ``kubernetesVersion`` are left where they are: moving them is a choice
+about those nodes the user made by pinning, so a bump that would leave one more
+than two minors behind is refused, naming the group, instead of dragging it
+along. A rollout shows as Ready=False with reason ``RollingUpgradeInProgress``
+(or ``InPlaceUpgradeInProgress``) and as an ``observedGeneration`` behind.
+
+The versions EKS-A can build are those of its release's ``Bundles``
+(``spec.versionsBundles[].kubeVersion``), found through the Cluster's
+``bundlesRef`` or its ``eksaVersion``'s ``EKSARelease`` in ``eksa-system``. A
+Bundles object never changes once released, so what was read is kept for the
+provider's life; a missing one is looked for again after a minute.
+
+Green's worker capacity is each worker group's ``count`` times its machine
+config's size: vSphere ``numCPUs``/``memoryMiB``, Nutanix
+``vcpusPerSocket`` x ``vcpuSockets``/``memorySize``. CloudStack (a compute
+offering), Snow (an instance type), Tinkerbell (the hardware itself) and Docker
+(the host) do not state a size in the objects, so there it is unknown and the
+detail says why.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bluegreen.api import versions
 from bluegreen.clusters.base import ClusterProviderError, WorkerCapacity
 from bluegreen.engine.types import LABEL_UPGRADE, ClusterObservation
 from bluegreen.kube import client as kubeclient
-from bluegreen.kube import mergepatch, objects
+from bluegreen.kube import mergepatch, objects, quantity
+from bluegreen.preflight import versions as version_rules
 
 GROUP = "anywhere.eks.amazonaws.com"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CLUSTERS = kubeclient.Resource(GROUP, VERSION, "clusters")
 SECRETS = kubeclient.Resource("", "v1", "secrets")
+BUNDLES = kubeclient.Resource(GROUP, VERSION, "bundles")
+RELEASES = kubeclient.Resource(GROUP, VERSION, "eksareleases")
+RELEASE_NAMESPACE = "eksa-system"
+VERSION_FIELD = "spec.kubernetesVersion"
+OFFERED_RETRY_SECONDS = 60.0
+# Reasons EKS-A gives Ready/ControlPlaneReady/WorkersReady while nodes move to a new spec.
+ROLLING_REASONS = frozenset({"RollingUpgradeInProgress", "InPlaceUpgradeInProgress"})
 KUBECONFIG_NAMESPACE = "eksa-system"
 KUBECONFIG_KEY = "value"
 CLONED_FROM = objects.CLONED_FROM
@@ -110,8 +140,11 @@ class MachineGroupRef:
 class EksaClusterProvider:
     """ClusterProvider for EKS Anywhere ``Cluster`` objects on the management cluster."""
 
-    def __init__(self, *, client: kubeclient.KubeClient) -> None:
+    def __init__(self, *, client: kubeclient.KubeClient, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
+        self._clock = clock
+        # Bundles source (see _bundles_key) -> (kubeVersions or None, when read)
+        self._offered: dict[tuple[str, ...], tuple[tuple[str, ...] | None, float]] = {}
 
     async def observe(self, *, namespace: str, name: str) -> ClusterObservation:
         cluster = await self._client.get(CLUSTERS, namespace=namespace, name=name)
@@ -120,7 +153,8 @@ class EksaClusterProvider:
         secret_name = kubeconfig_secret_name(name)
         secret = await self._client.get(SECRETS, namespace=KUBECONFIG_NAMESPACE, name=secret_name)
         has_kubeconfig = secret is not None and KUBECONFIG_KEY in (secret.get("data") or {})
-        return observe_cluster(cluster, kubeconfig_secret=secret_name if has_kubeconfig else None)
+        observation = observe_cluster(cluster, kubeconfig_secret=secret_name if has_kubeconfig else None)
+        return dataclasses.replace(observation, offered_versions=await self._offered_versions(cluster))
 
     async def preflight(
         self, *, namespace: str, blue_name: str, green_name: str, overrides: dict[str, Any]
@@ -202,10 +236,40 @@ class EksaClusterProvider:
         return detail
 
     async def set_version(self, *, namespace: str, name: str, version: str) -> str | None:
-        raise ClusterProviderError("in-place upgrades are being built (issue 6)")  # replaced by the provider work
+        cluster = await self._client.get(CLUSTERS, namespace=namespace, name=name)
+        if cluster is None:
+            raise ClusterProviderError(
+                f"Cluster {namespace}/{name} does not exist; check spec.cluster.name and spec.cluster.namespace"
+            )
+        wanted = next_version(cluster, version)
+        if wanted is None:
+            return None
+        current = _spec(cluster).get("kubernetesVersion")
+        # With the resourceVersion read, a change made since is a conflict (retried), not overwritten.
+        await self._client.patch(CLUSTERS, namespace=namespace, name=name, body={
+            "metadata": {"resourceVersion": objects.metadata(cluster).get("resourceVersion")},
+            "spec": {"kubernetesVersion": wanted},
+        })
+        return f"set {VERSION_FIELD} of Cluster {namespace}/{name} from {current} to {wanted}"
 
     async def green_capacity(self, *, namespace: str, blue_name: str, overrides: dict[str, Any]) -> WorkerCapacity:
-        raise ClusterProviderError("the capacity check is being built (issue 6)")  # replaced by the provider work
+        blue = await self._client.get(CLUSTERS, namespace=namespace, name=blue_name)
+        if blue is None:
+            raise ClusterProviderError(
+                f"blue Cluster {namespace}/{blue_name} does not exist; check spec.cluster.name and "
+                "spec.cluster.namespace"
+            )
+        found = await self._machine_configs(namespace, machine_group_refs(blue))
+        version = str(_spec(blue).get("kubernetesVersion") or "")
+        plan = plan_green(blue, machine_configs=found, green_name=f"{blue_name}-green", version=version,
+                          overrides=overrides, labels={})
+        configs: dict[tuple[str, str], Mapping[str, Any] | None] = {
+            (str(config["kind"]), objects.name_of(config)): config for config in plan.machine_configs
+        }
+        # A group an override points at another, existing config is sized by that config.
+        others = [ref for ref in machine_group_refs(plan.cluster) if ref.key not in configs]
+        configs.update(await self._machine_configs(namespace, others))
+        return worker_capacity(plan.cluster, machine_configs=configs)
 
     async def delete(self, *, namespace: str, name: str) -> str | None:
         cluster = await self._client.get(CLUSTERS, namespace=namespace, name=name)
@@ -246,6 +310,30 @@ class EksaClusterProvider:
         return (KUBECONFIG_NAMESPACE, kubeconfig_secret_name(name), KUBECONFIG_KEY)
 
     # --- reads -----------------------------------------------------------------------------------
+
+    async def _offered_versions(self, cluster: Mapping[str, Any]) -> tuple[str, ...] | None:
+        key = bundles_key(cluster)
+        if key is None:
+            return None
+        now = self._clock()
+        cached = self._offered.get(key)
+        if cached is not None and (cached[0] is not None or now - cached[1] < OFFERED_RETRY_SECONDS):
+            return cached[0]
+        found = await self._read_offered(key)
+        self._offered[key] = (found, now)
+        return found
+
+    async def _read_offered(self, key: tuple[str, ...]) -> tuple[str, ...] | None:
+        if key[0] == "release":
+            release = await self._client.get(RELEASES, namespace=RELEASE_NAMESPACE, name=release_name(key[1]))
+            ref = _spec(release or {}).get("bundlesRef")
+            if not isinstance(ref, dict) or not ref.get("name"):
+                return None
+            where = (str(ref.get("namespace") or RELEASE_NAMESPACE), str(ref["name"]))
+        else:
+            where = (key[1], key[2])
+        bundles = await self._client.get(BUNDLES, namespace=where[0], name=where[1])
+        return None if bundles is None else offered_kube_versions(bundles)
 
     async def _machine_configs(
         self, namespace: str, refs: Iterable[MachineGroupRef]
@@ -562,4 +650,165 @@ def observe_cluster(cluster: Mapping[str, Any], *, kubeconfig_secret: str | None
         deleting=deleting,
         failed=bool(failure),
         managed_by=objects.labels(cluster).get(LABEL_UPGRADE),
+        rolling_out=not deleting and not failure and rolling_out(cluster),
+        worker_versions=worker_versions(cluster),
     )
+
+
+def rolling_out(cluster: Mapping[str, Any]) -> bool:
+    """A running cluster moving to a changed spec: a rolling reason, or a generation not yet observed.
+
+    Before the control plane is first initialized the same signals mean the cluster is being built.
+    """
+    initialized = objects.condition(cluster, "ControlPlaneInitialized")
+    if initialized is None or initialized.get("status") != "True":
+        return False
+    for condition_type in ("Ready", "ControlPlaneReady", "WorkersReady"):
+        found = objects.condition(cluster, condition_type)
+        if found is not None and found.get("status") != "True" and found.get("reason") in ROLLING_REASONS:
+            return True
+    return not objects.generation_observed(cluster)
+
+
+def worker_versions(cluster: Mapping[str, Any]) -> dict[str, str]:
+    """Worker groups that pin their own ``kubernetesVersion``, by group name."""
+    pinned: dict[str, str] = {}
+    for index, group in enumerate(_spec(cluster).get("workerNodeGroupConfigurations") or []):
+        if isinstance(group, dict) and group.get("kubernetesVersion") is not None:
+            pinned[str(group.get("name") or f"md-{index}")] = str(group["kubernetesVersion"])
+    return pinned
+
+
+def next_version(cluster: Mapping[str, Any], version: str) -> str | None:
+    """What to write to ``spec.kubernetesVersion`` for ``version`` in place; None if the cluster already asks
+    for that minor. Raises ClusterProviderError for what EKS-A would refuse, and for a bump that would leave a
+    pinned worker group too far behind."""
+    meta = objects.metadata(cluster)
+    where = f"Cluster {meta.get('namespace', '')}/{meta.get('name', '')}"
+    current = _spec(cluster).get("kubernetesVersion")
+    if not isinstance(current, str) or not current:
+        raise ClusterProviderError(
+            f'{where} has {VERSION_FIELD} {current!r}, not a string "X.Y": quote it on the Cluster first'
+        )
+    try:
+        wanted = eksa_version_string(version)
+        if versions.parse_version(current).minor_key == versions.parse_version(wanted).minor_key:
+            return None
+        path = version_rules.in_place_path(current=current, target=version)
+    except ValueError as exc:
+        raise ClusterProviderError(f"{where}: {exc}") from None
+    if len(path) > 1:
+        raise ClusterProviderError(
+            f"{where} runs {current}; {wanted} is {len(path)} minors up and EKS Anywhere upgrades one minor at a "
+            f"time ({VERSION_FIELD}): go through {', '.join(path)} one at a time (strategy InPlace does), or use "
+            "strategy BlueGreen to start green at the target directly"
+        )
+    lagging = version_rules.check_worker_skew(control_plane=wanted, workers=worker_versions(cluster))
+    if lagging:
+        raise ClusterProviderError(
+            f"{where}: {VERSION_FIELD} {wanted} would leave pinned worker groups behind: {'; '.join(lagging)} "
+            "(spec.workerNodeGroupConfigurations[].kubernetesVersion; bluegreen does not move a pinned group)"
+        )
+    return wanted
+
+
+def bundles_key(cluster: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Where the Cluster's Bundles are found: ``("bundles", namespace, name)`` from ``spec.bundlesRef``,
+    ``("release", eksaVersion)`` through its EKSARelease, or None when the Cluster names neither."""
+    spec = _spec(cluster)
+    ref = spec.get("bundlesRef")
+    if isinstance(ref, dict) and ref.get("name"):
+        namespace = ref.get("namespace") or objects.metadata(cluster).get("namespace") or "default"
+        return ("bundles", str(namespace), str(ref["name"]))
+    if spec.get("eksaVersion"):
+        return ("release", str(spec["eksaVersion"]))
+    return None
+
+
+def release_name(eksa_version: str) -> str:
+    """The EKSARelease of an EKS-A version: ``v0.22.0`` -> ``eksa-v0-22-0``."""
+    return "eksa-" + eksa_version.replace(".", "-").replace("+", "-").lower()
+
+
+def offered_kube_versions(bundles: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Kubernetes versions a Bundles object carries (``spec.versionsBundles[].kubeVersion``), sorted."""
+    found = {str(item["kubeVersion"]) for item in _spec(bundles).get("versionsBundles") or []
+             if isinstance(item, dict) and item.get("kubeVersion")}
+    return tuple(sorted(found, key=_version_order))
+
+
+def _version_order(text: str) -> tuple[int, int, int, str]:
+    try:
+        parsed = versions.parse_version(text)
+    except ValueError:
+        return (1 << 30, 0, 0, text)
+    return (parsed.major, parsed.minor, parsed.patch or 0, text)
+
+
+def machine_size(kind: str, spec: Mapping[str, Any]) -> tuple[int, int] | str:
+    """A machine's CPU (millicores) and memory (bytes) from its machine config, or why they are unknown."""
+    if kind == "VSphereMachineConfig":
+        cpus, memory_mib = spec.get("numCPUs"), spec.get("memoryMiB")
+        if isinstance(cpus, int) and isinstance(memory_mib, int):
+            return (cpus * 1000, memory_mib * 2**20)
+        return "its VSphereMachineConfig does not set numCPUs and memoryMiB"
+    if kind == "NutanixMachineConfig":
+        per_socket, sockets, memory = spec.get("vcpusPerSocket"), spec.get("vcpuSockets"), spec.get("memorySize")
+        if isinstance(per_socket, int) and isinstance(sockets, int) and memory is not None:
+            try:
+                return (per_socket * sockets * 1000, quantity.to_bytes(memory))
+            except ValueError as exc:
+                return f"its NutanixMachineConfig memorySize: {exc}"
+        return "its NutanixMachineConfig does not set vcpusPerSocket, vcpuSockets and memorySize"
+    if kind == "CloudStackMachineConfig":
+        offering = spec.get("computeOffering")
+        offering = offering.get("name") if isinstance(offering, dict) else None
+        return f"CloudStack sizes machines by compute offering ({offering or 'unset'}), which only CloudStack knows"
+    if kind == "SnowMachineConfig":
+        return f"Snow sizes machines by instance type ({spec.get('instanceType') or 'unset'}), not in the object"
+    if kind == "TinkerbellMachineConfig":
+        return "Tinkerbell machines are bare metal: their size is the hardware's, not the machine config's"
+    return f"bluegreen does not know how {kind} states a machine's size"
+
+
+def worker_capacity(
+    cluster: Mapping[str, Any], *, machine_configs: Mapping[tuple[str, str], Mapping[str, Any] | None]
+) -> WorkerCapacity:
+    """Worker nodes, CPU and memory a Cluster asks for: each worker group's count times its machine's size."""
+    nodes = 0
+    cpu: int | None = 0
+    memory: int | None = 0
+    counted: list[str] = []
+    unknown: list[str] = []
+    for index, group in enumerate(_spec(cluster).get("workerNodeGroupConfigurations") or []):
+        if not isinstance(group, dict):
+            continue
+        name = str(group.get("name") or f"md-{index}")
+        count = group.get("count")
+        if not isinstance(count, int):
+            # An autoscaled group without count starts at its minCount, as EKS-A defaults it.
+            autoscaling = group.get("autoscalingConfiguration")
+            minimum = autoscaling.get("minCount") if isinstance(autoscaling, dict) else None
+            count = minimum if isinstance(minimum, int) else 1
+        nodes += count
+        ref = _ref(group)
+        if ref is None:
+            size: tuple[int, int] | str = (f"{datacenter_kind(cluster) or 'this provider'} machines have no "
+                                           "machine config that states their size")
+        else:
+            config = machine_configs.get(ref)
+            size = (f"{ref[0]} {ref[1]} does not exist" if config is None
+                    else machine_size(ref[0], _spec(config)))
+        if isinstance(size, str):
+            unknown.append(f"worker group {name}: {size}")
+            counted.append(f"{name}: {count} x (?)")
+            continue
+        cpu = None if cpu is None else cpu + count * size[0]
+        memory = None if memory is None else memory + count * size[1]
+        counted.append(f"{name}: {count} x ({size[0]}m cpu, {size[1] / 2**30:g}Gi memory)")
+    if unknown:
+        cpu = memory = None
+    detail = f"from the worker groups' count and machine configs: {', '.join(counted) or 'no worker groups'}"
+    if unknown:
+        detail += f"; CPU and memory unknown because {'; '.join(unknown)}"
+    return WorkerCapacity(nodes=nodes, cpu_millis=cpu, memory_bytes=memory, detail=detail)
