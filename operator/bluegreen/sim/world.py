@@ -11,8 +11,10 @@ management emulator through the kubeconfig written here, as to a real cluster.
 The world starts with one blue Cluster API cluster (ClusterClass topology) in
 namespace ``fleet``, its kubeconfig Secret, a GitRepository and two Flux
 Kustomizations that deploy to blue through ``kubeConfig.secretRef``, and
-HAProxy sending all traffic to blue. A control API (HTTP, 127.0.0.1) answers
-traffic summaries and flips faults for tests.
+HAProxy sending all traffic to blue. The GitRepository's artifact is really
+served over HTTP (see ``sim.artifacts``), so preflight's source scan downloads
+and reads it as it would source-controller's. A control API (HTTP, 127.0.0.1)
+answers traffic summaries and flips faults for tests.
 
 For analysis there is a real Prometheus too (the Debian binary), scraping
 every second HAProxy's built-in exporter and each backend's own metrics.
@@ -41,10 +43,31 @@ import yaml
 from aiohttp import web
 
 from bluegreen.api.spec import default_green_name
-from bluegreen.sim import backends, capi, eksa, flux, flux_incluster, gitserver, haproxy, jobs, load, prometheus
+from bluegreen.sim import (
+    artifacts,
+    backends,
+    capi,
+    eksa,
+    flux,
+    flux_incluster,
+    gitserver,
+    haproxy,
+    jobs,
+    load,
+    prometheus,
+)
 from bluegreen.sim.kube import KubeEmulator
 
 GATE_CALLS_KEPT = 500
+# What each Kustomization's directory of the world's GitRepository holds (Flux's render is simulated apart).
+_SETTINGS = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {name}-settings
+data:
+  path: ./{name}
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +124,8 @@ class World:
         self.capi: capi.CapiController | None = None
         self.eksa: eksa.EksaController | None = None
         self.git: gitserver.GitServer | None = None
+        self.artifacts: artifacts.ArtifactServer | None = None  # capi: source-controller's artifact storage
+        self._source_trees: dict[str, pathlib.Path] = {}  # GitRepository name -> what its artifact holds
         self.in_cluster_flux: dict[str, flux_incluster.InClusterFlux] = {}
         self._failing: dict[str, bool] = {}  # health-check faults asked for before their cluster exists
         if config.provider == "eksa":
@@ -163,6 +188,8 @@ class World:
             await self.eksa.start()
         else:
             capi.install(self.management, api_version=self.config.capi_version)
+            self.artifacts = artifacts.ArtifactServer()
+            await self.artifacts.start()
             self._seed_capi()
             assert self.capi is not None
             await self.capi.start()
@@ -180,6 +207,8 @@ class World:
         await self.lifecycle.stop()
         if self.git is not None:
             await self.git.stop()
+        if self.artifacts is not None:
+            await self.artifacts.stop()
         if self.prometheus is not None:
             await self.prometheus.stop()
         await self.haproxy.stop()
@@ -221,6 +250,10 @@ class World:
         capi.seed_cluster(self.management, namespace=ns, name=blue, version=self.config.blue_version,
                           api_version=self.config.capi_version)
         flux.seed_source(self.management, namespace=ns, name="fleet-infra", revision=self.config.revision)
+        tree = self._source_trees["fleet-infra"] = self.state_dir / "sources" / "fleet-infra"
+        artifacts.write_tree(tree, {f"{kustomization}/settings.yaml": _SETTINGS.format(name=kustomization)
+                                    for kustomization in self.config.kustomizations})
+        self._publish("fleet-infra", revision=self.config.revision)
         for kustomization in self.config.kustomizations:
             flux.seed_kustomization(
                 self.management, namespace=ns, name=f"{kustomization}-{blue}", source="fleet-infra",
@@ -271,6 +304,8 @@ class World:
             "gates_url": f"{self.control_url}/gates",
             "provider": self.config.provider,
         }
+        if self.artifacts is not None:
+            info["artifacts_url"] = self.artifacts.base_url
         if self.git is not None:
             info["git"] = {"http_url": self.git.http_url, "file_url": self.git.file_url,
                            "secret": self.config.git_secret, "branch": self.git.branch, "root": self.git.root}
@@ -422,10 +457,20 @@ class World:
         return web.json_response({"ok": True})
 
     async def _flux_revision(self, request: web.Request) -> web.Response:
+        """A new commit; ``files`` (path -> text, null removes) change what the served artifact holds."""
         body = await request.json()
-        flux.set_revision(self.management, namespace=self.config.namespace, name=str(body.get("source", "fleet-infra")),
-                          revision=str(body["revision"]))
+        source, revision = str(body.get("source", "fleet-infra")), str(body["revision"])
+        if source in self._source_trees:
+            artifacts.write_tree(self._source_trees[source], body.get("files") or {})
+            self._publish(source, revision=revision)
+        else:
+            flux.set_revision(self.management, namespace=self.config.namespace, name=source, revision=revision)
         return web.json_response({"ok": True})
+
+    def _publish(self, source: str, *, revision: str) -> None:
+        assert self.artifacts is not None
+        artifacts.publish_source(self.management, self.artifacts, namespace=self.config.namespace, name=source,
+                                 directory=self._source_trees[source], revision=revision)
 
 
     async def _git_concurrent_push(self, request: web.Request) -> web.Response:
