@@ -37,15 +37,18 @@ _EPILOG = """\
 examples:
   kubectl bluegreen get prod-to-1-31 -n fleet --watch
   kubectl bluegreen promote prod-to-1-31 -n fleet
-  kubectl bluegreen plan -f examples/clusterupgrade-capi.yaml"""
+  kubectl bluegreen plan -f examples/clusterupgrade-capi.yaml
+  kubectl bluegreen plan prod-to-1-31 -n fleet"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "plan" and (args.name is None) == (args.filename is None):
+        parser.error("plan needs NAME (from the cluster) or -f FILE, not both")
     out: TextIO = sys.stdout
     try:
-        if args.command == "plan":
+        if args.command == "plan" and args.name is None:
             return run_plan(args, out=out)
         return asyncio.run(run_cluster_command(args, out=out))
     except CliError as exc:
@@ -106,10 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("name", metavar="NAME", help="the ClusterUpgrade")
 
     plan = command("plan", "Show every action an upgrade would take, in order, with its minimum duration.",
-                   "Reads a file (or - for stdin) holding one or more ClusterUpgrades, validates each spec as the\n"
-                   "operator does (errors are printed, exit status 1) and prints the plan. No cluster is\n"
-                   "contacted. MINIMUM '-' means the provider, Flux, a Job or a person decides how long.")
-    plan.add_argument("-f", "--filename", required=True, metavar="FILE", help="a YAML file, or - for stdin")
+                   "With -f, reads a file (or - for stdin) holding one or more ClusterUpgrades, validates each\n"
+                   "spec as the operator does (errors are printed, exit status 1) and prints the plan. No cluster is\n"
+                   "contacted. With NAME, reads the ClusterUpgrade from the cluster instead.\n"
+                   "When the object has a status (NAME, or `kubectl get -o yaml` output as the file), the plan\n"
+                   "starts with the preflight's findings (removed APIs, stateful workloads, problems, capacity) and\n"
+                   "the strategy chosen with its reasons; before preflight has run it shows what spec.preflight\n"
+                   "asks for. InPlace lists each minor with spec.inPlace.betweenMinors after it; Auto lists both\n"
+                   "candidate plans until it has chosen. Hooks appear at their points, with their state.\n"
+                   "MINIMUM '-' means the provider, Flux, a Job or a person decides how long.")
+    plan.add_argument("name", nargs="?", metavar="NAME", help="a ClusterUpgrade in the cluster (instead of -f)")
+    plan.add_argument("-f", "--filename", metavar="FILE", help="a YAML file, or - for stdin")
     return parser
 
 
@@ -157,9 +167,20 @@ async def run_cluster_command(args: argparse.Namespace, *, out: TextIO) -> int:
     try:
         if args.command == "get":
             return await run_get(target, watch=args.watch, out=out)
+        if args.command == "plan":
+            return await run_plan_of(target, out=out)
         return await run_control(target, command=args.command, full=getattr(args, "full", False), out=out)
     finally:
         await client.close()
+
+
+async def run_plan_of(target: Target, *, out: TextIO) -> int:
+    document = planview.document_of(await cluster.get_upgrade(target))
+    if document.problems:
+        sys.stderr.write(planview.render_problems(document, source=target.client.server))
+        return 1
+    out.write(planview.render_plan(document, style=Style.for_stream(out), now=datetime.datetime.now(datetime.UTC)))
+    return 0
 
 
 async def run_control(target: Target, *, command: str, full: bool, out: TextIO) -> int:

@@ -1,21 +1,33 @@
-"""``kubectl bluegreen plan -f FILE``: what an upgrade would do, before it is applied, from the file alone.
+"""``kubectl bluegreen plan``: what an upgrade would do, from a file before it is applied or from the cluster.
 
-No cluster is contacted: the file is validated as the operator validates a
-spec, and :func:`bluegreen.engine.plan.plan` lists the actions. A file may
-hold several YAML documents; those that are not ClusterUpgrades (RBAC,
-Secrets next to the upgrade) are passed over.
+From a file (``-f``) no cluster is contacted: the file is validated as the
+operator validates a spec, and :func:`bluegreen.engine.plan.plan` lists the
+actions of a blue/green upgrade. A file may hold several YAML documents; those
+that are not ClusterUpgrades (RBAC, Secrets next to the upgrade) are passed
+over. An object that carries a status (``plan NAME`` reads it from the
+cluster; ``kubectl get -o yaml`` output works as a file) adds what the
+operator found: the preflight's findings and the strategy it chose, hooks'
+states, and how far an in-place upgrade is.
+
+The engine's planner knows blue/green only; the in-place listing (the minors
+one at a time, ``spec.inPlace.betweenMinors`` after each) is built here from
+spec and status. Until Auto has chosen, both candidate plans are shown.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import datetime
+import textwrap
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
 from bluegreen.api import spec as api
-from bluegreen.cli.text import PLAIN, Style, span, table
+from bluegreen.api.status import ClusterUpgradeStatus
+from bluegreen.cli import sections, view
+from bluegreen.cli.text import PLAIN, Style, span, wrap
 from bluegreen.engine import plan as planner
 
 
@@ -27,6 +39,7 @@ class Document:
     name: str
     spec: api.ClusterUpgradeSpec | None
     problems: tuple[str, ...] = ()
+    status: ClusterUpgradeStatus | None = None
 
     @property
     def display(self) -> str:
@@ -45,44 +58,108 @@ def read_documents(text: str, *, source: str) -> list[Document]:
         raise InputError(f"{source}: not valid YAML ({_yaml_problem(exc)})") from None
     found = []
     for doc in loaded:
-        if not isinstance(doc, Mapping) or doc.get("kind") != api.KIND:
-            continue
-        if doc.get("apiVersion") != api.API_VERSION:
-            found.append(Document("", _name(doc), None, (
-                f"apiVersion is {doc.get('apiVersion')!r}; this plugin reads {api.API_VERSION}",)))
-            continue
-        meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
-        assert isinstance(meta, Mapping)
-        raw = doc.get("spec")
-        if not isinstance(raw, Mapping):
-            found.append(Document(str(meta.get("namespace") or ""), _name(doc), None, ("spec: missing",)))
-            continue
-        try:
-            spec = api.parse_spec(dict(raw))
-        except api.SpecError as exc:
-            found.append(Document(str(meta.get("namespace") or ""), _name(doc), None, tuple(exc.problems)))
-            continue
-        found.append(Document(str(meta.get("namespace") or ""), _name(doc), spec))
+        # `kubectl get -o yaml` of several objects is one List holding them.
+        items = doc.get("items") if isinstance(doc, Mapping) and doc.get("kind") == "List" else [doc]
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, Mapping) and item.get("kind") == api.KIND:
+                found.append(document_of(item))
     if not found:
         raise InputError(f"{source}: no {api.KIND} ({api.API_VERSION}) in it")
     return found
 
 
-def render_plan(document: Document, *, style: Style = PLAIN) -> str:
-    """The plan of one valid ClusterUpgrade as an aligned table and its total minimum."""
-    spec = document.spec
+def document_of(obj: Mapping[str, Any]) -> Document:
+    """One ClusterUpgrade object (from a file or the cluster), its spec validated, its status read leniently."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    namespace, name = str(meta.get("namespace") or ""), _name(obj)
+    if obj.get("apiVersion") != api.API_VERSION:
+        return Document("", name, None, (
+            f"apiVersion is {obj.get('apiVersion')!r}; this plugin reads {api.API_VERSION}",))
+    status = view.lenient_status(obj.get("status"))[0] if obj.get("status") else None
+    raw = obj.get("spec")
+    if not isinstance(raw, Mapping):
+        return Document(namespace, name, None, ("spec: missing",), status)
+    try:
+        spec = api.parse_spec(dict(raw))
+    except api.SpecError as exc:
+        return Document(namespace, name, None, tuple(exc.problems), status)
+    return Document(namespace, name, spec, (), status)
+
+
+def render_plan(document: Document, *, style: Style = PLAIN, now: datetime.datetime | None = None) -> str:
+    """The plan of one valid ClusterUpgrade: the preflight, then each action in an aligned table with totals.
+
+    ``now`` turns times in status into ages; without it they are printed as UTC times.
+    """
+    spec, status = document.spec, document.status
     assert spec is not None
-    actions = planner.plan(spec)
-    rows = [[str(action.phase), action.action, span(action.minimum), action.note] for action in actions]
-    header = (f"Plan for clusterupgrade {document.display}: {spec.cluster.name} -> {spec.green_name} at "
+    chosen = sections.chosen_strategy(spec, status)
+    green = "in place" if chosen == api.Strategy.IN_PLACE else f"-> {spec.green_name}"
+    header = (f"Plan for clusterupgrade {document.display}: {spec.cluster.name} {green} at "
               f"{spec.target.kubernetes_version} ({spec.cluster.provider.value}, {spec.strategy.value})")
-    lines = [style.bold(header), "", *table(rows, header=["PHASE", "ACTION", "MINIMUM", "NOTE"], indent=0), ""]
+    lines = [style.bold(line) for line in wrap(header, width=sections.WIDTH)]
+    if status is not None:
+        phase = f"Phase: {status.phase.value}" + (f": {' '.join(status.message.split())}" if status.message else "")
+        lines += wrap(phase, width=sections.WIDTH, hanging=7)
+    lines += sections.preflight(spec, status, style=style, now=now)
+    if chosen in (api.Strategy.IN_PLACE, None):
+        title = "If Auto chooses InPlace:" if chosen is None else "In place:"
+        lines += ["", style.bold(title), *_in_place(spec, status, style=style)]
+    if chosen in (api.Strategy.BLUE_GREEN, None):
+        if chosen is None:
+            lines += ["", style.bold("If Auto chooses BlueGreen:")]
+        lines += ["", *_blue_green(spec, status, style=style)]
+    return "\n".join(lines) + "\n"
+
+
+def _blue_green(spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus | None, *, style: Style) -> list[str]:
+    actions = sections.with_hooks(spec, planner.plan(spec), status)
+    rollback = wrap(planner.rollback_summary(spec).capitalize(), width=sections.WIDTH, hanging=0)
+    return [*action_table([(action, "") for action in actions], style=style), "", _total(actions, style=style),
+            *rollback]
+
+
+def _in_place(spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus | None, *, style: Style) -> list[str]:
+    planned = sections.in_place_plan(spec, status)
+    actions = [action for action, _ in planned]
+    rollback = wrap(sections.IN_PLACE_ROLLBACK.capitalize(), width=sections.WIDTH, hanging=0)
+    return [*action_table(planned, style=style), "", _total(actions, style=style), *rollback]
+
+
+def action_table(planned: Sequence[tuple[planner.PlannedAction, str]], *, style: Style) -> list[str]:
+    """PHASE, MINIMUM, STATE (when any row has one) and ACTION, with the note under its action.
+
+    Actions and notes are wrapped at the ACTION column so the table keeps within
+    :data:`sections.WIDTH` columns, however long the names in the spec are.
+    """
+    with_state = any(state for _, state in planned)
+    fronts = [[str(action.phase), span(action.minimum), *([state] if with_state else [])]
+              for action, state in planned]
+    header = ["PHASE", "MINIMUM", *(["STATE"] if with_state else [])]
+    widths = [max(len(cells[i]) for cells in [header, *fronts]) for i in range(len(header))]
+    column = sum(widths) + 2 * len(widths)
+    room = max(sections.WIDTH - column, 30)
+
+    def front(cells: Sequence[str]) -> str:
+        return "".join(cell.ljust(width) + "  " for cell, width in zip(cells, widths, strict=True))
+
+    lines = [front(header) + "ACTION"]
+    for (action, _), cells in zip(planned, fronts, strict=True):
+        wrapped = textwrap.wrap(action.action, room, break_on_hyphens=False) or [""]
+        lines.append(front(cells) + wrapped[0])
+        lines += [" " * column + more for more in wrapped[1:]]
+        for note in textwrap.wrap(action.note, room - 2, break_on_hyphens=False):
+            lines.append(" " * (column + 2) + style.paint(note, "dim"))
+    return [line.rstrip() for line in lines]
+
+
+def _total(actions: list[planner.PlannedAction], *, style: Style) -> str:
     total = f"Total minimum: {span(planner.total_minimum(actions))}"
     waits = planner.open_ended(actions)
     if waits:
         total += f", plus {len(waits)} wait(s) the world or a person decides (MINIMUM -)"
-    lines += [style.bold(total), planner.rollback_summary(spec).capitalize()]
-    return "\n".join(lines) + "\n"
+    return style.bold(total)
 
 
 def render_problems(document: Document, *, source: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
@@ -46,8 +47,14 @@ def visible_width(text: str) -> int:
     return len(_ANSI.sub("", text))
 
 
-def table(rows: Sequence[Sequence[str]], *, header: Sequence[str] | None = None, indent: int = 2) -> list[str]:
-    """Columns padded to their widest cell; the last column is not padded (it may be long)."""
+def table(
+    rows: Sequence[Sequence[str]], *, header: Sequence[str] | None = None, indent: int = 2, width: int | None = None,
+) -> list[str]:
+    """Columns padded to their widest cell; the last column is not padded (it may be long).
+
+    With ``width``, a last cell of plain text that would pass it is wrapped onto
+    lines of its own, starting at its column.
+    """
     lines = [list(header)] if header else []
     lines += [list(row) for row in rows]
     if not lines:
@@ -60,8 +67,21 @@ def table(rows: Sequence[Sequence[str]], *, header: Sequence[str] | None = None,
         for i, cell in enumerate(line):
             last = i == len(line) - 1
             cells.append(cell if last else cell + " " * (widths[i] - visible_width(cell)))
-        rendered.append((" " * indent + "  ".join(cells)).rstrip())
+        text = (" " * indent + "  ".join(cells)).rstrip()
+        start = visible_width(text) - visible_width(cells[-1]) if cells else 0
+        if width is None or visible_width(text) <= width or _ANSI.search(cells[-1]) or len(cells) < 2:
+            rendered.append(text)
+            continue
+        parts = textwrap.wrap(cells[-1], max(width - start, 20), break_long_words=False, break_on_hyphens=False)
+        rendered.append(text[: len(text) - len(cells[-1])] + parts[0])
+        rendered += [" " * start + part for part in parts[1:]]
     return rendered
+
+
+def wrap(text: str, *, width: int, indent: int = 0, hanging: int = 2) -> list[str]:
+    """``text`` in lines of at most ``width`` columns, the first at ``indent``, the others ``hanging`` further in."""
+    return textwrap.wrap(text, width, initial_indent=" " * indent, subsequent_indent=" " * (indent + hanging),
+                         break_long_words=False, break_on_hyphens=False) or [" " * indent]
 
 
 def age(delta: datetime.timedelta) -> str:

@@ -25,12 +25,14 @@ from bluegreen.api.status import (
     Phase,
     parse_status,
 )
+from bluegreen.cli import sections
 from bluegreen.cli.text import PLAIN, Style, age, one_line, parse_time, table
 
 EVENTS_SHOWN = 10
+PREFLIGHT_ROWS_SHOWN = 10
 _PHASE_COLOURS = {
     Phase.COMPLETED: "green", Phase.PROMOTED: "green",
-    Phase.PAUSED: "yellow", Phase.BLOCKED: "yellow",
+    Phase.PAUSED: "yellow", Phase.BLOCKED: "yellow", Phase.UPGRADING: "blue",
     Phase.ROLLING_BACK: "red", Phase.ROLLED_BACK: "red", Phase.FAILED: "red",
 }
 _CHECK_WORDS = {CheckPhase.SUCCESSFUL: ("ok", "green"), CheckPhase.FAILED: ("failed", "red"),
@@ -104,7 +106,13 @@ def render(
     if spec_problems:
         lines += ["", style.paint("Spec:      invalid; the operator holds until it is fixed", "red")]
         lines += [f"  {problem}" for problem in spec_problems]
-    lines += view.steps()
+    lines += sections.preflight(spec, status, style=style, now=now, limit=PREFLIGHT_ROWS_SHOWN,
+                                asked=status.phase in (Phase.PENDING, Phase.PREFLIGHT))
+    if sections.runs_in_place(spec, status):
+        lines += sections.in_place_progress(spec, status, style=style, now=now)
+    else:
+        lines += view.steps()
+    lines += sections.hooks(spec, status, style=style, now=now)
     lines += view.weights()
     lines += view.analysis()
     lines += view.conditions()
@@ -168,6 +176,11 @@ class _View:
 
     def _clusters(self) -> str:
         status, spec = self.status, self.spec
+        if sections.runs_in_place(spec, status):
+            name = status.blue.name if status.blue else (spec.cluster.name if spec else "?")
+            version = f" ({status.blue.version})" if status.blue and status.blue.version else ""
+            goal = f" to {spec.target.kubernetes_version}" if spec else ""
+            return f"{name}{version}, in place{goal}"
         blue = status.blue.name if status.blue else (spec.cluster.name if spec else "?")
         green = status.green.name if status.green else (spec.green_name if spec else "?")
         blue_version = f" ({status.blue.version})" if status.blue and status.blue.version else ""
@@ -177,9 +190,9 @@ class _View:
         return f"blue {blue}{blue_version} -> green {green}{green_version}"
 
     def steps(self) -> list[str]:
-        if self.spec is None:
+        if self.spec is None or self.spec.traffic_spec is None:
             return []
-        steps = self.spec.traffic.steps
+        steps = self.spec.traffic_spec.steps
         status = self.status
         index = status.step.index
         rows = []
@@ -191,7 +204,7 @@ class _View:
             elif phase in _DURING_STEPS and position == index:
                 marker = ">"
                 state = self._current_state(step)
-            rows.append([f"{marker} {position + 1}", _describe_step(step, self.spec.analysis), state])
+            rows.append([f"{marker} {position + 1}", sections.describe_step(step, self.spec.analysis), state])
         lines = ["", f"Steps:     {_step_summary(status, len(steps))}"]
         return lines + table(rows)
 
@@ -214,10 +227,14 @@ class _View:
 
     def weights(self) -> list[str]:
         weights = self.status.weights
+        routers = self.spec.routers if self.spec else []
+        applied = any(entry.action == "setWeights" for entry in self.status.journal)
+        if not applied and sections.runs_in_place(self.spec, self.status):
+            return []  # in place no traffic moves
         verified = "verified" if weights.verified else self.style.paint("not verified", "yellow")
         lines = ["", f"Weights:   blue {weights.blue}%  green {weights.green}%  {verified}"]
-        names = [router.display_name for router in self.spec.traffic.routers] if self.spec else []
-        kinds = {router.display_name: router.kind for router in self.spec.traffic.routers} if self.spec else {}
+        names = [router.display_name for router in routers]
+        kinds = {router.display_name: router.kind for router in routers}
         for entry in self.status.journal:
             if entry.action == "setWeights" and entry.target not in names:
                 names.append(entry.target)
@@ -317,9 +334,15 @@ class _View:
 
     def _count_needed(self) -> int | None:
         """At an analysis step that counts measurements in a row: how many it needs."""
-        if self.spec is None or self.status.phase != Phase.SHIFTING:
+        if self.spec is None:
             return None
-        steps, index = self.spec.traffic.steps, self.status.step.index
+        progress = self.status.in_place
+        if self.status.phase == Phase.UPGRADING and progress is not None and progress.rolled_out:
+            steps, index = self.spec.in_place.between_minors, progress.step
+        elif self.status.phase == Phase.SHIFTING and self.spec.traffic_spec is not None:
+            steps, index = self.spec.traffic_spec.steps, self.status.step.index
+        else:
+            return None
         step = steps[index].analysis if index < len(steps) else None
         if step is None or step.duration or (step.count is None and self.spec.analysis.duration):
             return None
@@ -367,18 +390,6 @@ def _latest(entries: Any) -> JournalEntry | None:
         if found is None or entry.time >= found.time:
             found = entry
     return found
-
-
-def _describe_step(step: api.Step, analysis: api.Analysis) -> str:
-    if step.set_weight is not None:
-        return f"setWeight {step.set_weight}"
-    if step.pause is not None:
-        return f"pause {step.pause.duration}" if step.pause.duration else "pause until promoted"
-    assert step.analysis is not None
-    length = step.analysis.duration or (analysis.duration if step.analysis.count is None else None)
-    if length is not None:
-        return f"analysis {length}"
-    return f"analysis count {step.analysis.count or analysis.count or 1}"
 
 
 def _step_summary(status: ClusterUpgradeStatus, total: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import json
 import pathlib
 from typing import Any
 
@@ -47,7 +48,7 @@ def test_promote_is_a_step_unless_full() -> None:
     ("retry", ["bluegreen.io/retry=true", "Blocked"]),
     ("pause", ["spec.paused"]),
     ("resume", ["spec.paused"]),
-    ("plan", ["-f", "stdin", "No cluster is"]),
+    ("plan", ["-f", "stdin", "No cluster is", "NAME", "preflight", "betweenMinors", "Hooks"]),
 ])
 def test_every_command_explains_itself(command: str, phrases: list[str],
                                        capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,13 +66,16 @@ def test_plan_prints_every_action_and_the_total(capsys: pytest.CaptureFixture[st
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[0] == "Plan for clusterupgrade fleet/prod-to-1-31: prod-blue -> prod-green at 1.31 (capi, BlueGreen)"
-    assert lines[2].split() == ["PHASE", "ACTION", "MINIMUM", "NOTE"]
+    table = lines.index("PHASE         MINIMUM  ACTION")
+    assert lines[table - 1] == "" and lines[table - 2].startswith("  Strategy: BlueGreen")
     pause = next(line for line in lines if "step 4/7" in line)
-    assert pause.split()[:5] == ["Shifting", "step", "4/7:", "pause", "15m"] and pause.split()[5] == "15m"
-    human = next(line for line in lines if "step 6/7" in line)
-    assert human.split()[3:9] == ["pause", "until", "promoted", "-", "waits", "for"]
+    assert pause.split() == ["Shifting", "15m", "step", "4/7:", "pause", "15m"]
+    human = next(index for index, line in enumerate(lines) if "step 6/7" in line)
+    assert lines[human].split() == ["Shifting", "-", "step", "6/7:", "pause", "until", "promoted"]
+    assert lines[human + 1].strip() == "waits for a person: kubectl bluegreen promote", "the note under its action"
     assert "Total minimum: 24h25m, plus 4 wait(s) the world or a person decides (MINIMUM -)" in lines
     assert "\x1b[" not in out, "no colour when not writing to a terminal"
+    assert max(len(line) for line in lines) <= 100
 
 
 def test_plan_reads_stdin_and_several_documents(capsys: pytest.CaptureFixture[str],
@@ -199,3 +203,23 @@ def test_tables_align_on_visible_width_and_leave_the_last_column_unpadded() -> N
     red = Style(enabled=True).paint("failed", "red")
     lines = table([["a", red, "x"], ["long-name", "ok", "y"]], header=["NAME", "STATE", "NOTE"], indent=0)
     assert lines == ["NAME       STATE   NOTE", f"a          {red}  x", "long-name  ok      y"]
+
+
+@pytest.mark.parametrize("argv", [["plan"], ["plan", "demo", "-f", str(CAPI)]])
+def test_plan_takes_a_name_or_a_file(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main.main(argv)
+    assert exited.value.code == 2
+    assert "plan needs NAME (from the cluster) or -f FILE, not both" in capsys.readouterr().err
+
+
+def test_plan_of_kubectl_get_output_shows_what_the_operator_found(tmp_path: pathlib.Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`kubectl get cu -o yaml` wraps objects in a List; the status it carries is shown."""
+    recorded = json.loads((ROOT / "tests" / "unit" / "cli" / "statuses" / "blocked-findings.json").read_text())
+    path = tmp_path / "got.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [recorded["object"]]}))
+    code, out, err = run(["plan", "-f", str(path)], capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1].startswith("Phase: Blocked: preflight: 3 object(s)")
+    assert "  Removed APIs: 3 found; removedAPIs Block: the upgrade stops until they are fixed" in out.splitlines()

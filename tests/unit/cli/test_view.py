@@ -54,7 +54,7 @@ def section(text: str, title: str) -> str:
 
 
 ALL = ["shifting-analysis", "rolled-back", "held-inconclusive", "recorded-paused", "recorded-completed",
-       "recorded-syncing-retrying"]
+       "recorded-syncing-retrying", "blocked-findings", "auto-in-place", "promoted-hooks"]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -264,7 +264,7 @@ def test_any_partial_or_damaged_status_still_renders(which: int, data: st.DataOb
     text = view.render(obj, events=damaged_events, now=now)
     assert text.startswith("Name:      fleet/prod-to-1-31\n")
     phase = status.get("phase")
-    if phase in ("Shifting", "RolledBack", "Paused", "Syncing", "Completed"):
+    if phase in ("Shifting", "RolledBack", "Paused", "Syncing", "Completed", "Blocked", "Upgrading", "Promoted"):
         assert line_with(text, "Phase:")[1] == phase
 
 
