@@ -17,7 +17,14 @@ one found blue's, so the copy is an ordinary Kustomization of green's):
 * spec: blue's, with ``kubeConfig.secretRef`` pointing at green's kubeconfig,
   ``postBuild.substitute`` values equal to blue's name replaced, ``dependsOn``
   entries naming one of blue's selected Kustomizations pointed at that one's
-  copy, and ``suspend: false``.
+  copy, ``suspend: false``, and in ``patches`` a hold (see :mod:`.flux_holds`)
+  for every workload a ``spec.hooks[]`` handoff moves, so green never starts one
+  before its handoff. Blue's own holds are never copied.
+
+Holds are put on a copy only when it is created. Afterwards a sync keeps each
+copy's holds as they are: a handoff that lifted green's hold (or a rollback
+that put it back) is not undone by the next sync. A hold on a workload no hook
+names any longer is dropped.
 
 Flux reads the kubeconfig Secret from the Kustomization's own namespace. When
 green's kubeconfig Secret lives elsewhere (Cluster API writes it next to the
@@ -33,13 +40,14 @@ and goes only with ``delete(side="green")``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bluegreen.api.spec import FluxMode, FluxWorkloads
 from bluegreen.engine.types import KustomizationObservation, WorkloadsObservation
 from bluegreen.kube import client as kubeclient
 from bluegreen.kube import mergepatch, objects
+from bluegreen.workloads import flux_holds
 from bluegreen.workloads.base import RemoteWatch
 
 KUSTOMIZATIONS = kubeclient.Resource("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
@@ -72,11 +80,13 @@ def desired_copy(
     secret_key: str,
     sibling_names: Mapping[str, str],
     stamp: Mapping[str, str],
+    holds: Sequence[flux_holds.HoldTarget] = (),
 ) -> dict[str, Any]:
     """Green's Kustomization for one of blue's (see the module docstring for the rules).
 
     ``sibling_names`` maps each of blue's selected Kustomization names to its
-    copy's name, to re-point ``dependsOn``.
+    copy's name, to re-point ``dependsOn``; ``holds`` are the workloads held at 0
+    on a new copy.
     """
     blue_meta = objects.metadata(blue)
     blue_ks_name = str(blue_meta.get("name", ""))
@@ -95,6 +105,12 @@ def desired_copy(
     depends_on = spec.get("dependsOn")
     if isinstance(depends_on, list):
         spec["dependsOn"] = [_repoint(entry, namespace=namespace, sibling_names=sibling_names) for entry in depends_on]
+    patches = flux_holds.without_holds(flux_holds.patches_of(blue)) + [
+        flux_holds.hold_patch(target) for target in holds]
+    if patches:
+        spec["patches"] = patches
+    else:
+        spec.pop("patches", None)
 
     return {
         "apiVersion": KUSTOMIZATIONS.api_version,
@@ -155,6 +171,7 @@ class FluxRemoteWorkloads:
         flux: FluxWorkloads,
         namespace: str,
         labels: Mapping[str, str],
+        holds: Sequence[flux_holds.HoldTarget] = (),
     ) -> None:
         if flux.mode != FluxMode.REMOTE:
             raise ValueError(f"FluxRemoteWorkloads handles workloads.flux.mode remote, not {flux.mode.value}")
@@ -167,6 +184,7 @@ class FluxRemoteWorkloads:
         self._selector = dict(flux.selector.match_labels)
         self._namespace = namespace
         self._stamp = dict(labels)
+        self._holds = tuple(holds)
 
     async def _blue(self, *, green_name: str) -> list[dict[str, Any]]:
         found = await self._client.list(KUSTOMIZATIONS, namespace=self._namespace, label_selector=self._selector)
@@ -183,6 +201,14 @@ class FluxRemoteWorkloads:
             KUSTOMIZATIONS, namespace=self._namespace, label_selector=f"{LABEL_CLUSTER}={green_name},{LABEL_COPY_OF}"
         )
         return sorted(found, key=objects.name_of)
+
+    async def kustomizations(self, *, side: str, green_name: str) -> list[dict[str, Any]]:
+        """Blue's selected Kustomizations (``side="blue"``) or green's copies (``"green"``), by name."""
+        if side == "blue":
+            return await self._blue(green_name=green_name)
+        if side == "green":
+            return await self._green(green_name=green_name)
+        raise ValueError(f"side must be 'blue' or 'green', not {side!r}")
 
     async def observe(self, *, blue_name: str, green_name: str) -> WorkloadsObservation:
         blue = await self._blue(green_name=green_name)
@@ -234,6 +260,7 @@ class FluxRemoteWorkloads:
                 secret_key=secret_key,
                 sibling_names=siblings,
                 stamp=self._stamp,
+                holds=self._holds,
             )
             line = await self._apply_copy(desired, existing=existing.pop(desired["metadata"]["name"], None))
             if line:
@@ -259,6 +286,7 @@ class FluxRemoteWorkloads:
                 existing = current
             else:
                 return f"created {where} from {blue_ks}"
+        desired = self._keep_holds(desired, existing=existing)
         patch: dict[str, Any] = {}
         current_labels = objects.labels(existing)
         label_changes = {
@@ -274,6 +302,17 @@ class FluxRemoteWorkloads:
         await self._client.patch(KUSTOMIZATIONS, namespace=self._namespace, name=name, body=patch)
         changed = " and ".join(part for part in ("labels", "spec") if part in patch)
         return f"updated {where}: {changed} drifted from {blue_ks}"
+
+    def _keep_holds(self, desired: dict[str, Any], *, existing: Mapping[str, Any]) -> dict[str, Any]:
+        """``desired`` with the holds ``existing`` has now (on workloads hooks still name) instead of new ones."""
+        current = flux_holds.holds_in(flux_holds.patches_of(existing), self._holds)
+        patches = flux_holds.without_holds(flux_holds.patches_of(desired)) + current
+        spec = dict(desired["spec"])
+        if patches:
+            spec["patches"] = patches
+        else:
+            spec.pop("patches", None)
+        return {**desired, "spec": spec}
 
     async def _copy_secret(
         self, *, source_namespace: str, name: str, key: str, green_name: str

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from bluegreen.api.spec import ClusterUpgradeSpec, FluxMode
 from bluegreen.kube.client import KubeClient
 from bluegreen.kube.remote import RemoteClients
+from bluegreen.workloads import flux_holds
 from bluegreen.workloads.base import WorkloadSync
 from bluegreen.workloads.flux_git import FluxGitWorkloads
 from bluegreen.workloads.flux_remote import FluxRemoteWorkloads
@@ -41,7 +42,8 @@ def build_workload_sync(
     """
     flux = spec.workloads.flux
     if flux.mode == FluxMode.REMOTE:
-        return FluxRemoteWorkloads(client=management, flux=flux, namespace=spec.flux_namespace, labels=labels)
+        return FluxRemoteWorkloads(client=management, flux=flux, namespace=spec.flux_namespace, labels=labels,
+                                   holds=flux_holds.hold_targets(spec))
     if flux.mode == FluxMode.GIT:
         return FluxGitWorkloads(
             management=management, remote_clients=remote_clients, flux=flux, upgrade_namespace=upgrade_namespace,

@@ -7,7 +7,7 @@ import pytest
 from bluegreen.api.spec import FluxMode, FluxWorkloads, LabelSelector
 from bluegreen.kube import client as kubeclient
 from bluegreen.kube import config
-from bluegreen.workloads import flux_remote
+from bluegreen.workloads import flux_holds, flux_remote
 
 
 def blue_kustomization(name: str = "apps-prod-blue", **spec_extra: Any) -> dict[str, Any]:
@@ -122,3 +122,16 @@ def test_an_empty_selector_is_refused_naming_the_field() -> None:
 
     with pytest.raises(flux_remote.FluxSyncError, match=r"spec.workloads.flux.selector.matchLabels is empty"):
         flux_remote.FluxRemoteWorkloads(client=client, flux=flux, namespace="flux-system", labels={})
+
+
+def test_a_new_copy_holds_every_handoff_target_and_never_copies_blue_s_holds() -> None:
+    es = flux_holds.HoldTarget(kind="StatefulSet", namespace="search", name="es-data")
+    own = {"patch": "- op: add\n  path: /metadata/labels/x\n  value: y\n", "target": {"kind": "Service"}}
+    blue_hold = flux_holds.hold_patch(es, replicas=3, since="2026-05-01T10:00:00Z")
+    blue = blue_kustomization(patches=[own, blue_hold])
+
+    copy = desired(blue, holds=[es])
+
+    assert copy["spec"]["patches"] == [own, flux_holds.hold_patch(es)]
+    assert flux_holds.record_of(copy["spec"]["patches"][1]).replicas is None
+    assert "patches" not in desired(blue_kustomization(patches=[blue_hold]))["spec"]
