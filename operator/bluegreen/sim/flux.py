@@ -17,6 +17,13 @@ emulator and behaves like Flux where bluegreen can tell:
   Kustomization, carrying the revision) to the target cluster, so a test sees
   workloads land, records them in ``status.inventory``, and prunes them when a
   Kustomization with ``prune: true`` is deleted (finalizer ``finalizers.fluxcd.io``);
+* ``spec.patches`` (``{patch, target}``) change what ``render`` returns before it is
+  applied, as kustomize-controller's do: the target selects by group, version,
+  kind and by name and namespace as anchored regular expressions; a patch text
+  holding a mapping is a strategic merge patch (without the target, its own kind,
+  name and namespace select), one holding a list is a JSON6902 patch. Label and
+  annotation selectors are not simulated (the Kustomization fails with
+  ``BuildFailed`` saying so), and neither is anything else kustomize does;
 * :meth:`FluxController.set_failing` makes health checks of a Kustomization,
   or of every Kustomization applying to one cluster, fail
   (``HealthCheckFailed``; ``lastAppliedRevision`` stays where it was) until cleared;
@@ -30,13 +37,16 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+
+import yaml
 
 from bluegreen.kube import client as kubeclient
 from bluegreen.kube import config as kubeconfig
 from bluegreen.kube import remote
-from bluegreen.sim import kube_store
+from bluegreen.sim import kube_patch, kube_store
 from bluegreen.sim.controllers import KeyedWorkers
 from bluegreen.sim.kube import KubeEmulator
 
@@ -198,6 +208,58 @@ def default_render(kustomization: Mapping[str, Any], revision: str) -> list[dict
             f"substitute.{key}": str(value) for key, value in substitute.items()}},
     })
     return objects
+
+
+def _selects(target: Mapping[str, Any], obj: Mapping[str, Any]) -> bool:
+    group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
+    meta = obj.get("metadata") or {}
+    wanted = {"group": group, "version": version, "kind": str(obj.get("kind", ""))}
+    for field, actual in wanted.items():
+        if target.get(field) not in (None, "", actual):
+            return False
+    for field in ("name", "namespace"):
+        pattern = target.get(field)
+        if pattern and not re.fullmatch(str(pattern), str(meta.get(field) or "")):
+            return False
+    return True
+
+
+def apply_patches(rendered: list[dict[str, Any]], patches: Any) -> list[dict[str, Any]]:
+    """``rendered`` with a Kustomization's ``spec.patches`` applied in order (see the module docstring)."""
+    result = [kube_patch.clone(obj) for obj in rendered]
+    for index, entry in enumerate(patches or []):
+        where = f"spec.patches[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("patch"), str):
+            raise _NotReady("BuildFailed", f"{where}: an inline patch (a string) is needed")
+        target = entry.get("target")
+        if isinstance(target, dict) and (target.get("labelSelector") or target.get("annotationSelector")):
+            raise _NotReady("BuildFailed", f"{where}: label and annotation selectors are not simulated")
+        try:
+            document = yaml.safe_load(entry["patch"])
+        except yaml.YAMLError as exc:
+            raise _NotReady("BuildFailed", f"{where}: the patch is not YAML: {exc}") from None
+        if isinstance(document, dict) and not isinstance(target, dict):
+            meta = document.get("metadata") or {}
+            target = {"kind": document.get("kind"), "name": re.escape(str(meta.get("name", ""))),
+                      "namespace": re.escape(str(meta["namespace"])) if meta.get("namespace") else None}
+        if not isinstance(target, dict):
+            raise _NotReady("BuildFailed", f"{where}: a JSON6902 patch needs a target")
+        for position, obj in enumerate(result):
+            if not _selects(target, obj):
+                continue
+            try:
+                if isinstance(document, list):
+                    result[position] = kube_patch.json_patch(obj, document)
+                elif isinstance(document, dict):
+                    body = {key: value for key, value in document.items() if key not in ("apiVersion", "kind")}
+                    body["metadata"] = {key: value for key, value in (body.get("metadata") or {}).items()
+                                        if key not in ("name", "namespace")}
+                    result[position] = kube_patch.strategic_merge_patch(obj, body)
+                else:
+                    raise _NotReady("BuildFailed", f"{where}: a patch is a mapping or a list of operations")
+            except (kube_patch.PatchError, kube_patch.PatchFormatError) as exc:
+                raise _NotReady("BuildFailed", f"{where}: {exc}") from None
+    return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -443,7 +505,9 @@ class FluxController:
         meta = kustomization["metadata"]
         inventory: list[dict[str, str]] = []
         try:
-            for obj in self.render(kustomization, revision):
+            rendered = apply_patches(self.render(kustomization, revision),
+                                     (kustomization.get("spec") or {}).get("patches"))
+            for obj in rendered:
                 obj_meta = obj.setdefault("metadata", {})
                 obj_meta.setdefault("labels", {}).update({NAME_LABEL: meta["name"], NAMESPACE_LABEL: meta["namespace"]})
                 resource = await _resource_for(target.client, obj)
