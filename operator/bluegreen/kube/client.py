@@ -192,22 +192,40 @@ class KubeClient:
         label_selector: LabelSelector | None = None,
     ) -> list[dict[str, Any]]:
         """Objects of one resource, in one namespace or (None) all; follows ``continue`` tokens."""
+        return [item async for page in self.pages(resource, namespace=namespace, label_selector=label_selector)
+                for item in page]
+
+    async def pages(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: LabelSelector | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """Like :meth:`list`, one page at a time: with ``limit``, a caller that sums over a big
+        cluster's objects holds one page of them, not all."""
         params: dict[str, str] = {}
         if label_selector:
             params["labelSelector"] = format_label_selector(label_selector)
-        items: list[dict[str, Any]] = []
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        if limit:
+            params["limit"] = str(limit)
         path = resource.path(namespace=namespace)
         while True:
             page = await self._json("GET", path, params=params)
             kind = str(page.get("kind", "")).removesuffix("List")
-            for item in page.get("items") or []:
+            items: builtins.list[dict[str, Any]] = page.get("items") or []
+            for item in items:
                 item.setdefault("apiVersion", resource.api_version)
                 if kind:
                     item.setdefault("kind", kind)
-                items.append(item)
+            yield items
             token = (page.get("metadata") or {}).get("continue")
             if not token:
-                return items
+                return
             params["continue"] = token
 
     async def create(
