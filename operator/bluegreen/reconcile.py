@@ -35,13 +35,15 @@ from bluegreen.api.status import (
     CheckResult,
     ClusterUpgradeStatus,
     ConditionType,
+    HookPhase,
     JournalEntry,
     Phase,
+    PreflightStatus,
     SavedRouter,
     Weights,
     parse_status,
 )
-from bluegreen.clusters.base import ClusterProvider
+from bluegreen.clusters.base import ClusterProvider, WorkerCapacity
 from bluegreen.clusters.registry import build_cluster_provider
 from bluegreen.engine import analysis as bookkeeping
 from bluegreen.engine import conditions as cond
@@ -55,20 +57,26 @@ from bluegreen.engine.types import (
     DeleteWorkloads,
     Event,
     FinalizeRouters,
+    HookObservation,
     JobObservation,
     Observed,
     ProvisionGreen,
     RemoveAnnotation,
     RunChecks,
+    RunHook,
     SaveRouters,
+    ScanPreflight,
     SetWeights,
     StartJob,
     SyncWorkloads,
+    UpgradeInPlace,
     WorkloadsObservation,
 )
+from bluegreen.hooks.runner import HookRunner
 from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.kube.events import post_event
 from bluegreen.kube.remote import RemoteClients
+from bluegreen.preflight.run import run_preflight
 from bluegreen.remote_watch import RemoteWatches
 from bluegreen.settings import OperatorSettings
 from bluegreen.traffic.base import Router, RouterContext, RouterError, RouterPending
@@ -83,12 +91,25 @@ CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
 # Preflight checks cost API calls (and in git mode a clone); they run only before anything is created.
 PREFLIGHT_PHASES = frozenset({Phase.PENDING, Phase.PREFLIGHT, Phase.BLOCKED})
 # While green syncs and serves, what happens inside the workload clusters matters.
-REMOTE_WATCH_PHASES = frozenset({Phase.SYNCING, Phase.VERIFYING, Phase.SHIFTING, Phase.PAUSED, Phase.PROMOTED})
+REMOTE_WATCH_PHASES = frozenset({Phase.SYNCING, Phase.VERIFYING, Phase.SHIFTING, Phase.PAUSED, Phase.PROMOTED,
+                                 Phase.RETIRING, Phase.ROLLING_BACK})
 # Smoke Jobs run at Verifying or Promoted; a pass may reach those from the phase before.
 JOB_PHASES = {
     api.JobPhase.VERIFYING: frozenset({Phase.SYNCING, Phase.VERIFYING}),
     api.JobPhase.PROMOTED: frozenset({Phase.SHIFTING, Phase.PAUSED, Phase.PROMOTED}),
 }
+# Hooks are looked at where their point may be reached in a pass (a pass may go on from the phase before).
+HOOK_PHASES = {
+    api.HookPoint.BEFORE_TRAFFIC: frozenset({Phase.SYNCING, Phase.VERIFYING}),
+    api.HookPoint.AFTER_PROMOTION: frozenset({Phase.SHIFTING, Phase.PAUSED, Phase.PROMOTED}),
+    api.HookPoint.BEFORE_RETIRE: frozenset({Phase.PROMOTED, Phase.RETIRING}),
+}
+HANDOFF_RESOURCES = {
+    api.HandoffKind.STATEFUL_SET: Resource("apps", "v1", "statefulsets"),
+    api.HandoffKind.DEPLOYMENT: Resource("apps", "v1", "deployments"),
+}
+# Handoffs that began are handed back while rolling back.
+HAND_BACK_PHASES = frozenset({Phase.ROLLING_BACK})
 
 
 def utcnow() -> datetime.datetime:
@@ -122,11 +143,12 @@ class RouterFailure(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class ActResult:
-    """What carrying out a decision produced for status: journal lines, check results, saved routers."""
+    """What carrying out a decision produced for status: journal lines, check results, saved routers, scans."""
 
     journal: list[JournalEntry]
     results: list[CheckResult]
     saved_routers: list[SavedRouter] | None = None
+    preflight: PreflightStatus | None = None
 
 
 @dataclasses.dataclass
@@ -137,6 +159,7 @@ class Collaborators:
     provider: ClusterProvider
     workloads: WorkloadSync
     routers: list[Router]
+    hooks: HookRunner
 
 
 def _digest(raw_spec: dict[str, Any]) -> str:
@@ -218,6 +241,8 @@ class UpgradeLoop:
         })
         if done.saved_routers is not None:
             new_status = new_status.model_copy(update={"routers": done.saved_routers})
+        if done.preflight is not None:
+            new_status = new_status.model_copy(update={"preflight": done.preflight})
         if spec is not None:
             new_status = bookkeeping.record(new_status, spec, done.results)
         written = await self._write_status(body, status, new_status)
@@ -251,9 +276,11 @@ class UpgradeLoop:
                     upgrade_namespace=self.namespace, kubeconfig_ref=kubeconfig_ref,
                     workdir=self.context.settings.workdir / self.owner, labels={LABEL_UPGRADE: self.owner},
                 ),
-                routers=build_routers(spec.traffic.routers, context=RouterContext(
+                routers=build_routers(spec.routers, context=RouterContext(
                     management=management, remote=self.context.remote, namespace=self.namespace,
                     upgrade_name=self.name)),
+                hooks=HookRunner(spec, management=management, owner=self.owner, upgrade_namespace=self.namespace,
+                                 side_client=lambda side: self._side_client(spec, provider, side)),
             )
         return self._collaborators
 
@@ -280,16 +307,19 @@ class UpgradeLoop:
             collaborators.workloads.observe(blue_name=spec.cluster.name, green_name=spec.green_name),
         )
         problems: list[str] = []
-        if phase in PREFLIGHT_PHASES:
+        # What stops green from being created matters to BlueGreen (and Auto, which may choose it).
+        if phase in PREFLIGHT_PHASES and spec.strategy != api.Strategy.IN_PLACE:
             cluster_problems, workload_problems = await asyncio.gather(
                 collaborators.provider.preflight(namespace=ns, blue_name=spec.cluster.name,
                                                  green_name=spec.green_name, overrides=dict(spec.target.overrides)),
                 collaborators.workloads.preflight(blue_name=spec.cluster.name, green_name=spec.green_name),
             )
             problems = [*cluster_problems, *workload_problems]
-        jobs = await self._observe_jobs(spec, collaborators, status=status, now=now)
+        jobs, hooks = await asyncio.gather(self._observe_jobs(spec, collaborators, status=status, now=now),
+                                           self._observe_hooks(spec, collaborators, status=status, now=now))
         return Observed(
             jobs=jobs,
+            hooks=hooks,
             preflight_problems=tuple(problems),
             generation=int(meta.get("generation") or 0),
             annotations=dict(meta.get("annotations") or {}),
@@ -309,7 +339,7 @@ class UpgradeLoop:
 
         async def one(job: api.SmokeJob) -> tuple[str, JobObservation]:
             try:
-                client = await self._side_client(spec, collaborators, job.cluster.value)
+                client = await self._side_client(spec, collaborators.provider, job.cluster.value)
             except Exception as exc:  # no kubeconfig yet: the engine waits, it does not fail the Job
                 return job.name, JobObservation(state="Running", message=f"cannot reach {job.cluster.value}: {exc}")
             name = smoke_jobs.job_object_name(upgrade=self.owner, job=job.name, run=status.analysis.run)
@@ -317,28 +347,57 @@ class UpgradeLoop:
 
         return dict(await asyncio.gather(*(one(job) for job in wanted)))
 
+    async def _observe_hooks(
+        self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, *, status: ClusterUpgradeStatus,
+        now: datetime.datetime,
+    ) -> dict[str, HookObservation]:
+        def looked_at(hook: api.Hook) -> bool:
+            state = status.hook(hook.name)
+            if status.phase in HAND_BACK_PHASES:
+                return hook.handoff is not None and state is not None \
+                    and state.phase not in {HookPhase.REVERTED, HookPhase.HAND_BACK_FAILED}
+            return status.phase in HOOK_PHASES[hook.at] and (state is None or state.phase == HookPhase.RUNNING)
+
+        reverse = status.phase in HAND_BACK_PHASES
+        wanted = [(hook, reverse) for hook in spec.hooks if looked_at(hook)]
+        if not wanted:
+            return {}
+
+        async def one(hook: api.Hook, reverse: bool) -> tuple[str, HookObservation]:
+            seen = await collaborators.hooks.observe(hook, reverse=reverse, run=status.analysis.run, now=now)
+            return hook.name, seen
+
+        return dict(await asyncio.gather(*(one(hook, reverse) for hook, reverse in wanted)))
+
     def _job_watches(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators) -> list[RemoteWatch]:
-        """A smoke Job's progress wakes the upgrade at once (no kopf watch reaches workload clusters)."""
-        places = {(job.cluster.value, job.namespace) for job in spec.analysis.jobs}
+        """A smoke Job's or a hook's progress wakes the upgrade at once (no kopf watch reaches workload clusters)."""
+        places = {(job.cluster.value, smoke_jobs.JOBS, job.namespace) for job in spec.analysis.jobs}
+        for hook in spec.hooks:
+            if hook.job is not None:
+                places.add((hook.cluster.value, smoke_jobs.JOBS, hook.job.namespace))
+            if hook.handoff is not None:
+                resource = HANDOFF_RESOURCES[hook.handoff.kind]
+                places.update((side, resource, hook.handoff.namespace) for side in ("blue", "green"))
         return [
             RemoteWatch(
                 kubeconfig=collaborators.provider.kubeconfig_secret_ref(
                     namespace=spec.cluster.namespace, name=spec.cluster.name if side == "blue" else spec.green_name),
-                resource=smoke_jobs.JOBS, namespace=namespace,
+                resource=resource, namespace=namespace,
             )
-            for side, namespace in sorted(places)
+            for side, resource, namespace in sorted(places, key=lambda place: (place[0], str(place[1]), place[2]))
         ]
 
-    async def _side_client(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, side: str) -> KubeClient:
+    async def _side_client(self, spec: api.ClusterUpgradeSpec, provider: ClusterProvider, side: str) -> KubeClient:
         cluster = spec.cluster.name if side == "blue" else spec.green_name
-        namespace, name, key = collaborators.provider.kubeconfig_secret_ref(namespace=spec.cluster.namespace,
-                                                                           name=cluster)
+        namespace, name, key = provider.kubeconfig_secret_ref(namespace=spec.cluster.namespace, name=cluster)
         return await self.context.remote.client(namespace=namespace, name=name, key=key)
 
     def _check_context(self, spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus) -> CheckContext:
+        # In place, the cluster being upgraded is the one measured: {{cluster}} and {{green}} name it.
+        measured = spec.cluster.name if status.in_place is not None else spec.green_name
         return CheckContext(
             upgrade=self.name, namespace=self.namespace, phase=status.phase.value,
-            blue=spec.cluster.name, green=spec.green_name,
+            blue=spec.cluster.name, green=measured,
             blue_weight=status.weights.blue, green_weight=status.weights.green, step=status.step.index,
             management=self.context.management,
         )
@@ -357,6 +416,7 @@ class UpgradeLoop:
         journal: list[JournalEntry] = []
         results: list[CheckResult] = []
         saved: list[SavedRouter] | None = None
+        preflight: PreflightStatus | None = None
         ns = spec.cluster.namespace
         for action in _annotations_first(decision.actions):
             match action:
@@ -399,12 +459,24 @@ class UpgradeLoop:
                     results.extend(await self._run_checks(action, spec=spec, status=decision.status, body=body))
                 case StartJob(name=job_name, side=side):
                     job = next(job for job in spec.analysis.jobs if job.name == job_name)
-                    client = await self._side_client(spec, collaborators, side)
+                    client = await self._side_client(spec, collaborators.provider, side)
                     object_name = smoke_jobs.job_object_name(upgrade=self.owner, job=job.name,
                                                              run=decision.status.analysis.run)
                     detail = await smoke_jobs.start_job(client, job, object_name=object_name,
                                                         labels={LABEL_UPGRADE: self.owner})
                     journal.append(JournalEntry(time=now, target=f"job/{job.name}", action="start", detail=detail))
+                case ScanPreflight():
+                    preflight = await self._scan(spec, collaborators, now=now)
+                case UpgradeInPlace(name=cluster, version=version):
+                    detail = await collaborators.provider.set_version(namespace=ns, name=cluster, version=version)
+                    if detail is not None:
+                        journal.append(JournalEntry(time=now, target="cluster", action="upgrade", detail=detail))
+                case RunHook(name=hook_name, reverse=reverse):
+                    hook = next(hook for hook in spec.hooks if hook.name == hook_name)
+                    for line in await collaborators.hooks.advance(hook, reverse=reverse,
+                                                                  run=decision.status.analysis.run):
+                        journal.append(JournalEntry(time=self.context.clock(), target=f"hook/{hook_name}",
+                                                    action="hand back" if reverse else "run", detail=line))
                 case DeleteWorkloads(side=side):
                     for line in await collaborators.workloads.delete(
                         side=side, blue_name=spec.cluster.name, green_name=spec.green_name,
@@ -414,7 +486,25 @@ class UpgradeLoop:
                     detail = await collaborators.provider.delete(namespace=ns, name=cluster)
                     if detail is not None:
                         journal.append(JournalEntry(time=now, target="cluster", action="delete", detail=detail))
-        return ActResult(journal=journal, results=results, saved_routers=saved)
+        return ActResult(journal=journal, results=results, saved_routers=saved, preflight=preflight)
+
+    async def _scan(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, *,
+                    now: datetime.datetime) -> PreflightStatus:
+        """The preflight scans of blue and its sources; what cannot be scanned is in the result, not raised."""
+        provider, ns = collaborators.provider, spec.cluster.namespace
+        blue = await provider.observe(namespace=ns, name=spec.cluster.name)
+
+        async def green_capacity() -> WorkerCapacity:
+            return await provider.green_capacity(namespace=ns, blue_name=spec.cluster.name,
+                                                 overrides=dict(spec.target.overrides))
+
+        return await run_preflight(
+            spec, management=self.context.management,
+            blue=await self._side_client(spec, provider, "blue"), blue_name=spec.cluster.name,
+            blue_version=blue.version or "", green_capacity=green_capacity,
+            workdir=self.context.settings.workdir / self.owner / "preflight", now=now,
+            upgrade_namespace=self.namespace,
+        )
 
     async def _run_checks(
         self, action: RunChecks, *, spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus, body: dict[str, Any]

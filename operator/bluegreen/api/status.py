@@ -266,6 +266,7 @@ class HookPhase(enum.StrEnum):
     FAILED = "Failed"
     REVERTING = "Reverting"  # a rollback hands the workload back (green down, then blue up)
     REVERTED = "Reverted"
+    HAND_BACK_FAILED = "HandBackFailed"  # could not be handed back (e.g. the workload is gone): a person must look
 
 
 class HookStatus(StatusModel):

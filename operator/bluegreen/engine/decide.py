@@ -1170,7 +1170,8 @@ def _hooks_done(work: _Pass, point: HookPoint) -> bool:
         seen = work.observed.hooks.get(hook.name) or HookObservation(state="Missing")
         if state is None:
             state = HookStatus(name=hook.name, at=point.value, phase=HookPhase.RUNNING, started_at=work.now)
-            work.event("HookStarted", f"hook {hook.name} ({point.value}): {_hook_what(hook)}")
+            what = f"hand {_hook_what(hook)} over to green" if hook.handoff is not None else _hook_what(hook)
+            work.event("HookStarted", f"hook {hook.name} ({point.value}): {what}")
         if seen.state == "Succeeded":
             _set_hook(work, state.model_copy(update={"phase": HookPhase.SUCCEEDED, "finished_at": work.now,
                                                      "message": seen.message}))
@@ -1200,9 +1201,15 @@ def _hand_back(work: _Pass) -> bool:
     """After a rollback: every handoff that began goes back (green down, then blue up), last first."""
     for hook in reversed(work.spec.hooks):
         state = work.status.hook(hook.name)
-        if hook.handoff is None or state is None or state.phase == HookPhase.REVERTED:
+        if hook.handoff is None or state is None or state.phase in {HookPhase.REVERTED, HookPhase.HAND_BACK_FAILED}:
             continue
         seen = work.observed.hooks.get(hook.name) or HookObservation(state="Missing")
+        if seen.state == "Failed":  # nothing more can be done by moving it: say so and finish the rollback
+            message = f"could not hand {_hook_what(hook)} back: {seen.message}; restore it by hand"
+            _set_hook(work, state.model_copy(update={"phase": HookPhase.HAND_BACK_FAILED, "finished_at": work.now,
+                                                     "message": message}))
+            work.event("HookHandBackFailed", f"hook {hook.name}: {message}", warning=True)
+            continue
         if state.phase != HookPhase.REVERTING:
             state = state.model_copy(update={"phase": HookPhase.REVERTING, "finished_at": None})
             work.event("HookReverting", f"hook {hook.name}: handing {_hook_what(hook)} back to blue")
@@ -1221,7 +1228,7 @@ def _hand_back(work: _Pass) -> bool:
 
 def _hook_what(hook: Hook) -> str:
     if hook.handoff is not None:
-        return f"hand {hook.handoff.kind.value} {hook.handoff.namespace}/{hook.handoff.name} over to green"
+        return f"{hook.handoff.kind.value} {hook.handoff.namespace}/{hook.handoff.name}"
     return f"Job in {hook.cluster.value}"
 
 

@@ -22,6 +22,9 @@ _QUANTITY = re.compile(
 )
 
 
+MAX_EXPONENT = 30
+
+
 def parse_quantity(value: str | int | float) -> Fraction:
     """The quantity's value in base units (cores, bytes); ValueError naming the accepted forms."""
     if isinstance(value, bool):
@@ -36,7 +39,12 @@ def parse_quantity(value: str | int | float) -> Fraction:
     number, exponent, suffix = match.groups()
     amount = Fraction(number)
     if exponent:
-        return amount * Fraction(10) ** int(exponent[1:])
+        power = int(exponent[1:])
+        # The apiserver keeps quantities within int64 at nano precision; an exponent past that is a typo,
+        # and 10**huge would take the process down with it (annotations are written by hand).
+        if abs(power) > MAX_EXPONENT:
+            raise ValueError(f"{value!r}: exponent {power} is out of range (at most {MAX_EXPONENT} either way)")
+        return amount * Fraction(10) ** power
     if suffix in _BINARY:
         return amount * _BINARY[suffix]
     return amount * _DECIMAL[suffix or ""]

@@ -52,10 +52,12 @@ async def run_preflight(
     green_capacity: Callable[[], Awaitable[WorkerCapacity]],
     workdir: pathlib.Path,
     now: datetime.datetime,
+    upgrade_namespace: str | None = None,
 ) -> PreflightStatus:
     """Scan blue (live objects, Flux sources, stateful workloads, capacity) within ``spec.preflight.timeout``.
 
-    Does not set ``strategy`` or ``path``: those are the engine's.
+    Does not set ``strategy`` or ``path``: those are the engine's. ``upgrade_namespace`` is where the
+    ClusterUpgrade (and, in git mode, the repository's credentials Secret) lives.
     """
     preflight = spec.preflight
     timeout = durations.parse_duration(preflight.timeout).total_seconds()
@@ -74,7 +76,8 @@ async def run_preflight(
         # A little less than the whole, so that the sources scan says itself which source was
         # late before this pass gives up on it as a whole.
         scans[sources_scan] = sources.scan_sources(spec, management=management, current=blue_version,
-                                                   target=target, workdir=workdir, timeout=timeout * SOURCES_SHARE)
+                                                   target=target, workdir=workdir, timeout=timeout * SOURCES_SHARE,
+                                                   upgrade_namespace=upgrade_namespace)
     if preflight.capacity != api.CapacityPolicy.OFF:
         scans[capacity_scan] = _capacity(green_capacity=green_capacity, blue=blue)
 
@@ -99,6 +102,8 @@ async def run_preflight(
             verdict=CapacityVerdict.UNKNOWN,
             message=next((line for line in problems if line.startswith(capacity_scan)), capacity_scan),
         )
+    # The capacity check has its own policy and verdict; only what the other scans missed is a problem.
+    problems = [line for line in problems if not line.startswith(capacity_scan)]
 
     return PreflightStatus(
         scanned_at=now,

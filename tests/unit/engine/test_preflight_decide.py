@@ -324,3 +324,19 @@ def test_hooks_at_promotion_and_before_retirement_run_in_order() -> None:
     assert world.status.phase == Phase.COMPLETED
     assert not any(isinstance(a, ProvisionGreen) for a in world.log[-1].actions)
     assert not any(isinstance(a, RunHook) and a.reverse for d in world.log for a in d.actions)
+
+
+def test_a_handoff_that_cannot_be_handed_back_finishes_the_rollback_and_says_so() -> None:
+    world = World(spec=make_spec(hooks=[HANDOFF]))
+    reach_shifting(world)
+    world.hooks["es-move"] = HookObservation(state="Succeeded")
+    world.run_until_settled()
+    world.hooks["es-move"] = HookObservation(state="Failed", message="blue has no StatefulSet search/es")
+    world.annotations[ANNOTATION_ABORT] = "1"
+    world.run_until_settled()
+    assert world.status.phase == Phase.ROLLED_BACK, "traffic is back on blue; the rollback does not hang"
+    hook = world.status.hook("es-move")
+    assert hook is not None and hook.phase == HookPhase.HAND_BACK_FAILED
+    assert "restore it by hand" in hook.message
+    assert events(world, "HookHandBackFailed")
+    assert ("es-move", True) not in world.hooks_run, "nothing is asked of a side that cannot do it"

@@ -24,3 +24,9 @@ def test_memory_in_bytes(text: str, size: int) -> None:
 def test_what_is_no_quantity_is_refused_with_the_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError, match="is not a Kubernetes quantity"):
         quantity.parse_quantity(text)
+
+
+def test_an_exponent_out_of_range_is_refused_not_computed() -> None:
+    with pytest.raises(ValueError, match="exponent 999999999 is out of range"):
+        quantity.parse_quantity("1e999999999")
+    assert quantity.parse_quantity("5e3") == 5000
