@@ -27,7 +27,12 @@ What is kmock's and what is ours, and why:
 
 Instead of a request log, ``request_counts`` counts (verb, group, plural[/subresource]).
 The in-process API (get/list/create/patch/delete/watch) has the same semantics as HTTP and
-delivers events to HTTP watchers; it is meant for simulated controllers in the same process.
+delivers events to HTTP watchers; it is meant for simulated controllers in the same process,
+which write as field manager ``IN_PROCESS_MANAGER`` unless they name their own.
+
+``kubernetes_version`` decides which built-in group/versions are served (``policy/v1beta1``
+up to 1.24, ...; see ``kube_resources.SERVED_RANGES``); the simulated CAPI and EKS-A
+controllers change it on in-place upgrades and discovery follows at once.
 It is thread-safe for writes, but ``watch`` must be iterated on the emulator's event loop.
 This module belongs to the test world: product code must not import it.
 """
@@ -50,7 +55,11 @@ from bluegreen.sim.kube_http import HttpApi
 from bluegreen.sim.kube_resources import ResourceInfo
 from bluegreen.sim.kube_store import KubeApiError, Store
 
-__all__ = ["KubeApiError", "KubeEmulator", "ResourceInfo"]
+__all__ = ["IN_PROCESS_MANAGER", "KubeApiError", "KubeEmulator", "ResourceInfo"]
+
+# What in-process writers are called in managedFields: simulated controllers stand in for the
+# control plane's own, which a real apiserver records as kube-controller-manager and the like.
+IN_PROCESS_MANAGER = "bluegreen-sim"
 
 _FAULT_LOG_LIMIT = 1000
 _BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -114,6 +123,7 @@ class _LiveWatch:
 
     def __init__(self, watcher: kube_store.Watcher) -> None:
         self._watcher = watcher
+        self._api_version = watcher.info.api_version
         self._buffer: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
 
     def __aiter__(self) -> _LiveWatch:
@@ -124,7 +134,7 @@ class _LiveWatch:
             if not await self._watcher.wait():
                 raise StopAsyncIteration
             for type, event in self._watcher.drain():
-                self._buffer.append((type, kube_patch.clone(event.obj)))
+                self._buffer.append((type, dict(kube_patch.clone(event.obj), apiVersion=self._api_version)))
         return self._buffer.popleft()
 
     async def aclose(self) -> None:
@@ -139,11 +149,10 @@ class KubeEmulator:
 
     def __init__(self, *, name: str, kubernetes_version: str = "1.30", token: str | None = None) -> None:
         self.name = name
-        self.kubernetes_version = kubernetes_version
         self.token = token
         self.bookmark_interval: float = 30.0  # seconds between BOOKMARK events when allowed
         self.request_counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
-        self.store = Store()
+        self.store = Store(kubernetes_version=kubernetes_version)
         self.logs = kube_logs.PodLogs()  # what containers print; written by a simulated kubelet (sim.jobs)
         self._api = HttpApi(self)
         self._front = _Front(api=self._api)
@@ -152,6 +161,14 @@ class KubeEmulator:
         self._stop_callbacks: list[Callable[[], Awaitable[None]]] = []
         for namespace in _BOOTSTRAP_NAMESPACES:
             self.create("v1/namespaces", {"metadata": {"name": namespace}})
+
+    @property
+    def kubernetes_version(self) -> str:
+        return self.store.kubernetes_version
+
+    @kubernetes_version.setter
+    def kubernetes_version(self, value: str) -> None:
+        self.store.set_kubernetes_version(value)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -226,11 +243,11 @@ class KubeEmulator:
         except KubeApiError as exc:
             if exc.status != 404:
                 raise
-            self.store.create(info, None, crd)
+            self.store.create(info, None, crd, manager=IN_PROCESS_MANAGER)
         else:
             body = kube_patch.clone(crd)
             body.setdefault("metadata", {})["resourceVersion"] = existing["metadata"]["resourceVersion"]
-            self.store.update(info, None, name, body)
+            self.store.update(info, None, name, body, manager=IN_PROCESS_MANAGER)
 
     # --- in-process API ---------------------------------------------------------------------------
 
@@ -251,16 +268,17 @@ class KubeEmulator:
         items, _ = self.store.list(info, namespace, labels=labels)
         return [dict(kube_patch.clone(item), apiVersion=info.api_version) for item in items]
 
-    def create(self, resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def create(self, resource: str, obj: dict[str, Any], *, field_manager: str = IN_PROCESS_MANAGER) -> dict[str, Any]:
         info = self.store.resolve_path(resource)
         namespace = (obj.get("metadata") or {}).get("namespace") or ("default" if info.namespaced else None)
-        return kube_patch.clone(self.store.create(info, namespace, obj))  # type: ignore[no-any-return]
+        return kube_patch.clone(  # type: ignore[no-any-return]
+            self.store.create(info, namespace, obj, manager=field_manager))
 
     def patch(self, resource: str, namespace: str | None, name: str, patch: dict[str, Any], *,
-              subresource: str | None = None) -> dict[str, Any]:
+              subresource: str | None = None, field_manager: str = IN_PROCESS_MANAGER) -> dict[str, Any]:
         info = self.store.resolve_path(resource)
         return kube_patch.clone(  # type: ignore[no-any-return]
-            self.store.patch(info, namespace, name, patch, subresource=subresource)
+            self.store.patch(info, namespace, name, patch, subresource=subresource, manager=field_manager)
         )
 
     def delete(self, resource: str, namespace: str | None, name: str) -> None:

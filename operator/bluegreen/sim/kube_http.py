@@ -14,7 +14,11 @@ Wire details that real clients depend on, and why they are here:
   client map those to their exception classes);
 - discovery is the legacy (unaggregated) form, answered as plain ``application/json``, which
   client-go and kubectl fall back to; trailing slashes are accepted;
-- Tables for ``kubectl get``, including watch streams of Tables for ``kubectl get -w``.
+- Tables for ``kubectl get``, including watch streams of Tables for ``kubectl get -w``;
+- writes name their manager for ``metadata.managedFields`` as the apiserver does: the
+  ``fieldManager`` query parameter, else the User-Agent up to its first ``/``;
+- discovery, lists, gets and watches show only the group/versions the emulator's Kubernetes
+  version serves, each object with the ``apiVersion`` it was read through.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp.web
 import yaml
 
-from bluegreen.sim import kube_logs, kube_selectors, kube_store, kube_tables
+from bluegreen.sim import kube_fields, kube_logs, kube_selectors, kube_store, kube_tables
 from bluegreen.sim.kube_resources import ResourceInfo
 from bluegreen.sim.kube_store import KubeApiError, bad_request
 
@@ -76,6 +80,16 @@ def _waiting_reason(pod: dict[str, Any], container: str) -> str:
 
 def _not_found() -> KubeApiError:
     return KubeApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+def _manager(request: aiohttp.web.BaseRequest) -> str:
+    manager = request.query.get("fieldManager")
+    if manager is None:
+        return kube_fields.manager_from_user_agent(request.headers.get("User-Agent", ""))
+    if len(manager.encode()) > kube_fields.MAX_MANAGER_LENGTH:
+        raise KubeApiError(422, "Invalid", f"fieldManager: Too long: must have at most "
+                                           f"{kube_fields.MAX_MANAGER_LENGTH} bytes")
+    return manager
 
 
 class _Target:
@@ -208,16 +222,17 @@ class HttpApi:
             self._count("create", target)
             body = await self._body(request)
             created = self.store.create(info, target.namespace, body, dry_run=dry_run,
-                                        field_validation=field_validation)
+                                        field_validation=field_validation, manager=_manager(request))
             return self._object_response(request, info, created, status=201)
         if method == "PUT" and target.name is not None:
             self._count("update", target)
             body = await self._body(request)
             if target.subresource == "scale":
-                return _json(self.store.update_scale(info, target.namespace, target.name, body, dry_run=dry_run))
+                return _json(self.store.update_scale(info, target.namespace, target.name, body, dry_run=dry_run,
+                                                     manager=_manager(request)))
             updated = self.store.update(info, target.namespace, target.name, body,
                                         subresource=target.subresource, dry_run=dry_run,
-                                        field_validation=field_validation)
+                                        field_validation=field_validation, manager=_manager(request))
             return self._object_response(request, info, updated)
         if method == "PATCH" and target.name is not None:
             self._count("patch", target)
@@ -235,10 +250,11 @@ class HttpApi:
                 )
             if target.subresource == "scale":
                 return _json(self.store.patch_scale(info, target.namespace, target.name, patch,
-                                                    patch_type=content_type, dry_run=dry_run))
+                                                    patch_type=content_type, dry_run=dry_run,
+                                                    manager=_manager(request)))
             patched = self.store.patch(info, target.namespace, target.name, patch, patch_type=content_type,
                                        subresource=target.subresource, dry_run=dry_run,
-                                       field_validation=field_validation)
+                                       field_validation=field_validation, manager=_manager(request))
             return self._object_response(request, info, patched)
         if method == "DELETE":
             options = await self._body(request, optional=True) or {}
@@ -446,7 +462,7 @@ class HttpApi:
         deadline = loop.time() + timeout if timeout is not None else None
         bookmark_interval = self.emulator.bookmark_interval
         next_bookmark = loop.time() + bookmark_interval
-        api_version = None if info.version == watcher.info.version else info.api_version
+        api_version = info.api_version  # stored objects carry the version they were created through
         try:
             await response.prepare(request)
             while True:

@@ -5,6 +5,13 @@ storage (as on a real server) and differ only in the ``apiVersion`` written on t
 The built-in set is what the operator, kopf and kubectl need: kopf refuses to start watchers
 without ``v1/namespaces``, kubectl needs discovery to name resources, and simulated
 controllers create Secrets, Events, Deployments and Jobs.
+
+Some built-in group/versions are served only by some releases (``SERVED_RANGES``): an
+emulator at Kubernetes 1.24 serves ``policy/v1beta1`` PodDisruptionBudgets next to
+``policy/v1``, one at 1.25 no longer does, and both read the same stored objects, as the
+preflight's removed-API scan meets them on real clusters. Objects read at a version carry
+that version's ``apiVersion``; where a field's shape differs between versions (HPA metrics
+in ``autoscaling/v1`` against ``v2``, for one) it is passed through unconverted.
 """
 
 from __future__ import annotations
@@ -47,6 +54,14 @@ class ResourceInfo:
     field_selectors: frozenset[str] = frozenset()
     # The scale subresource as (specReplicasPath, statusReplicasPath, labelSelectorPath), JSONPath-like.
     scale: tuple[str, str, str] | None = None
+    # The minors that serve this group/version, (first, last) inclusive; None is open-ended.
+    served: tuple[str | None, str | None] = (None, None)
+
+    def served_at(self, kubernetes_version: str) -> bool:
+        """Whether an API server of ``kubernetes_version`` (``"1.24"``, ``"v1.24.3"``) serves this version."""
+        first, last = self.served
+        minor = minor_of(kubernetes_version)
+        return (first is None or minor >= minor_of(first)) and (last is None or minor <= minor_of(last))
 
     @property
     def api_version(self) -> str:
@@ -70,7 +85,44 @@ class ResourceInfo:
         return self.singular or self.kind.lower()
 
 
+def minor_of(kubernetes_version: str) -> tuple[int, int]:
+    """``"v1.24.3"`` -> ``(1, 24)``."""
+    major, _, rest = kubernetes_version.lstrip("v").partition(".")
+    return int(major), int(rest.partition(".")[0] or 0)
+
+
 _WORKLOAD_SCALE = (".spec.replicas", ".status.replicas", ".spec.selector")
+_FLOWCONTROL = "flowcontrol.apiserver.k8s.io"
+
+# Which releases serve a built-in group/version: (first minor, last minor), inclusive, None open-ended.
+# Facts from the upstream "Deprecated API Migration Guide" (also REFERENCE.md, "Removed Kubernetes APIs"):
+# policy/v1 PodDisruptionBudget and batch/v1 CronJob are served from 1.21, their v1beta1 removed in 1.25;
+# autoscaling/v2 HorizontalPodAutoscaler from 1.23, v2beta1 removed in 1.25, v2beta2 in 1.26, v1 always;
+# flowcontrol.apiserver.k8s.io v1beta1 removed in 1.26, v1beta2 (from 1.23) in 1.29, v1beta3 (from 1.26)
+# in 1.32, v1 from 1.29; networking.k8s.io/v1 Ingress from 1.19, networking.k8s.io/v1beta1 removed in 1.22.
+# Versions absent from this table are served by every release the emulator plays.
+SERVED_RANGES: dict[tuple[str, str, str], tuple[str | None, str | None]] = {
+    ("policy", "v1", "poddisruptionbudgets"): ("1.21", None),
+    ("policy", "v1beta1", "poddisruptionbudgets"): (None, "1.24"),
+    ("batch", "v1", "cronjobs"): ("1.21", None),
+    ("batch", "v1beta1", "cronjobs"): (None, "1.24"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"): ("1.23", None),
+    ("autoscaling", "v2beta2", "horizontalpodautoscalers"): (None, "1.25"),
+    ("autoscaling", "v2beta1", "horizontalpodautoscalers"): (None, "1.24"),
+    **{(_FLOWCONTROL, version, plural): served
+       for plural in ("flowschemas", "prioritylevelconfigurations")
+       for version, served in (("v1", ("1.29", None)), ("v1beta3", ("1.26", "1.31")),
+                               ("v1beta2", ("1.23", "1.28")), ("v1beta1", ("1.20", "1.25")))},
+    ("networking.k8s.io", "v1", "ingresses"): ("1.19", None),
+    ("networking.k8s.io", "v1beta1", "ingresses"): (None, "1.21"),
+}
+
+
+def _versions(group: str, plural: str, kind: str, versions: tuple[str, ...], **kwargs: Any) -> list[ResourceInfo]:
+    """One resource at several versions sharing storage; the first listed is the storage version."""
+    return [ResourceInfo(group=group, version=version, plural=plural, kind=kind,
+                         served=SERVED_RANGES.get((group, version, plural), (None, None)), **kwargs)
+            for version in versions]
 
 
 def _core(plural: str, kind: str, **kwargs: Any) -> ResourceInfo:
@@ -100,12 +152,17 @@ BUILTIN_RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo(group="apps", version="v1", plural="replicasets", kind="ReplicaSet", scale=_WORKLOAD_SCALE,
                  short_names=("rs",), categories=("all",)),
     ResourceInfo(group="batch", version="v1", plural="jobs", kind="Job", categories=("all",)),
-    ResourceInfo(group="batch", version="v1", plural="cronjobs", kind="CronJob",
-                 short_names=("cj",), categories=("all",)),
+    *_versions("batch", "cronjobs", "CronJob", ("v1", "v1beta1"), short_names=("cj",), categories=("all",)),
     ResourceInfo(group="coordination.k8s.io", version="v1", plural="leases", kind="Lease",
                  status_subresource=False),
-    ResourceInfo(group="policy", version="v1", plural="poddisruptionbudgets", kind="PodDisruptionBudget",
-                 short_names=("pdb",)),
+    *_versions("policy", "poddisruptionbudgets", "PodDisruptionBudget", ("v1", "v1beta1"), short_names=("pdb",)),
+    *_versions("autoscaling", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
+               ("v2", "v1", "v2beta2", "v2beta1"), short_names=("hpa",), categories=("all",)),
+    *_versions("networking.k8s.io", "ingresses", "Ingress", ("v1", "v1beta1"), short_names=("ing",)),
+    *_versions(_FLOWCONTROL, "flowschemas", "FlowSchema", ("v1", "v1beta3", "v1beta2", "v1beta1"),
+               namespaced=False),
+    *_versions(_FLOWCONTROL, "prioritylevelconfigurations", "PriorityLevelConfiguration",
+               ("v1", "v1beta3", "v1beta2", "v1beta1"), namespaced=False),
     ResourceInfo(group="apiextensions.k8s.io", version="v1", plural="customresourcedefinitions",
                  kind="CustomResourceDefinition", namespaced=False, short_names=("crd", "crds"),
                  categories=("api-extensions",)),

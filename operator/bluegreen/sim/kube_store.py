@@ -17,6 +17,11 @@ in-process API of ``KubeEmulator`` behave identically:
 - Status subresource rules, ``metadata.generation``, optimistic concurrency (409 Conflict),
   finalizers and ``deletionTimestamp``, background garbage collection by owner uid,
   namespace termination and CRD registration are enforced here.
+- Writes that name a manager record ``metadata.managedFields`` (see ``kube_fields``), with the
+  request's group/version; writes the store makes itself (garbage collection, finalizing) do not.
+- Which built-in group/versions are served follows ``kubernetes_version`` (see
+  ``kube_resources.SERVED_RANGES``); storage is shared, so a version that stops being served
+  hides nothing: the same objects stay readable through the versions still served.
 
 Thread-safety: the mutating methods take a lock, and watch fan-out always runs on the event
 loop thread (events from other threads are queued and flushed there in commit order), so a
@@ -38,7 +43,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bluegreen.sim import kube_patch, kube_resources, kube_schema, kube_selectors, kube_tables
+from bluegreen.sim import kube_fields, kube_patch, kube_resources, kube_schema, kube_selectors, kube_tables
 from bluegreen.sim.kube_resources import ResourceInfo
 
 ADDED = "ADDED"
@@ -124,6 +129,8 @@ class Event:
         self._lines: dict[tuple[str, str | None], bytes] = {}
 
     def line(self, type: str, api_version: str | None = None) -> bytes:
+        if api_version == self.obj.get("apiVersion"):
+            api_version = None  # the stored form: one encoding shared with other versions' streams
         key = (type, api_version)
         encoded = self._lines.get(key)
         if encoded is None:
@@ -260,8 +267,10 @@ def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, *, history_limit: int = 5000, max_watch_queue: int = 50_000) -> None:
+    def __init__(self, *, history_limit: int = 5000, max_watch_queue: int = 50_000,
+                 kubernetes_version: str = "1.30") -> None:
         self.history_limit = history_limit
+        self.kubernetes_version = kubernetes_version
         self.max_watch_queue = max_watch_queue
         self._lock = threading.RLock()
         self._rv = 0
@@ -311,12 +320,23 @@ class Store:
                     for watcher in list(collection.watchers):
                         watcher.close()
 
-    def resources(self) -> list[ResourceInfo]:
+    def set_kubernetes_version(self, kubernetes_version: str) -> None:
+        """Serve what ``kubernetes_version`` serves; watches through versions no longer served end."""
         with self._lock:
-            return list(self._resources.values())
+            self.kubernetes_version = kubernetes_version
+            for collection in self._collections.values():
+                for watcher in list(collection.watchers):
+                    if not watcher.info.served_at(kubernetes_version):
+                        watcher.close()
+
+    def resources(self) -> list[ResourceInfo]:
+        """The resources served at the store's Kubernetes version."""
+        with self._lock:
+            return [info for info in self._resources.values() if info.served_at(self.kubernetes_version)]
 
     def resolve(self, group: str, version: str, plural: str) -> ResourceInfo | None:
-        return self._resources.get((group, version, plural))
+        info = self._resources.get((group, version, plural))
+        return info if info is not None and info.served_at(self.kubernetes_version) else None
 
     def resolve_path(self, resource: str) -> ResourceInfo:
         """``group/version/plural`` or ``v1/plural`` (core) to a served resource."""
@@ -333,8 +353,10 @@ class Store:
         return info
 
     def _collection(self, info: ResourceInfo) -> _Collection:
+        # Registered is enough here: requests resolve only served versions, and the store's own
+        # writes (garbage collection) go through a collection's storage version whatever is served.
         collection = self._collections.get(info.storage_key)
-        if collection is None or self.resolve(info.group, info.version, info.plural) is None:
+        if collection is None or (info.group, info.version, info.plural) not in self._resources:
             raise KubeApiError(404, "NotFound", "the server could not find the requested resource")
         return collection
 
@@ -466,7 +488,7 @@ class Store:
 
     def create(
             self, info: ResourceInfo, namespace: str | None, body: Any, *,
-            dry_run: bool = False, field_validation: str | None = None,
+            dry_run: bool = False, field_validation: str | None = None, manager: str | None = None,
     ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
@@ -504,6 +526,12 @@ class Store:
             for admit in self.admission:
                 admit(info, None, obj)
             obj = self._on_create(info, obj)
+            if manager is not None:
+                managed = kube_fields.record([], None, obj, manager=manager, api_version=info.api_version,
+                                             subresource=None, status_subresource=info.status_subresource,
+                                             now=now_rfc3339())
+                if managed:
+                    obj["metadata"]["managedFields"] = managed
             if dry_run:
                 return obj
             meta = obj["metadata"]
@@ -656,6 +684,7 @@ class Store:
     def update(
             self, info: ResourceInfo, namespace: str | None, name: str, body: Any, *,
             subresource: str | None = None, dry_run: bool = False, field_validation: str | None = None,
+            manager: str | None = None,
     ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
@@ -672,23 +701,25 @@ class Store:
                                   "the namespace sent on the request")
             self._check_type(info, candidate)
             return self._write(info, collection, old, candidate, subresource=subresource,
-                               dry_run=dry_run, field_validation=field_validation)
+                               dry_run=dry_run, field_validation=field_validation, manager=manager)
 
     def patch(
             self, info: ResourceInfo, namespace: str | None, name: str, patch: Any, *,
             patch_type: str = MERGE_PATCH, subresource: str | None = None,
-            dry_run: bool = False, field_validation: str | None = None,
+            dry_run: bool = False, field_validation: str | None = None, manager: str | None = None,
     ) -> dict[str, Any]:
         with self._lock:
             collection = self._collection(info)
             old = self.get(info, namespace, name)
+            # The patch applies to the object as read through the request's version.
+            seen = old if old.get("apiVersion") == info.api_version else dict(old, apiVersion=info.api_version)
             try:
                 if patch_type == MERGE_PATCH:
                     if not isinstance(patch, dict):
                         raise kube_patch.PatchFormatError("a merge patch must be a JSON object")
-                    candidate = kube_patch.merge_patch(kube_patch.clone(old), patch)
+                    candidate = kube_patch.merge_patch(kube_patch.clone(seen), patch)
                 elif patch_type == JSON_PATCH:
-                    candidate = kube_patch.json_patch(old, patch)
+                    candidate = kube_patch.json_patch(seen, patch)
                 elif patch_type == STRATEGIC_MERGE_PATCH:
                     if not info.builtin:
                         raise KubeApiError(
@@ -698,7 +729,7 @@ class Store:
                         )
                     if not isinstance(patch, dict):
                         raise kube_patch.PatchFormatError("a strategic merge patch must be a JSON object")
-                    candidate = kube_patch.strategic_merge_patch(kube_patch.clone(old), patch)
+                    candidate = kube_patch.strategic_merge_patch(kube_patch.clone(seen), patch)
                 elif patch_type == APPLY_PATCH:
                     raise KubeApiError(
                         415, "UnsupportedMediaType",
@@ -725,12 +756,15 @@ class Store:
                 raise _invalid(info, name, [kube_schema.FieldError(
                     "metadata.name", f'Invalid value: "{_meta(candidate).get("name")}": field is immutable')])
             return self._write(info, collection, old, candidate, subresource=subresource,
-                               dry_run=dry_run, field_validation=field_validation)
+                               dry_run=dry_run, field_validation=field_validation, manager=manager)
 
     def _write(
             self, info: ResourceInfo, collection: _Collection, old: dict[str, Any], candidate: dict[str, Any], *,
-            subresource: str | None, dry_run: bool, field_validation: str | None,
+            subresource: str | None, dry_run: bool, field_validation: str | None, manager: str | None = None,
+            managed_as: str | None = None,
     ) -> dict[str, Any]:
+        """Commit ``candidate`` over ``old``; ``managed_as`` names the subresource recorded in
+        managedFields when it differs from ``subresource`` (scale writes go through the main object)."""
         old_meta = _meta(old)
         name = old_meta["name"]
         if subresource not in (None, "status") or (subresource == "status" and not info.status_subresource):
@@ -762,7 +796,13 @@ class Store:
                     new_meta[field] = old_meta[field]
                 else:
                     new_meta.pop(field, None)
-            new_meta.pop("managedFields", None)
+            sent = new_meta.pop("managedFields", None)
+            if sent == [{}]:
+                manager = None  # the documented reset: strip them all, record nothing for this write
+            elif isinstance(sent, list) and sent:
+                new_meta["managedFields"] = sent
+            elif old_meta.get("managedFields"):
+                new_meta["managedFields"] = old_meta["managedFields"]
             if old_meta.get("deletionTimestamp"):
                 added = [item for item in new_meta.get("finalizers") or ()
                          if item not in (old_meta.get("finalizers") or ())]
@@ -788,7 +828,16 @@ class Store:
                 admit(info, old, new)
 
         if new == old:
-            return old  # a no-op: no new resourceVersion, no event
+            return old  # a no-op: no new resourceVersion, no event, no managedFields time moved
+        if manager is not None:
+            managed = kube_fields.record(
+                list(_meta(new).get("managedFields") or ()), old, new, manager=manager,
+                api_version=info.api_version, subresource=managed_as or subresource,
+                status_subresource=info.status_subresource, now=now_rfc3339())
+            if managed:
+                new["metadata"]["managedFields"] = managed
+            else:
+                new["metadata"].pop("managedFields", None)
         excluded = ("metadata", "status") if info.status_subresource else ("metadata",)
         if subresource is None and _without(new, *excluded) != _without(old, *excluded):
             new["metadata"]["generation"] = int(old_meta.get("generation") or 0) + 1
@@ -1013,7 +1062,7 @@ class Store:
             return self.scale_of(info, self.get(info, namespace, name))
 
     def update_scale(self, info: ResourceInfo, namespace: str | None, name: str, scale: Any, *,
-                     dry_run: bool = False) -> dict[str, Any]:
+                     dry_run: bool = False, manager: str | None = None) -> dict[str, Any]:
         spec_path, _, _ = self._scale_paths(info)
         replicas = (scale.get("spec") or {}).get("replicas") if isinstance(scale, dict) else None
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
@@ -1033,11 +1082,11 @@ class Store:
                 node = node.setdefault(step, {})
             node[steps[-1]] = replicas
             new = self._write(info, collection, old, candidate, subresource=None, dry_run=dry_run,
-                              field_validation=None)
+                              field_validation=None, manager=manager, managed_as="scale")
             return self.scale_of(info, new)
 
     def patch_scale(self, info: ResourceInfo, namespace: str | None, name: str, patch: Any, *,
-                    patch_type: str, dry_run: bool = False) -> dict[str, Any]:
+                    patch_type: str, dry_run: bool = False, manager: str | None = None) -> dict[str, Any]:
         with self._lock:
             current = self.get_scale(info, namespace, name)
             current["metadata"].pop("resourceVersion", None)  # only the patch's own version is a precondition
@@ -1054,7 +1103,7 @@ class Store:
                 raise bad_request(str(exc)) from None
             except kube_patch.PatchError as exc:
                 raise KubeApiError(422, "Invalid", str(exc)) from None
-            return self.update_scale(info, namespace, name, patched, dry_run=dry_run)
+            return self.update_scale(info, namespace, name, patched, dry_run=dry_run, manager=manager)
 
     def delete_collection(
             self, info: ResourceInfo, namespace: str | None, *,
