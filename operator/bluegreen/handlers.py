@@ -27,6 +27,7 @@ from bluegreen.settings import OperatorSettings
 from bluegreen.wakeups import Wakeups
 
 KUBECONFIG_SECRET_LABEL = "cluster.x-k8s.io/cluster-name"
+FIELD_MANAGER = "bluegreen"  # the operator's name in metadata.managedFields
 
 
 @kopf.on.startup()
@@ -38,10 +39,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     # Daemons are stopped fast on exit; the loop holds no state outside status.
     settings.process.ultimate_exiting_timeout = 10
-    management = KubeClient.from_env(timeout=operator.api_timeout_seconds)
+    # managedFields on every cluster then say which writes were the operator's.
+    management = KubeClient.from_env(timeout=operator.api_timeout_seconds, field_manager=FIELD_MANAGER)
     memo["context"] = Context(
         management=management,
-        remote=RemoteClients(management, timeout=operator.api_timeout_seconds),
+        remote=RemoteClients(management, timeout=operator.api_timeout_seconds, field_manager=FIELD_MANAGER),
         wakeups=Wakeups(),
         settings=operator,
     )

@@ -57,9 +57,11 @@ class _Cached:
 class RemoteClients:
     """Clients for the clusters whose kubeconfig Secrets live on the management cluster."""
 
-    def __init__(self, management: kubeclient.KubeClient, *, timeout: float = kubeclient.DEFAULT_TIMEOUT) -> None:
+    def __init__(self, management: kubeclient.KubeClient, *, timeout: float = kubeclient.DEFAULT_TIMEOUT,
+                 field_manager: str | None = None) -> None:
         self._management = management
         self._timeout = timeout
+        self._field_manager = field_manager
         self._cache: dict[tuple[str, str, str], _Cached] = {}
 
     async def client(self, *, namespace: str, name: str, key: str = "value") -> kubeclient.KubeClient:
@@ -77,7 +79,7 @@ class RemoteClients:
             connection = kubeconfig.load_kubeconfig_text(text, source=f"Secret {namespace}/{name} key {found_key}")
         except kubeconfig.KubeConfigError as exc:
             raise KubeconfigSecretError(str(exc)) from None
-        new_client = kubeclient.KubeClient(connection, timeout=self._timeout)
+        new_client = kubeclient.KubeClient(connection, timeout=self._timeout, field_manager=self._field_manager)
         if cached is not None:
             await cached.client.close()
         self._cache[(namespace, name, key)] = _Cached(resource_version, new_client)

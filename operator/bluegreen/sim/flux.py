@@ -481,13 +481,15 @@ class FluxController:
     def _client(self, document: dict[str, Any], cache_key: str) -> kubeclient.KubeClient:
         client = self._clients.get(cache_key)
         if client is None:
-            client = self._clients[cache_key] = kubeclient.KubeClient.from_kubeconfig(document, timeout=5)
+            client = self._clients[cache_key] = kubeclient.KubeClient.from_kubeconfig(
+                document, timeout=5, field_manager="kustomize-controller")
         return client
 
     def _client_for(self, connection: kubeconfig.Connection, fingerprint: str) -> kubeclient.KubeClient:
         client = self._clients.get(fingerprint)
         if client is None:
-            client = self._clients[fingerprint] = kubeclient.KubeClient(connection, timeout=5)
+            client = self._clients[fingerprint] = kubeclient.KubeClient(
+                connection, timeout=5, field_manager="kustomize-controller")
         return client
 
     def _cluster_name(self, connection: kubeconfig.Connection) -> str:
