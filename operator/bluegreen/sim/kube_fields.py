@@ -14,8 +14,14 @@ So a manager that updates through ``v1beta1`` and later through ``v1`` has two e
 the older one keeps the fields the newer write did not change; an applier has one entry
 whose apiVersion follows its latest apply.
 
+Server-side apply (``application/apply-patch+yaml``) is emulated on the same sets: the
+applied configuration is merged into the object (lists replaced whole), the applier owns
+exactly the fields of its configuration, a field it applied before and no longer applies is
+removed unless another manager owns it, and changing a field another manager owns is a 409
+conflict unless ``force=true``.
+
 The field sets are an honest approximation of structured-merge-diff, not a port of it:
-a write owns the fields whose values it changed (all of them on create), as nested
+an update owns the fields whose values it changed (all of them on create), as nested
 ``f:<key>`` maps with every non-map value, lists included, a leaf ``{}``; from metadata only
 labels, annotations, ownerReferences and finalizers count. Fields a write changes or removes
 leave every other entry, and an entry left with no fields is dropped, as when ownership moves.
@@ -126,9 +132,13 @@ def _identity(entry: dict[str, Any]) -> tuple[str, str, str, str]:
 def record(
         entries: list[dict[str, Any]], old: dict[str, Any] | None, new: dict[str, Any], *,
         manager: str, api_version: str, subresource: str | None, status_subresource: bool, now: str,
-        operation: str = "Update",
+        applied: set[Path] | None = None,
 ) -> list[dict[str, Any]]:
-    """The managedFields after ``manager`` wrote ``new`` over ``old`` (None on create) through ``api_version``."""
+    """The managedFields after ``manager`` wrote ``new`` over ``old`` (None on create) through ``api_version``.
+
+    ``applied`` (the configuration's fields) makes the write an ``Apply``; else it is an ``Update``.
+    """
+    operation = "Update" if applied is None else "Apply"
     before = _tracked(old, subresource, status_subresource=status_subresource)
     after = _tracked(new, subresource, status_subresource=status_subresource)
     changed, removed = _changed(before, after, ())
@@ -155,7 +165,10 @@ def record(
             result.append(entry)
         elif kept:
             result.append(dict(entry, fieldsV1=_fields(kept)))
-    owned |= changed
+    if applied is not None:
+        owned = set(applied)
+    else:
+        owned |= changed
     if not owned:
         return [entry for entry in result if entry is not mine]
     mine["fieldsV1"] = _fields(owned)
@@ -163,3 +176,60 @@ def record(
         result.append(mine)
     return result
 
+
+def applied_paths(config: dict[str, Any], subresource: str | None, *, status_subresource: bool) -> set[Path]:
+    """The fields an applied configuration sets."""
+    return _leaves(_tracked(config, subresource, status_subresource=status_subresource), ()) - {()}
+
+
+_MISSING = object()
+
+
+def _at(obj: Any, path: Path) -> Any:
+    for step in path:
+        if not isinstance(obj, dict) or step not in obj:
+            return _MISSING
+        obj = obj[step]
+    return obj
+
+
+def conflicts(entries: list[dict[str, Any]], live: dict[str, Any], config: dict[str, Any], applied: set[Path], *,
+              manager: str, subresource: str | None) -> list[str]:
+    """What an apply by ``manager`` would change that another manager owns, as the apiserver words it."""
+    mine = _identity({"manager": manager, "operation": "Apply", "subresource": subresource or ""})
+    found: list[str] = []
+    for path in sorted(applied):
+        current = _at(live, path)
+        if current is _MISSING or current == _at(config, path):
+            continue
+        for entry in entries:
+            if _identity(entry) != mine and _overlaps(path, _paths(entry.get("fieldsV1"))):
+                found.append(f'conflict with "{entry.get("manager", "")}" using {entry.get("apiVersion", "")}: '
+                             f".{'.'.join(path)}")
+    return found
+
+
+def prune(obj: dict[str, Any], entries: list[dict[str, Any]], applied: set[Path], *,
+          manager: str, subresource: str | None) -> None:
+    """Remove from ``obj`` the fields ``manager`` applied before, applies no more and nobody else owns."""
+    mine = _identity({"manager": manager, "operation": "Apply", "subresource": subresource or ""})
+    before: set[Path] = set()
+    others: set[Path] = set()
+    for entry in entries:
+        (before if _identity(entry) == mine else others).update(_paths(entry.get("fieldsV1")))
+    for path in sorted(before, key=len, reverse=True):
+        if _overlaps(path, applied) or _overlaps(path, others):
+            continue
+        parent = _at(obj, path[:-1])
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
+
+
+def same_but_times(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether two objects differ at most in managedFields times (the apiserver drops such writes)."""
+    def untimed(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = dict(obj.get("metadata") or {})
+        meta["managedFields"] = [{k: v for k, v in entry.items() if k != "time"}
+                                 for entry in meta.get("managedFields") or ()]
+        return dict(obj, metadata=meta)
+    return untimed(old) == untimed(new)

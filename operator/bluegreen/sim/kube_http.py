@@ -252,6 +252,12 @@ class HttpApi:
                 return _json(self.store.patch_scale(info, target.namespace, target.name, patch,
                                                     patch_type=content_type, dry_run=dry_run,
                                                     manager=_manager(request)))
+            if content_type == kube_store.APPLY_PATCH:
+                applied, was_created = self.store.apply(
+                    info, target.namespace, target.name, patch, manager=request.query.get("fieldManager"),
+                    force=request.query.get("force") in _TRUE, subresource=target.subresource, dry_run=dry_run,
+                    field_validation=field_validation)
+                return self._object_response(request, info, applied, status=201 if was_created else 200)
             patched = self.store.patch(info, target.namespace, target.name, patch, patch_type=content_type,
                                        subresource=target.subresource, dry_run=dry_run,
                                        field_validation=field_validation, manager=_manager(request))

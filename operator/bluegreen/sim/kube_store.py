@@ -19,6 +19,7 @@ in-process API of ``KubeEmulator`` behave identically:
   namespace termination and CRD registration are enforced here.
 - Writes that name a manager record ``metadata.managedFields`` (see ``kube_fields``), with the
   request's group/version; writes the store makes itself (garbage collection, finalizing) do not.
+  Server-side apply (``apply``) merges, prunes and reports conflicts on the same field sets.
 - Which built-in group/versions are served follows ``kubernetes_version`` (see
   ``kube_resources.SERVED_RANGES``); storage is shared, so a version that stops being served
   hides nothing: the same objects stay readable through the versions still served.
@@ -106,6 +107,10 @@ def _invalid(info: ResourceInfo, name: str, errors: list[kube_schema.FieldError]
                  "causes": [{"reason": error.reason, "message": error.message, "field": error.field}
                             for error in errors]},
     )
+
+
+def _invalid_options(message: str) -> KubeApiError:
+    return KubeApiError(422, "Invalid", f'PatchOptions.meta.k8s.io "" is invalid: {message}')
 
 
 def bad_request(message: str) -> KubeApiError:
@@ -489,6 +494,7 @@ class Store:
     def create(
             self, info: ResourceInfo, namespace: str | None, body: Any, *,
             dry_run: bool = False, field_validation: str | None = None, manager: str | None = None,
+            applied: set[kube_fields.Path] | None = None,
     ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
@@ -529,7 +535,7 @@ class Store:
             if manager is not None:
                 managed = kube_fields.record([], None, obj, manager=manager, api_version=info.api_version,
                                              subresource=None, status_subresource=info.status_subresource,
-                                             now=now_rfc3339())
+                                             now=now_rfc3339(), applied=applied)
                 if managed:
                     obj["metadata"]["managedFields"] = managed
             if dry_run:
@@ -703,11 +709,56 @@ class Store:
             return self._write(info, collection, old, candidate, subresource=subresource,
                                dry_run=dry_run, field_validation=field_validation, manager=manager)
 
+    def apply(
+            self, info: ResourceInfo, namespace: str | None, name: str, config: Any, *,
+            manager: str | None, force: bool = False, subresource: str | None = None,
+            dry_run: bool = False, field_validation: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Server-side apply (see ``kube_fields``): the object, and whether the apply created it."""
+        if not manager:
+            raise _invalid_options("fieldManager: Required value: is required for apply patch")
+        if not isinstance(config, dict):
+            raise bad_request("the applied configuration must be an object")
+        config = kube_patch.clone(config)
+        meta = config.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        if meta.pop("managedFields", None):
+            raise bad_request("metadata.managedFields must be nil")
+        if meta.get("name", name) != name:
+            raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        meta["name"] = name
+        with self._lock:
+            collection = self._collection(info)
+            self._check_type(info, config)
+            applied = kube_fields.applied_paths(config, subresource, status_subresource=info.status_subresource)
+            old = collection.objects.get(((namespace or "") if info.namespaced else "", name))
+            if old is None:
+                if subresource is not None:
+                    raise _not_found(info, name)
+                return self.create(info, namespace, config, dry_run=dry_run, field_validation=field_validation,
+                                   manager=manager, applied=applied), True
+            seen = old if old.get("apiVersion") == info.api_version else dict(old, apiVersion=info.api_version)
+            entries = list(_meta(old).get("managedFields") or ())
+            found = kube_fields.conflicts(entries, seen, config, applied, manager=manager, subresource=subresource)
+            if found and not force:
+                count = f"{len(found)} conflict" + ("s" if len(found) > 1 else "")
+                raise KubeApiError(409, "Conflict", f"Apply failed with {count}: " + "\n".join(found), details={
+                    "causes": [{"reason": "FieldManagerConflict", "message": line, "field": line.rpartition(": ")[2]}
+                               for line in found]})
+            candidate = kube_patch.merge_patch(kube_patch.clone(seen), config)
+            kube_fields.prune(candidate, entries, applied, manager=manager, subresource=subresource)
+            return self._write(info, collection, old, candidate, subresource=subresource, dry_run=dry_run,
+                               field_validation=field_validation, manager=manager, applied=applied), False
+
     def patch(
             self, info: ResourceInfo, namespace: str | None, name: str, patch: Any, *,
             patch_type: str = MERGE_PATCH, subresource: str | None = None,
             dry_run: bool = False, field_validation: str | None = None, manager: str | None = None,
     ) -> dict[str, Any]:
+        if patch_type == APPLY_PATCH:
+            return self.apply(info, namespace, name, patch, manager=manager, subresource=subresource,
+                              dry_run=dry_run, field_validation=field_validation)[0]
         with self._lock:
             collection = self._collection(info)
             old = self.get(info, namespace, name)
@@ -730,12 +781,6 @@ class Store:
                     if not isinstance(patch, dict):
                         raise kube_patch.PatchFormatError("a strategic merge patch must be a JSON object")
                     candidate = kube_patch.strategic_merge_patch(kube_patch.clone(seen), patch)
-                elif patch_type == APPLY_PATCH:
-                    raise KubeApiError(
-                        415, "UnsupportedMediaType",
-                        "server-side apply (application/apply-patch+yaml) is not implemented by this emulated "
-                        "API server; use client-side apply (kubectl apply without --server-side) or a merge patch",
-                    )
                 else:
                     raise KubeApiError(
                         415, "UnsupportedMediaType",
@@ -761,7 +806,7 @@ class Store:
     def _write(
             self, info: ResourceInfo, collection: _Collection, old: dict[str, Any], candidate: dict[str, Any], *,
             subresource: str | None, dry_run: bool, field_validation: str | None, manager: str | None = None,
-            managed_as: str | None = None,
+            managed_as: str | None = None, applied: set[kube_fields.Path] | None = None,
     ) -> dict[str, Any]:
         """Commit ``candidate`` over ``old``; ``managed_as`` names the subresource recorded in
         managedFields when it differs from ``subresource`` (scale writes go through the main object)."""
@@ -827,17 +872,19 @@ class Store:
             for admit in self.admission:
                 admit(info, old, new)
 
-        if new == old:
+        if new == old and applied is None:
             return old  # a no-op: no new resourceVersion, no event, no managedFields time moved
         if manager is not None:
             managed = kube_fields.record(
                 list(_meta(new).get("managedFields") or ()), old, new, manager=manager,
                 api_version=info.api_version, subresource=managed_as or subresource,
-                status_subresource=info.status_subresource, now=now_rfc3339())
+                status_subresource=info.status_subresource, now=now_rfc3339(), applied=applied)
             if managed:
                 new["metadata"]["managedFields"] = managed
             else:
                 new["metadata"].pop("managedFields", None)
+            if kube_fields.same_but_times(old, new):
+                return old  # only timestamps would move: the apiserver drops such a write
         excluded = ("metadata", "status") if info.status_subresource else ("metadata",)
         if subresource is None and _without(new, *excluded) != _without(old, *excluded):
             new["metadata"]["generation"] = int(old_meta.get("generation") or 0) + 1

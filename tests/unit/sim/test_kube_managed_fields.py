@@ -216,3 +216,60 @@ async def test_in_process_writers_are_named(emulator: KubeEmulator) -> None:
     patched = emulator.patch("policy/v1beta1/poddisruptionbudgets", "default", "web",
                              {"spec": {"minAvailable": 4}}, field_manager="controller")
     assert ("controller", "Update", "policy/v1beta1", "") in entries(patched)
+
+
+APPLY = "application/apply-patch+yaml"
+
+
+async def test_server_side_apply_creates_and_owns_its_configuration(http: aiohttp.ClientSession) -> None:
+    async with http.patch(f"{PDBS_V1BETA1}/web?fieldManager=kustomize-controller", data=json.dumps(
+            pdb("web", "policy/v1beta1")), headers={"Content-Type": APPLY}) as response:
+        assert response.status == 201
+        created = await response.json()
+
+    [entry] = created["metadata"]["managedFields"]
+    assert (entry["manager"], entry["operation"], entry["apiVersion"]) == (
+        "kustomize-controller", "Apply", "policy/v1beta1")
+    assert entry["fieldsV1"]["f:spec"] == {"f:minAvailable": {}, "f:selector": {"f:matchLabels": {"f:app": {}}}}
+
+
+async def test_applying_through_the_new_version_moves_the_appliers_entry(http: aiohttp.ClientSession) -> None:
+    # Unlike Update, an applier has one entry whatever the version: re-applying the same
+    # configuration through v1 changes no field but the entry now says policy/v1.
+    first = await call(http, "PATCH", f"{PDBS_V1BETA1}/web?fieldManager=flux", pdb("web", "policy/v1beta1"),
+                       content_type=APPLY)
+    again = await call(http, "PATCH", f"{PDBS_V1}/web?fieldManager=flux", pdb("web", "policy/v1"),
+                       content_type=APPLY)
+    assert entries(again) == [("flux", "Apply", "policy/v1", "")]
+    assert again["metadata"]["resourceVersion"] != first["metadata"]["resourceVersion"]
+
+    same = await call(http, "PATCH", f"{PDBS_V1}/web?fieldManager=flux", pdb("web", "policy/v1"),
+                      content_type=APPLY)
+    assert same["metadata"]["resourceVersion"] == again["metadata"]["resourceVersion"]  # nothing but time: no write
+
+
+async def test_apply_prunes_what_it_no_longer_applies_and_conflicts_with_other_owners(
+        http: aiohttp.ClientSession) -> None:
+    config = pdb("web", "policy/v1")
+    config["metadata"]["labels"]["tier"] = "web"
+    await call(http, "PATCH", f"{PDBS_V1}/web?fieldManager=flux", config, content_type=APPLY)
+    await call(http, "PATCH", f"{PDBS_V1}/web?fieldManager=scaler", {"spec": {"minAvailable": 2}}, content_type=MERGE)
+
+    # minAvailable now belongs to scaler: applying another value conflicts ...
+    async with http.patch(f"{PDBS_V1}/web?fieldManager=flux", data=json.dumps(pdb("web", "policy/v1", 3)),
+                          headers={"Content-Type": APPLY}) as response:
+        assert response.status == 409
+        assert 'conflict with "scaler" using policy/v1: .spec.minAvailable' in (await response.json())["message"]
+    # ... unless forced; and the label flux applied before and dropped now is removed.
+    forced = await call(http, "PATCH", f"{PDBS_V1}/web?fieldManager=flux&force=true", pdb("web", "policy/v1", 3),
+                        content_type=APPLY)
+    assert forced["spec"]["minAvailable"] == 3
+    assert forced["metadata"]["labels"] == {"app": "web"}
+    assert [e["manager"] for e in forced["metadata"]["managedFields"]] == ["flux"]
+
+
+async def test_apply_needs_a_field_manager(http: aiohttp.ClientSession) -> None:
+    async with http.patch(f"{PDBS_V1}/web", data=json.dumps(pdb("web", "policy/v1")),
+                          headers={"Content-Type": APPLY}) as response:
+        assert response.status == 422
+        assert "fieldManager: Required value" in (await response.json())["message"]
