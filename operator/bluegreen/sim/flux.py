@@ -514,14 +514,8 @@ class FluxController:
                 obj_meta.setdefault("labels", {}).update({NAME_LABEL: meta["name"], NAMESPACE_LABEL: meta["namespace"]})
                 resource = await _resource_for(target.client, obj)
                 namespace = obj_meta.get("namespace") if resource.namespaced else None
-                current = await target.client.get(resource, namespace=namespace, name=obj_meta["name"])
-                if current is None:
-                    await target.client.create(resource, obj, namespace=namespace)
-                else:
-                    body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
-                    body["metadata"] = {"labels": obj_meta.get("labels", {}),
-                                        "annotations": obj_meta.get("annotations", {})}
-                    await target.client.patch(resource, namespace=namespace, name=obj_meta["name"], body=body)
+                # As kustomize-controller: server-side apply, forcing ownership of what it applies.
+                await target.client.apply(resource, obj, namespace=namespace, force=True)
                 group = resource.group
                 inventory.append({"id": f"{namespace or ''}_{obj_meta['name']}_{group}_{obj['kind']}",
                                   "v": resource.version})

@@ -223,3 +223,20 @@ def test_the_emulator_kubeconfig_loads_with_its_token(emulator: KubeEmulator) ->
     connection = config.load_kubeconfig(emulator.kubeconfig())
 
     assert connection.server == emulator.url and connection.bearer_token() == "right-token"
+
+
+async def test_field_manager_names_the_writer_and_server_side_apply(emulator: KubeEmulator) -> None:
+    async with kubeclient.KubeClient.from_kubeconfig(emulator.kubeconfig(), field_manager="bluegreen") as kube:
+        await kube.create(CONFIGMAPS, configmap("a"), namespace="default")
+        await kube.patch(CONFIGMAPS, namespace="default", name="a", body={"data": {"other": "x"}})
+        replaced = await kube.replace(CONFIGMAPS, dict(configmap("a"), data={"key": "two"}), namespace="default")
+        applied = await kube.apply(CONFIGMAPS, dict(configmap("b"), metadata={"name": "b", "namespace": "default"}))
+    async with kubeclient.KubeClient.from_kubeconfig(emulator.kubeconfig()) as anonymous:
+        unnamed = await anonymous.patch(CONFIGMAPS, namespace="default", name="a", body={"data": {"key": "3"}})
+        with pytest.raises(ValueError, match="field manager"):
+            await anonymous.apply(CONFIGMAPS, configmap("c"), namespace="default")
+
+    assert [(e["manager"], e["operation"]) for e in replaced["metadata"]["managedFields"]] == [("bluegreen", "Update")]
+    assert [(e["manager"], e["operation"]) for e in applied["metadata"]["managedFields"]] == [("bluegreen", "Apply")]
+    # Without a field manager, the apiserver names the User-Agent's product (aiohttp's is Python).
+    assert [e["manager"] for e in unnamed["metadata"]["managedFields"]] == ["bluegreen", "Python"]
