@@ -33,6 +33,7 @@ from bluegreen.api.spec import (
     Analysis,
     AnalysisStep,
     BlueDeletionPolicy,
+    CapacityPolicy,
     ClusterUpgradeSpec,
     FinalizeMode,
     FluxMode,
@@ -114,7 +115,24 @@ def _preflight(spec: ClusterUpgradeSpec) -> list[PlannedAction]:
                       "spec.target.greenName" if spec.target.green_name else "default name for " + spec.cluster.name),
         PlannedAction(phase, f"check blue's workloads: {_workloads_source(spec)}", ZERO, _flux_mode(spec)),
     ]
+    actions += _scans(spec)
     actions += _gate(phase, spec.analysis, WebhookType.CONFIRM_ROLLOUT)
+    return actions
+
+
+def _scans(spec: ClusterUpgradeSpec) -> list[PlannedAction]:
+    """What preflight reads of blue before anything is created (once blue is ready)."""
+    policy = spec.preflight
+    where = "live on blue and in its Flux sources" if policy.scan_sources else "live on blue"
+    actions = [
+        PlannedAction(Phase.PREFLIGHT, f"scan for APIs {spec.target.kubernetes_version} no longer serves, {where}",
+                      ZERO, f"removedAPIs {policy.removed_apis.value}"),
+        PlannedAction(Phase.PREFLIGHT, "list stateful workloads (StatefulSets with volume claims, CronJobs, "
+                                       "declared singletons)", ZERO, f"stateful {policy.stateful.value}"),
+    ]
+    if policy.capacity != CapacityPolicy.OFF:
+        actions.append(PlannedAction(Phase.PREFLIGHT, "compare green's worker capacity with what blue's pods "
+                                                      "request", ZERO, f"capacity {policy.capacity.value}"))
     return actions
 
 
