@@ -35,6 +35,8 @@ def world(tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[ha
     args = ["--provision-delay", "1", "--flux-delay", "0.3"]
     if request.node.get_closest_marker("without_prometheus") is not None:
         args.append("--no-prometheus")  # ~6 s less per world; upgrade_manifest then leaves analysis out
+    for marker in request.node.iter_markers("world_args"):
+        args.extend(str(arg) for arg in marker.args)
     started = harness.start_world(tmp_path / "world", args=tuple(args))
     try:
         harness.kubectl(started.kubeconfig, "apply", "-k", str(ROOT / "crds"))

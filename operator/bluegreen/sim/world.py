@@ -37,6 +37,7 @@ import json
 import pathlib
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -55,6 +56,7 @@ from bluegreen.sim import (
     jobs,
     load,
     prometheus,
+    workloads_ctl,
 )
 from bluegreen.sim.kube import KubeEmulator
 
@@ -141,7 +143,7 @@ class World:
                 on_deleted=self._cluster_deleted,
             )
         self.flux = flux.FluxController(management=self.management, clusters=self.capi or self.eksa,
-                                        delay=config.flux_delay)
+                                        delay=config.flux_delay, render=self._render)
         self.load: load.LoadGenerator | None = None
         self._clock_offset = time.time() - time.monotonic()
         self._control: web.AppRunner | None = None
@@ -316,6 +318,7 @@ class World:
     async def _cluster_ready(self, name: str, emulator: KubeEmulator) -> None:
         """A new cluster's ingress comes up with it (blue's is already running), and, with EKS-A, its Flux."""
         jobs.attach(emulator)  # its Jobs run, as local processes (see sim.jobs)
+        workloads_ctl.attach(emulator)  # its StatefulSets and Deployments scale (see sim.workloads_ctl)
         if self.git is not None and name not in self.in_cluster_flux:
             in_cluster = flux_incluster.InClusterFlux(emulator=emulator, cluster=name, repo_url=self.git.file_url,
                                                       branch=self.git.branch, root=self.git.root,
@@ -466,6 +469,27 @@ class World:
         else:
             flux.set_revision(self.management, namespace=self.config.namespace, name=source, revision=revision)
         return web.json_response({"ok": True})
+
+    def _render(self, kustomization: Mapping[str, Any], revision: str) -> list[dict[str, Any]]:
+        """What Flux applies: the world's marker ConfigMap, and the YAML files at the Kustomization's path in
+        what its source's artifact holds (plain files; a kustomization.yaml there is not built, it is skipped)."""
+        objects = flux.default_render(kustomization, revision)
+        spec = kustomization.get("spec") or {}
+        tree = self._source_trees.get(str((spec.get("sourceRef") or {}).get("name", "")))
+        if tree is None:
+            return objects
+        directory = (tree / str(spec.get("path") or ".")).resolve()
+        if not directory.is_relative_to(tree.resolve()) or not directory.is_dir():
+            return objects
+        namespace = spec.get("targetNamespace") or "default"
+        for path in sorted(directory.rglob("*.y*ml")):
+            if path.name in {"kustomization.yaml", "kustomization.yml"}:
+                continue
+            for document in yaml.safe_load_all(path.read_text()):
+                if isinstance(document, dict) and document.get("kind"):
+                    document.setdefault("metadata", {}).setdefault("namespace", namespace)
+                    objects.append(document)
+        return objects
 
     def _publish(self, source: str, *, revision: str) -> None:
         assert self.artifacts is not None
