@@ -23,69 +23,54 @@ needs an action carried out or a change observed.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 
-from bluegreen.api import versions
 from bluegreen.api.durations import format_duration
 from bluegreen.api.spec import (
     BlueDeletionPolicy,
-    CapacityPolicy,
     ClusterUpgradeSpec,
     GreenDeletionPolicy,
-    Hook,
     HookPoint,
     JobPhase,
-    RemovedAPIsPolicy,
     RollbackMode,
-    StatefulPolicy,
     Step,
     Strategy,
     WebhookType,
     duration,
 )
 from bluegreen.api.status import (
-    CapacityVerdict,
     CheckPhase,
     ClusterStatus,
     ClusterUpgradeStatus,
     ConditionType,
-    HookPhase,
-    HookStatus,
     InPlaceStatus,
     Phase,
     PreflightStatus,
     StepStatus,
     StrategyChoice,
-    Weights,
 )
-from bluegreen.engine import analysis
+from bluegreen.engine import analysis, hooks, preflight
 from bluegreen.engine import conditions as cond
 from bluegreen.engine.types import (
     ANNOTATION_ABORT,
     ANNOTATION_PROMOTE,
     ANNOTATION_RETRY,
-    Action,
     Decision,
     DeleteCluster,
     DeleteWorkloads,
     Event,
     FinalizeRouters,
-    HookObservation,
     JobObservation,
     Observed,
     ProvisionGreen,
     RemoveAnnotation,
-    RunChecks,
-    RunHook,
-    SaveRouters,
     ScanPreflight,
-    SetWeights,
     StartJob,
     SyncWorkloads,
     UpgradeInPlace,
 )
+from bluegreen.engine.work import Pass
 from bluegreen.preflight import versions as version_rules
 
 # Phases where the upgrade moves forward on its own; spec.paused holds them.
@@ -116,137 +101,6 @@ def upgrade_label(namespace: str, name: str) -> str:
     return f"{value[: LABEL_VALUE_LIMIT - len(digest) - 1].rstrip('.-_')}-{digest}"
 
 
-@dataclasses.dataclass
-class _Pass:
-    """The mutable working state of one pass; turned into a Decision at the end."""
-
-    spec: ClusterUpgradeSpec
-    observed: Observed
-    now: datetime.datetime
-    owner: str
-    status: ClusterUpgradeStatus
-    actions: list[Action] = dataclasses.field(default_factory=list)
-    events: list[Event] = dataclasses.field(default_factory=list)
-    wake_at: datetime.datetime | None = None
-    done: bool = False  # stop looping: waiting for an action's effect or a change
-
-    # --- small verbs ---------------------------------------------------------------------------
-
-    def update(self, **changes: object) -> None:
-        self.status = self.status.model_copy(update=changes)
-
-    def condition(self, type_: ConditionType, status: bool | None, reason: str, message: str = "") -> None:
-        self.update(conditions=cond.set_condition(
-            list(self.status.conditions), type_=type_, status=status, reason=reason, message=message,
-            now=self.now, generation=self.observed.generation,
-        ))
-
-    def check(self, *, metrics: tuple[str, ...] = (), webhooks: tuple[str, ...] = (), also: bool = False) -> None:
-        """Ask the I/O layer to run checks; their results are in status on the next pass, which runs at once.
-
-        ``also``: alongside another action of this pass (a notification), without ending the pass.
-        """
-        if not metrics and not webhooks:
-            return
-        if also:
-            self.actions.append(RunChecks(metrics=metrics, webhooks=webhooks))
-        else:
-            self.act(RunChecks(metrics=metrics, webhooks=webhooks))
-        self.wake(self.now)
-
-    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
-        self.events.append(Event(reason=reason, message=message, type="Warning" if warning else "Normal"))
-
-    def wake(self, at: datetime.datetime) -> None:
-        self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
-
-    def act(self, action: Action) -> None:
-        self.actions.append(action)
-        self.done = True
-
-    def wait(self, message: str) -> None:
-        self.update(message=message)
-        self.done = True
-
-    def goto(self, phase: Phase, message: str, *, warning: bool = False) -> None:
-        if phase == self.status.phase:
-            self.update(message=message)
-            return
-        self.update(phase=phase, phase_since=self.now, message=message)
-        self.event(phase.value, message, warning=warning)
-        progressing = phase not in {Phase.COMPLETED, Phase.FAILED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.PAUSED}
-        self.condition(ConditionType.PROGRESSING, progressing, phase.value, message)
-        if phase == Phase.COMPLETED:
-            self.condition(ConditionType.READY, True, "Completed", message)
-        elif phase in {Phase.FAILED, Phase.ROLLED_BACK, Phase.BLOCKED}:
-            self.condition(ConditionType.READY, False, phase.value, message)
-
-    def set_weights(self, green: int) -> None:
-        """Ask for ``green`` percent everywhere; status records it as applied once the action ran.
-
-        The first change of an upgrade is preceded by a pass of its own that saves what every
-        router holds (status.routers), so finalize can restore it and nothing half-changed is saved.
-        """
-        if self.status.routers is None:
-            self.act(SaveRouters())
-            self.wake(self.now)
-            self.update(message="reading what every router holds before the first change")
-            return
-        self.act(SetWeights(green=green))
-        self.update(weights=Weights(blue=100 - green, green=green, verified=True),
-                    step=self.status.step.model_copy(update={"weights_changed_at": self.now}))
-        self.event("TrafficWeightUpdated", f"traffic: blue {100 - green}%, green {green}%")
-
-    # --- what the world says -------------------------------------------------------------------
-
-    def workloads_in_sync(self) -> tuple[bool, str]:
-        """Green's Kustomizations all Ready at blue's revisions (the parity gate)."""
-        workloads = self.observed.workloads
-        if not workloads.blue:
-            return False, (
-                f"no Flux Kustomization matches spec.workloads.flux.selector in namespace "
-                f"{self.spec.flux_namespace}"
-            )
-        if workloads.green_missing:
-            return False, f"green's copies not created yet: {', '.join(workloads.green_missing)}"
-        copies = {k.copy_of: k for k in workloads.green}
-        for original in workloads.blue:
-            copy = copies.get(original.name)
-            if copy is None:
-                return False, f"green has no copy of Kustomization {original.name}"
-            if not copy.ready:
-                why = ": ".join(part for part in (copy.reason, copy.message) if part) or "not Ready"
-                return False, f"green's Kustomization {copy.namespace}/{copy.name} is not Ready: {why}"
-            if self.spec.workloads.require_same_revision and copy.revision != original.revision:
-                return False, (
-                    f"green's Kustomization {copy.name} is at revision {copy.revision}, "
-                    f"blue's {original.name} at {original.revision}"
-                )
-        return True, f"{len(workloads.blue)} Kustomization(s) Ready on green at blue's revision"
-
-    def green_healthy(self) -> tuple[bool, str]:
-        green = self.observed.green
-        if not green.exists or green.deleting:
-            return False, f"green cluster {green.name} does not exist"
-        if not green.ready:
-            return False, f"green cluster {green.name} is not ready: {green.reason or 'not ready'}"
-        in_sync, why = self.workloads_in_sync()
-        return in_sync, why
-
-    def record_health(self) -> bool:
-        """Refresh GreenReady/WorkloadsInSync from the world; return whether green may carry traffic."""
-        green = self.observed.green
-        if green.exists and green.ready:
-            self.condition(ConditionType.GREEN_READY, True, "ClusterReady", f"{green.name} is ready")
-        else:
-            why = green.reason or ("does not exist" if not green.exists else "not ready")
-            self.condition(ConditionType.GREEN_READY, False, "ClusterNotReady", f"{green.name}: {why}")
-        in_sync, why = self.workloads_in_sync()
-        self.condition(ConditionType.WORKLOADS_IN_SYNC, in_sync, "InSync" if in_sync else "NotInSync", why)
-        healthy, _ = self.green_healthy()
-        return healthy
-
-
 def decide(
     spec: ClusterUpgradeSpec | None,
     status: ClusterUpgradeStatus,
@@ -259,7 +113,7 @@ def decide(
     if spec is None or observed.spec_error:
         return _hold_for_invalid_spec(status, observed, now)
 
-    work = _Pass(spec=spec, observed=observed, now=now, owner=owner, status=status)
+    work = Pass(spec=spec, observed=observed, now=now, owner=owner, status=status)
     work.update(observed_generation=observed.generation)
     _consume_annotations(work)
     for _ in range(MAX_TRANSITIONS_PER_PASS):
@@ -291,7 +145,7 @@ def _hold_for_invalid_spec(status: ClusterUpgradeStatus, observed: Observed, now
 # --- human control ------------------------------------------------------------------------------
 
 
-def _consume_annotations(work: _Pass) -> None:
+def _consume_annotations(work: Pass) -> None:
     annotations = work.observed.annotations
     phase = work.status.phase
 
@@ -344,7 +198,7 @@ def _consume_annotations(work: _Pass) -> None:
                        warning=True)
 
 
-def _promote_step(work: _Pass) -> None:
+def _promote_step(work: Pass) -> None:
     if work.status.analysis.held:
         held = work.status.held_phase or Phase.SHIFTING
         work.event("PromoteRequested", f"inconclusive analysis accepted by request: {work.status.analysis.held}")
@@ -364,7 +218,7 @@ def _promote_step(work: _Pass) -> None:
         work.goto(resume, "resumed by promote")
 
 
-def _promote_full(work: _Pass) -> None:
+def _promote_full(work: Pass) -> None:
     if _in_place(work):
         work.event("PromoteIgnored", "promote full applies to traffic; in place, promote step goes past a pause",
                    warning=True)
@@ -381,7 +235,7 @@ def _promote_full(work: _Pass) -> None:
 # --- phases -----------------------------------------------------------------------------------
 
 
-def _pending(work: _Pass) -> None:
+def _pending(work: Pass) -> None:
     if _held_by_spec(work):
         return
     work.update(blue=ClusterStatus(name=work.spec.cluster.name),
@@ -389,7 +243,7 @@ def _pending(work: _Pass) -> None:
     work.goto(Phase.PREFLIGHT, f"checking {work.spec.cluster.namespace}/{work.spec.cluster.name}")
 
 
-def _preflight(work: _Pass) -> None:
+def _preflight(work: Pass) -> None:
     if _held_by_spec(work):
         return
     spec, blue = work.spec, work.observed.blue
@@ -408,7 +262,7 @@ def _preflight(work: _Pass) -> None:
         except ValueError as exc:
             problems.append(str(exc))
     if spec.strategy == Strategy.BLUE_GREEN:
-        problems.extend(_green_problems(work))  # known before any scan: no need to scan to refuse
+        problems.extend(preflight.green_problems(work))  # known before any scan: no need to scan to refuse
     if problems:
         _block(work, problems)
         return
@@ -423,8 +277,8 @@ def _preflight(work: _Pass) -> None:
         work.act(ScanPreflight())
         work.update(message=f"scanning {blue.name} (removed APIs, stateful workloads) before anything changes")
         return
-    chosen, reasons = _choose_strategy(work, path)
-    blocking, warnings = _preflight_verdict(work, chosen, path)
+    chosen, reasons = preflight.choose_strategy(work, path)
+    blocking, warnings = preflight.verdict(work, chosen, path)
     report = work.status.preflight
     choice = StrategyChoice(chosen=chosen.value, reasons=reasons)
     first = report.strategy != choice
@@ -448,7 +302,7 @@ def _preflight(work: _Pass) -> None:
             return
         work.update(in_place=InPlaceStatus(path=path, since=work.now), step=StepStatus())
         work.goto(Phase.UPGRADING, f"upgrading {blue.name} in place, one minor at a time: "
-                  f"{' -> '.join([_minor_of(blue.version), *path])}")
+                  f"{' -> '.join([preflight.minor_of(blue.version), *path])}")
         return
     if not _gate_open(work, WebhookType.CONFIRM_ROLLOUT, since=work.status.phase_since or work.now,
                       what=f"creating green {spec.green_name}"):
@@ -456,130 +310,20 @@ def _preflight(work: _Pass) -> None:
     work.goto(Phase.PROVISIONING, f"creating green cluster {spec.green_name} at {spec.target.kubernetes_version}")
 
 
-def _minor_of(version: str | None) -> str:
-    parsed = versions.parse_version(version or "")
-    return f"{parsed.major}.{parsed.minor}"
-
-
-def _green_problems(work: _Pass) -> list[str]:
-    """What stops green from being created: its name taken, nothing for Flux to copy, the providers' checks."""
-    spec, blue, green = work.spec, work.observed.blue, work.observed.green
-    problems: list[str] = []
-    if green.exists and green.managed_by != work.owner:
-        problems.append(
-            f"a cluster named {green.name} already exists and was not created by this upgrade; "
-            "set spec.target.greenName to a free name"
-        )
-    if blue.exists and not work.observed.workloads.blue:
-        problems.append(
-            f"spec.workloads.flux.selector matches no Kustomization in namespace {spec.flux_namespace}; "
-            "label blue's Kustomizations or fix the selector"
-        )
-    problems.extend(work.observed.preflight_problems)
-    return problems
-
-
-def _block(work: _Pass, problems: list[str]) -> None:
+def _block(work: Pass, problems: list[str]) -> None:
     message = "; ".join(problems)
     work.condition(ConditionType.PREFLIGHT_PASSED, False, "PreflightFailed", message)
     work.goto(Phase.BLOCKED, message, warning=True)
     work.done = True
 
 
-def _restart_preflight(work: _Pass, message: str) -> None:
+def _restart_preflight(work: Pass, message: str) -> None:
     """Preflight from scratch: the scans run again, and Auto chooses again."""
     work.update(preflight=PreflightStatus())
     work.goto(Phase.PREFLIGHT, message)
 
 
-def _choose_strategy(work: _Pass, path: list[str]) -> tuple[Strategy, list[str]]:
-    """Auto: InPlace when nothing breaks and the jump is one minor, else BlueGreen; the reasons say which."""
-    spec, report = work.spec, work.status.preflight
-    if spec.strategy != Strategy.AUTO:
-        return spec.strategy, [f"spec.strategy is {spec.strategy.value}"]
-    target = spec.target.kubernetes_version
-    current = _minor_of(work.observed.blue.version)
-    against: list[str] = []
-    if report.findings_total:
-        against.append(f"{report.findings_total} object(s) use APIs {target} no longer serves: blue keeps serving "
-                       "while green is fixed")
-    if report.problems:
-        against.append(f"{len(report.problems)} scan(s) could not finish, so removed APIs cannot be ruled out")
-    if len(path) > 1:
-        against.append(f"{current} to {target} is {len(path)} minors: in place that is {len(path)} upgrades, "
-                       "blue/green is one")
-    if spec.preflight.stateful == StatefulPolicy.BLOCK and report.stateful_total:
-        against.append(f"{report.stateful_total} stateful workload(s) and spec.preflight.stateful is Block")
-    if against:
-        return Strategy.BLUE_GREEN, against
-    return Strategy.IN_PLACE, [
-        f"no object uses an API removed by {target} (live on blue and in its sources)",
-        f"one minor: {current} to {target}",
-        "no stateful workload is blocked",
-    ]
-
-
-def _preflight_verdict(work: _Pass, chosen: Strategy, path: list[str]) -> tuple[list[str], list[str]]:
-    """(blocking problems, warnings) from the scans and the version rules, as spec.preflight's policies say."""
-    spec, blue, report = work.spec, work.observed.blue, work.status.preflight
-    policy = spec.preflight
-    blocking: list[str] = []
-    warnings: list[str] = []
-    if chosen == Strategy.BLUE_GREEN and spec.strategy == Strategy.AUTO:
-        blocking.extend(_green_problems(work))
-    offer = version_rules.offered(spec.target.kubernetes_version, available=blue.offered_versions)
-    if offer is not None:
-        blocking.append(offer)
-    if chosen == Strategy.IN_PLACE:
-        for minor in path:
-            blocking.extend(f"in place to {minor}: {problem}" for problem in version_rules.check_worker_skew(
-                control_plane=minor, workers=blue.worker_versions))
-    removed = _removed_api_summary(work)
-    if removed:
-        (blocking if policy.removed_apis == RemovedAPIsPolicy.BLOCK else warnings).append(removed)
-    if report.stateful_total:
-        shown = ", ".join(f"{w.kind} {w.namespace}/{w.name} ({w.reason})" for w in report.stateful_workloads[:3])
-        more = f" and {report.stateful_total - 3} more" if report.stateful_total > 3 else ""
-        if policy.stateful == StatefulPolicy.BLOCK:
-            blocking.append(f"{report.stateful_total} stateful workload(s) cannot run on two clusters at once: "
-                            f"{shown}{more}; move them with spec.hooks[] handoffs and set spec.preflight.stateful "
-                            "to Handoff, or to Warn to go on")
-        elif policy.stateful == StatefulPolicy.HANDOFF and chosen == Strategy.BLUE_GREEN:
-            uncovered = [w for w in report.stateful_workloads if w.handoff is None]
-            if uncovered:
-                names = ", ".join(f"{w.kind} {w.namespace}/{w.name}" for w in uncovered[:5])
-                blocking.append(f"{len(uncovered)} stateful workload(s) have no handoff hook: {names}; add a "
-                                "spec.hooks[] entry with handoff: {kind, namespace, name} for each")
-        elif policy.stateful == StatefulPolicy.WARN and chosen == Strategy.BLUE_GREEN:
-            warnings.append(f"{report.stateful_total} stateful workload(s) will run on both clusters until blue "
-                            f"is retired: {shown}{more}")
-    capacity = report.capacity
-    if chosen == Strategy.BLUE_GREEN and capacity is not None and policy.capacity != CapacityPolicy.OFF:
-        if capacity.verdict == CapacityVerdict.TOO_SMALL and policy.capacity == CapacityPolicy.BLOCK:
-            blocking.append(f"capacity: {capacity.message}")
-        elif capacity.verdict != CapacityVerdict.ENOUGH:
-            warnings.append(f"capacity: {capacity.message}")
-    return blocking, warnings
-
-
-def _removed_api_summary(work: _Pass) -> str:
-    report, target = work.status.preflight, work.spec.target.kubernetes_version
-    parts: list[str] = []
-    if report.findings_total:
-        first = "; ".join(
-            f"{f.kind} {f.namespace + '/' if f.namespace else ''}{f.name} uses {f.api_version} (use {f.replacement}; "
-            f"{f.where})" for f in report.findings[:3])
-        more = f" and {report.findings_total - 3} more" if report.findings_total > 3 else ""
-        parts.append(f"{report.findings_total} object(s) use APIs removed by {target}: {first}{more}; migrate them "
-                     "(status.preflight.findings lists them)")
-    if report.problems:
-        parts.append(f"could not scan everything: {'; '.join(report.problems[:3])}")
-    if not parts:
-        return ""
-    return "; ".join(parts) + " (or set spec.preflight.removedAPIs: Warn to go on)"
-
-
-def _blocked(work: _Pass) -> None:
+def _blocked(work: Pass) -> None:
     # A changed spec is a new request: check again without waiting for a retry annotation.
     checked = work.status.condition(ConditionType.PREFLIGHT_PASSED)
     if checked is not None and checked.observed_generation != work.observed.generation:
@@ -588,7 +332,7 @@ def _blocked(work: _Pass) -> None:
     work.done = True
 
 
-def _provisioning(work: _Pass) -> None:
+def _provisioning(work: Pass) -> None:
     if _held_by_spec(work):
         return
     spec, green = work.spec, work.observed.green
@@ -618,7 +362,7 @@ def _provisioning(work: _Pass) -> None:
     work.goto(Phase.SYNCING, f"deploying blue's workloads to {green.name} with Flux")
 
 
-def _syncing(work: _Pass) -> None:
+def _syncing(work: Pass) -> None:
     if _held_by_spec(work):
         return
     spec, green = work.spec, work.observed.green
@@ -645,7 +389,7 @@ def _syncing(work: _Pass) -> None:
     work.wait(f"traffic stays on blue: {why}")
 
 
-def _verifying(work: _Pass) -> None:
+def _verifying(work: Pass) -> None:
     if _held_by_spec(work):
         return
     if not work.record_health():
@@ -658,7 +402,7 @@ def _verifying(work: _Pass) -> None:
         return
     if not _checks_at_zero(work):
         return
-    if not _hooks_done(work, HookPoint.BEFORE_TRAFFIC):
+    if not hooks.run_at(work, HookPoint.BEFORE_TRAFFIC):
         return
     work.condition(ConditionType.ANALYSIS_PASSING, True, "Verified", "green passed its checks at 0 % traffic")
     work.update(step=StepStatus(index=0, started_at=work.now))
@@ -666,7 +410,7 @@ def _verifying(work: _Pass) -> None:
     work.goto(Phase.SHIFTING, f"shifting traffic in {len(work.spec.traffic.steps)} steps")
 
 
-def _shifting(work: _Pass) -> None:
+def _shifting(work: Pass) -> None:
     if _held_by_spec(work):
         return
     if not _guard_green(work):
@@ -717,7 +461,7 @@ def _shifting(work: _Pass) -> None:
     _run_step(work, step, label)
 
 
-def _run_step(work: _Pass, step: Step, label: str) -> None:
+def _run_step(work: Pass, step: Step, label: str) -> None:
     """A pause or analysis step (of spec.traffic.steps, or of spec.inPlace.betweenMinors)."""
     since = work.status.step.started_at or work.now
     if step.pause is not None:
@@ -746,7 +490,7 @@ def _run_step(work: _Pass, step: Step, label: str) -> None:
     work.wait(f"{label}: analysis {where}: {why}")
 
 
-def _paused(work: _Pass) -> None:
+def _paused(work: Pass) -> None:
     held = work.status.held_phase or Phase.SHIFTING
     if work.spec.paused:
         work.done = True
@@ -770,7 +514,7 @@ def _paused(work: _Pass) -> None:
     work.goto(held, f"resumed: back to {held.value}")
 
 
-def _promoted(work: _Pass) -> None:
+def _promoted(work: Pass) -> None:
     if _held_by_spec(work):
         return
     promoted_at = work.status.promoted_at or work.now
@@ -780,7 +524,7 @@ def _promoted(work: _Pass) -> None:
         _, why = work.green_healthy()
         work.wait(f"green serves 100% but is unhealthy ({why}); blue is kept; abort to roll back")
         return
-    if not _hooks_done(work, HookPoint.AFTER_PROMOTION):
+    if not hooks.run_at(work, HookPoint.AFTER_PROMOTION):
         return
     post = analysis.asked_since(work.status, _hook_names(work, WebhookType.POST_ROLLOUT), promoted_at)
     if post:
@@ -797,11 +541,11 @@ def _promoted(work: _Pass) -> None:
     work.goto(Phase.RETIRING, f"rollback window over; retiring blue {work.spec.cluster.name}")
 
 
-def _retiring(work: _Pass) -> None:
+def _retiring(work: Pass) -> None:
     if _held_by_spec(work):
         return
     blue = work.observed.blue
-    if not work.status.routers_finalized and not _hooks_done(work, HookPoint.BEFORE_RETIRE):
+    if not work.status.routers_finalized and not hooks.run_at(work, HookPoint.BEFORE_RETIRE):
         return
     if not work.status.routers_finalized:
         work.act(FinalizeRouters())
@@ -826,7 +570,7 @@ def _retiring(work: _Pass) -> None:
     work.done = True
 
 
-def _rolling_back(work: _Pass) -> None:
+def _rolling_back(work: Pass) -> None:
     since = work.status.phase_since or work.now
     # rollback webhooks are told once, in the same pass as the first move back (traffic first).
     notify = analysis.asked_since(work.status, _hook_names(work, WebhookType.ROLLBACK), since)
@@ -843,7 +587,7 @@ def _rolling_back(work: _Pass) -> None:
     if notify:
         work.check(webhooks=notify)
         return
-    if not _hand_back(work):
+    if not hooks.hand_back(work):
         return
     work.condition(ConditionType.TRAFFIC_SHIFTED, False, "RolledBack", "blue serves 100% of traffic")
     window = work.spec.rollback.retain_green_for
@@ -852,7 +596,7 @@ def _rolling_back(work: _Pass) -> None:
               "(annotate bluegreen.io/retry to shift again)", warning=True)
 
 
-def _rollback_target(work: _Pass) -> int | None:
+def _rollback_target(work: Pass) -> int | None:
     """The next weight on the way back: 0 at once, or (Gradual) the next lower step every stepInterval."""
     current = work.status.weights.green
     if work.spec.rollback.mode != RollbackMode.GRADUAL or not work.status.weights.verified:
@@ -871,7 +615,7 @@ def _rollback_target(work: _Pass) -> int | None:
     return None
 
 
-def _rolled_back(work: _Pass) -> None:
+def _rolled_back(work: Pass) -> None:
     since = work.status.rolled_back_at or work.now
     if work.status.rolled_back_at is None:
         work.update(rolled_back_at=since)
@@ -913,7 +657,7 @@ def _rolled_back(work: _Pass) -> None:
     work.done = True
 
 
-def _upgrading(work: _Pass) -> None:
+def _upgrading(work: Pass) -> None:
     """InPlace: raise the cluster's version one minor at a time; after each, spec.inPlace.betweenMinors."""
     if _held_by_spec(work):
         return
@@ -932,7 +676,7 @@ def _upgrading(work: _Pass) -> None:
     since = state.since or work.now
     if not state.rolled_out:
         deadline = since + duration(spec.in_place.timeout)
-        reached = blue.version is not None and _minor_of(blue.version) == minor
+        reached = blue.version is not None and preflight.minor_of(blue.version) == minor
         if not reached:
             work.act(UpgradeInPlace(name=blue.name, version=minor))
             work.update(in_place=state.model_copy(update={"since": since}))
@@ -971,7 +715,7 @@ def _upgrading(work: _Pass) -> None:
     _run_step(work, step, f"after {minor}: step {work.status.step.index + 1}/{len(spec.in_place.between_minors)}")
 
 
-def _stop_in_place(work: _Pass, message: str | None = None, *, reason: str = "Aborted") -> None:
+def _stop_in_place(work: Pass, message: str | None = None, *, reason: str = "Aborted") -> None:
     """In place cannot go back: stop where the cluster is, say where that is, and let a person decide."""
     blue = work.observed.blue
     if message is None:
@@ -984,13 +728,13 @@ def _stop_in_place(work: _Pass, message: str | None = None, *, reason: str = "Ab
     work.done = True
 
 
-def _in_place(work: _Pass) -> bool:
+def _in_place(work: Pass) -> bool:
     """This upgrade is in place (phase Upgrading, or held from it)."""
     phase = work.status.phase
     return phase == Phase.UPGRADING or (phase == Phase.PAUSED and work.status.held_phase == Phase.UPGRADING)
 
 
-def _terminal(work: _Pass) -> None:
+def _terminal(work: Pass) -> None:
     work.done = True
 
 
@@ -1022,20 +766,20 @@ def router_dwell(spec: ClusterUpgradeSpec) -> datetime.timedelta:
     return datetime.timedelta(seconds=max(ttls, default=0))
 
 
-def _steps(work: _Pass) -> list[Step]:
+def _steps(work: Pass) -> list[Step]:
     """The steps the upgrade walks: traffic steps, or in place the steps after each minor."""
     if _in_place(work):
         return work.spec.in_place.between_minors
     return work.spec.traffic.steps
 
 
-def _current_step(work: _Pass) -> Step | None:
+def _current_step(work: Pass) -> Step | None:
     steps = _steps(work)
     index = work.status.step.index
     return steps[index] if index < len(steps) else None
 
 
-def _advance(work: _Pass) -> None:
+def _advance(work: Pass) -> None:
     index = work.status.step.index
     total = len(_steps(work))
     if index < total:
@@ -1049,7 +793,7 @@ def _advance(work: _Pass) -> None:
         work.update(analysis=analysis.restart_streaks(work.status.analysis))
 
 
-def _held_by_spec(work: _Pass) -> bool:
+def _held_by_spec(work: Pass) -> bool:
     """spec.paused holds every forward phase where it is; Paused remembers which."""
     if not work.spec.paused:
         return False
@@ -1059,7 +803,7 @@ def _held_by_spec(work: _Pass) -> bool:
     return True
 
 
-def _guard_green(work: _Pass) -> bool:
+def _guard_green(work: Pass) -> bool:
     """While traffic may be on green, hold on any doubt and roll back on a lasting failure."""
     if work.record_health():
         return True
@@ -1079,7 +823,7 @@ def _guard_green(work: _Pass) -> bool:
     return False
 
 
-def _fail(work: _Pass, type_: ConditionType, reason: str, message: str) -> None:
+def _fail(work: Pass, type_: ConditionType, reason: str, message: str) -> None:
     work.condition(type_, False, reason, message)
     if work.status.weights.green > 0:
         work.goto(Phase.ROLLING_BACK, message, warning=True)
@@ -1091,11 +835,11 @@ def _fail(work: _Pass, type_: ConditionType, reason: str, message: str) -> None:
 # --- analysis ---------------------------------------------------------------------------------
 
 
-def _hook_names(work: _Pass, type_: WebhookType) -> tuple[str, ...]:
+def _hook_names(work: Pass, type_: WebhookType) -> tuple[str, ...]:
     return tuple(hook.name for hook in work.spec.analysis.hooks(type_))
 
 
-def _gate_open(work: _Pass, type_: WebhookType, *, since: datetime.datetime, what: str) -> bool:
+def _gate_open(work: Pass, type_: WebhookType, *, since: datetime.datetime, what: str) -> bool:
     """A confirm-* webhook gate: open on a 2xx since ``since``; a "no" holds (not a failure) and is asked again."""
     names = _hook_names(work, type_)
     if not names:
@@ -1114,7 +858,7 @@ def _gate_open(work: _Pass, type_: WebhookType, *, since: datetime.datetime, wha
     return False
 
 
-def _checks_at_zero(work: _Pass) -> bool:
+def _checks_at_zero(work: Pass) -> bool:
     """Green at 0 %: pre-rollout webhooks, smoke Jobs at Verifying and HTTP probes must pass first."""
     since = work.status.phase_since or work.now
     spec = work.spec
@@ -1156,99 +900,10 @@ def _checks_at_zero(work: _Pass) -> bool:
     return True
 
 
-# --- hooks ------------------------------------------------------------------------------------
-
-HOOK_POLL = datetime.timedelta(seconds=10)  # a safety net: watches on the hooks' Jobs and workloads wake it
-
-
-def _hooks_done(work: _Pass, point: HookPoint) -> bool:
-    """Run spec.hooks at ``point`` in order; True once all succeeded. A failed hook rolls back."""
-    for hook in work.spec.hooks_at(point):
-        state = work.status.hook(hook.name)
-        if state is not None and state.phase == HookPhase.SUCCEEDED:
-            continue
-        seen = work.observed.hooks.get(hook.name) or HookObservation(state="Missing")
-        if state is None:
-            state = HookStatus(name=hook.name, at=point.value, phase=HookPhase.RUNNING, started_at=work.now)
-            what = f"hand {_hook_what(hook)} over to green" if hook.handoff is not None else _hook_what(hook)
-            work.event("HookStarted", f"hook {hook.name} ({point.value}): {what}")
-        if seen.state == "Succeeded":
-            _set_hook(work, state.model_copy(update={"phase": HookPhase.SUCCEEDED, "finished_at": work.now,
-                                                     "message": seen.message}))
-            work.event("HookSucceeded", f"hook {hook.name} ({point.value}): {seen.message or 'done'}")
-            continue
-        limit = _hook_limit(hook)
-        started = state.started_at or work.now
-        failure = seen.message if seen.state == "Failed" else None
-        if failure is None and limit is not None and work.now >= started + limit:
-            failure = f"not done after {format_duration(limit)}: {seen.message or 'no progress'}"
-        if failure is not None:
-            _set_hook(work, state.model_copy(update={"phase": HookPhase.FAILED, "finished_at": work.now,
-                                                     "message": failure}))
-            work.goto(Phase.ROLLING_BACK, f"hook {hook.name} ({point.value}) failed, rolling back to blue: {failure}",
-                      warning=True)
-            work.done = False  # the rollback starts in this same pass
-            return False
-        _set_hook(work, state.model_copy(update={"message": seen.message}))
-        work.act(RunHook(name=hook.name))
-        work.wake(work.now + HOOK_POLL if limit is None else min(work.now + HOOK_POLL, started + limit))
-        work.wait(f"hook {hook.name} ({point.value}): {seen.message or 'starting'}")
-        return False
-    return True
-
-
-def _hand_back(work: _Pass) -> bool:
-    """After a rollback: every handoff that began goes back (green down, then blue up), last first."""
-    for hook in reversed(work.spec.hooks):
-        state = work.status.hook(hook.name)
-        if hook.handoff is None or state is None or state.phase in {HookPhase.REVERTED, HookPhase.HAND_BACK_FAILED}:
-            continue
-        seen = work.observed.hooks.get(hook.name) or HookObservation(state="Missing")
-        if seen.state == "Failed":  # nothing more can be done by moving it: say so and finish the rollback
-            message = f"could not hand {_hook_what(hook)} back: {seen.message}; restore it by hand"
-            _set_hook(work, state.model_copy(update={"phase": HookPhase.HAND_BACK_FAILED, "finished_at": work.now,
-                                                     "message": message}))
-            work.event("HookHandBackFailed", f"hook {hook.name}: {message}", warning=True)
-            continue
-        if state.phase != HookPhase.REVERTING:
-            state = state.model_copy(update={"phase": HookPhase.REVERTING, "finished_at": None})
-            work.event("HookReverting", f"hook {hook.name}: handing {_hook_what(hook)} back to blue")
-        if seen.state == "Succeeded":
-            _set_hook(work, state.model_copy(update={"phase": HookPhase.REVERTED, "finished_at": work.now,
-                                                     "message": seen.message}))
-            work.event("HookReverted", f"hook {hook.name}: {seen.message or 'handed back to blue'}")
-            continue
-        _set_hook(work, state.model_copy(update={"message": seen.message}))
-        work.act(RunHook(name=hook.name, reverse=True))
-        work.wake(work.now + HOOK_POLL)
-        work.wait(f"handing {_hook_what(hook)} back to blue: {seen.message or 'starting'}")
-        return False
-    return True
-
-
-def _hook_what(hook: Hook) -> str:
-    if hook.handoff is not None:
-        return f"{hook.handoff.kind.value} {hook.handoff.namespace}/{hook.handoff.name}"
-    return f"Job in {hook.cluster.value}"
-
-
-def _hook_limit(hook: Hook) -> datetime.timedelta | None:
-    """A handoff's deadline (each side may take its timeout); a Job's own timeout is judged where it runs."""
-    if hook.handoff is not None:
-        return 2 * duration(hook.handoff.timeout)
-    return None
-
-
-def _set_hook(work: _Pass, state: HookStatus) -> None:
-    others = [h for h in work.status.hooks if h.name != state.name]
-    order = {hook.name: index for index, hook in enumerate(work.spec.hooks)}
-    work.update(hooks=sorted([*others, state], key=lambda h: order.get(h.name, len(order))))
-
-
 JOB_POLL = datetime.timedelta(seconds=10)  # a safety net: a watch on the Jobs wakes the upgrade on each change
 
 
-def _jobs_passed(work: _Pass, at: JobPhase) -> bool:
+def _jobs_passed(work: Pass, at: JobPhase) -> bool:
     """Smoke Jobs of this phase: start the missing, wait for the running, roll back on a failure."""
     jobs = [job for job in work.spec.analysis.jobs if job.at == at]
     seen_jobs = {job.name: work.observed.jobs.get(job.name) or JobObservation(state="Missing") for job in jobs}
@@ -1271,7 +926,7 @@ def _jobs_passed(work: _Pass, at: JobPhase) -> bool:
     return True
 
 
-def _analyse(work: _Pass) -> bool:
+def _analyse(work: Pass) -> bool:
     """Judge green while it takes traffic (or at an analysis step). False: this pass stops here."""
     spec = work.spec
     names = analysis.counted_names(spec)
@@ -1309,7 +964,7 @@ def _analyse(work: _Pass) -> bool:
     return True
 
 
-def _analysis_failed(work: _Pass, message: str) -> None:
+def _analysis_failed(work: Pass, message: str) -> None:
     work.condition(ConditionType.ANALYSIS_PASSING, False, "AnalysisFailed", message)
     if _in_place(work):
         blue = work.observed.blue
