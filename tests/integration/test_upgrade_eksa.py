@@ -149,3 +149,24 @@ async def test_vsphere_needs_its_own_endpoint_and_preflight_names_the_override(
     message = condition(body, "PreflightPassed")["message"]
     assert "spec.target.overrides.controlPlaneConfiguration.endpoint.host" in message, message
     assert await cluster_names(world) == {"prod-blue"}
+
+
+@pytest.mark.preflight
+async def test_auto_upgrades_an_eksa_cluster_in_place_when_one_clean_minor_is_asked(
+    world: harness.WorldProcess, operator: Operator, management: KubeClient
+) -> None:
+    # Given the EKS-A example (blue at 1.30, target 1.31, git mode) asking Auto to choose
+    manifest = eksa_manifest(world)
+    manifest["spec"]["strategy"] = "Auto"
+    apply(world, manifest)
+    body = await wait_for(management, manifest, phase_is("Completed", "Failed", "Blocked", "RolledBack"),
+                          timeout=90, operator=operator, what="the Auto upgrade to finish")
+    # Then preflight read the repository and blue, found nothing removed, and chose to upgrade in place
+    status = body["status"]
+    assert status["phase"] == "Completed", status
+    assert status["preflight"]["strategy"]["chosen"] == "InPlace", status["preflight"]
+    assert status["preflight"].get("problems", []) == [], "the repository was scanned"
+    assert await cluster_names(world) == {"prod-blue"}, "no green cluster in place"
+    blue = next(c for c in (await world.control("GET", "/clusters"))["clusters"] if c["name"] == "prod-blue")
+    assert blue["version"] == "1.31"
+    assert [e["action"] for e in status["journal"] if e["target"] == "cluster"] == ["upgrade"]
