@@ -19,6 +19,7 @@ import yaml
 
 from bluegreen.api import spec as api
 from bluegreen.engine.types import ClusterObservation, KustomizationObservation, WorkloadsObservation
+from bluegreen.hooks.runner import HookRunner
 from bluegreen.kube.client import KubeClient
 from bluegreen.kube.remote import RemoteClients
 from bluegreen.reconcile import Collaborators, Context, UpgradeLoop
@@ -121,13 +122,24 @@ async def world() -> AsyncIterator[tuple[KubeEmulator, UpgradeLoop, ScriptedRout
     manifest = yaml.safe_load((ROOT / "examples" / "clusterupgrade-demo.yaml").read_text())
     manifest["spec"]["traffic"]["steps"] = [{"setWeight": 50}, {"setWeight": 100}]
     manifest["spec"].pop("analysis", None)  # these tests are about routers; analysis has its own
+    # Preflight's live scan reads blue through its kubeconfig Secret: here the management emulator stands in
+    # for blue (it serves no removed API, so nothing is found); its sources are another test's business.
+    manifest["spec"]["preflight"] = {"scanSources": False}
+    emulator.create("v1/secrets", {"metadata": {"name": "prod-blue-kubeconfig", "namespace": "fleet"},
+                                   "stringData": {"value": yaml.safe_dump(emulator.kubeconfig())}})
     emulator.create(RESOURCE, manifest)
     client = KubeClient.from_kubeconfig(emulator.kubeconfig())
     context = Context(management=client, remote=RemoteClients(client), wakeups=Wakeups(),
                       settings=OperatorSettings(retry_base_seconds=0.5))
     loop = UpgradeLoop(context, namespace="fleet", name="demo")
     router = ScriptedRouter()
-    fakes = Collaborators(digest="fixed", provider=FakeProvider(), workloads=FakeWorkloads(), routers=[router])
+    async def no_workload_cluster(side: str) -> KubeClient:
+        raise AssertionError(f"these tests reach no workload cluster ({side})")
+
+    hooks = HookRunner(api.parse_spec(manifest["spec"]), management=client, side_client=no_workload_cluster,
+                       owner="fleet.demo", upgrade_namespace="fleet")
+    fakes = Collaborators(digest="fixed", provider=FakeProvider(), workloads=FakeWorkloads(), routers=[router],
+                          hooks=hooks)
     loop._collaborators_for = lambda spec, raw: fakes  # type: ignore[method-assign,assignment]
     try:
         yield emulator, loop, router
