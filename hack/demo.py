@@ -59,6 +59,18 @@ def render(status: dict[str, Any], *, steps: list[dict[str, Any]], share: dict[s
     return lines
 
 
+def render_preflight(preflight: dict[str, Any]) -> str:
+    """What preflight found and the strategy it runs with, once, as `kubectl bluegreen plan NAME` shows it."""
+    strategy = preflight["strategy"]
+    lines = [f"    preflight: {preflight.get('findingsTotal', 0)} object(s) using removed APIs (live on blue and in "
+             f"its Flux source), {preflight.get('statefulTotal', 0)} stateful workload(s), "
+             f"{len(preflight.get('problems') or [])} problem(s); strategy {strategy['chosen']}: "
+             + "; ".join(strategy.get("reasons") or [])]
+    lines += [f"      {finding['kind']} {finding['name']} {finding['apiVersion']} ({finding['where']})"
+              for finding in (preflight.get("findings") or [])[:5]]
+    return "\n".join(lines)
+
+
 def threshold_text(threshold: dict[str, Any]) -> str:
     bounds = [f"{key} {threshold[key]:g}" for key in ("min", "max") if threshold.get(key) is not None]
     return " and ".join(bounds)
@@ -103,6 +115,7 @@ async def watch(world: harness.WorldProcess, *, name: str, namespace: str, spec:
                   for metric in (spec.get("analysis") or {}).get("metrics") or []}
     last_text: list[str] = []
     seen_checks: set[tuple[str, str, str]] = set()
+    preflight_shown = False
     status: dict[str, Any] = {}
     paused_since: float | None = None
     try:
@@ -126,6 +139,10 @@ async def watch(world: harness.WorldProcess, *, name: str, namespace: str, spec:
             if key != last_text:
                 print("\n".join(lines), flush=True)
                 last_text = key
+            preflight = status.get("preflight") or {}
+            if preflight.get("strategy") and not preflight_shown:
+                print(render_preflight(preflight), flush=True)
+                preflight_shown = True
             for result in (status.get("analysis") or {}).get("results") or []:
                 identity = (result["kind"], result["name"], result["time"])
                 if identity not in seen_checks:
