@@ -746,12 +746,9 @@ class JobPhase(enum.StrEnum):
     PROMOTED = "Promoted"
 
 
-class SmokeJob(Model):
-    """A Kubernetes Job run in one cluster at a named phase; the upgrade goes on when it succeeds."""
+class HookJob(Model):
+    """A Job run in one cluster (a job hook; a smoke Job is one too, at a named phase)."""
 
-    name: K8sName = Field(max_length=40)
-    cluster: Side = Field(default=Side.GREEN, description="Where the Job runs: green (default) or blue.")
-    at: JobPhase = Field(default=JobPhase.VERIFYING)
     namespace: K8sName = Field(default="default")
     template: dict[str, Any] = Field(
         description="The Job's spec (batch/v1 JobSpec: template, backoffLimit, ...).",
@@ -767,6 +764,14 @@ class SmokeJob(Model):
         if not isinstance(pod, dict) or not isinstance((pod.get("spec") or {}).get("containers"), list):
             raise ValueError("template is a Job spec: it needs template.spec.containers (and restartPolicy Never)")
         return template
+
+
+class SmokeJob(HookJob):
+    """A Kubernetes Job run in one cluster at a named phase; the upgrade goes on when it succeeds."""
+
+    name: K8sName = Field(max_length=40)
+    cluster: Side = Field(default=Side.GREEN, description="Where the Job runs: green (default) or blue.")
+    at: JobPhase = Field(default=JobPhase.VERIFYING)
 
 
 class Analysis(Model):
@@ -945,26 +950,6 @@ class HookPoint(enum.StrEnum):
     BEFORE_TRAFFIC = "BeforeTraffic"  # green verified at 0 %, before the first weight change
     AFTER_PROMOTION = "AfterPromotion"  # green at 100 %, at the start of the rollback window
     BEFORE_RETIRE = "BeforeRetire"  # the rollback window is over, before blue leaves the routers
-
-
-class HookJob(Model):
-    """A Job run in one cluster; the hook succeeds when the Job does."""
-
-    namespace: K8sName = Field(default="default")
-    template: dict[str, Any] = Field(
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-        description="A Job spec (template.spec.containers, restartPolicy Never), as in a batch/v1 Job.",
-    )
-    timeout: Duration = Field(default="10m", description="A Job not done by then has failed.")
-    log_lines: int = Field(default=20, ge=0, le=200, description="Lines of the log's tail shown on failure.")
-
-    @field_validator("template")
-    @classmethod
-    def _has_pod_template(cls, template: dict[str, Any]) -> dict[str, Any]:
-        pod = template.get("template")
-        if not isinstance(pod, dict) or not isinstance((pod.get("spec") or {}).get("containers"), list):
-            raise ValueError("template is a Job spec: it needs template.spec.containers (and restartPolicy Never)")
-        return template
 
 
 class HandoffKind(enum.StrEnum):
