@@ -107,6 +107,7 @@ HOOK_PHASES = {
 HANDOFF_RESOURCES = {
     api.HandoffKind.STATEFUL_SET: Resource("apps", "v1", "statefulsets"),
     api.HandoffKind.DEPLOYMENT: Resource("apps", "v1", "deployments"),
+    api.HandoffKind.CRON_JOB: Resource("batch", "v1", "cronjobs"),
 }
 # Handoffs that began are handed back while rolling back.
 HAND_BACK_PHASES = frozenset({Phase.ROLLING_BACK})

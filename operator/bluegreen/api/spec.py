@@ -955,23 +955,35 @@ class HookPoint(enum.StrEnum):
 class HandoffKind(enum.StrEnum):
     STATEFUL_SET = "StatefulSet"
     DEPLOYMENT = "Deployment"
+    CRON_JOB = "CronJob"
 
 
 class Handoff(Model):
-    """Move a workload that must not run twice: blue's copy scaled to 0 and gone, then green's scaled up.
+    """Move a workload that must not run twice: blue's copy stopped and gone, then green's started.
 
-    Until then green's copy is held at 0 replicas by a patch on green's Flux Kustomizations, so it never
-    starts early; after the handoff blue's Kustomizations hold blue's copy at 0, so Flux does not undo it.
-    A rollback hands it back the same way (green down, then blue up).
+    Until then green's copy is held stopped (0 replicas; a CronJob suspended) by a patch on green's Flux
+    Kustomizations, so it never starts early; after the handoff blue's Kustomizations hold blue's copy
+    stopped, so Flux does not undo it. A CronJob is handed off once blue's has no Job left running.
+    A rollback hands it back the same way (green stopped, then blue started).
     """
 
     kind: HandoffKind = Field(default=HandoffKind.STATEFUL_SET)
     namespace: K8sName = Field(default="default")
     name: str = Field(min_length=1, max_length=253)
     replicas: int | None = Field(
-        default=None, ge=1, description="Green's replicas after the handoff (default: what blue ran).",
+        default=None, ge=1,
+        description="Green's replicas after the handoff (default: what blue ran); not for a CronJob.",
     )
-    timeout: Duration = Field(default="10m", description="How long each side may take to scale.")
+    timeout: Duration = Field(
+        default="10m", description="How long each side may take to scale (a CronJob: its Jobs to finish).",
+    )
+
+    @model_validator(mode="after")
+    def _replicas_scale(self) -> Handoff:
+        if self.kind is HandoffKind.CRON_JOB and self.replicas is not None:
+            raise ValueError("replicas is for a StatefulSet or Deployment: a CronJob is suspended "
+                             "and unsuspended, not scaled; remove replicas")
+        return self
 
 
 class Hook(Model):

@@ -1,13 +1,15 @@
-"""Hold patches: how a workload is kept at 0 replicas on one side through its Flux Kustomizations.
+"""Hold patches: how a workload is kept stopped on one side through its Flux Kustomizations.
 
-A handoff (``spec.hooks[].handoff``) moves a StatefulSet or Deployment that must
-never run on both clusters. Scaling it by hand would not last: Flux applies the
-manifests again at its next reconcile and puts the replicas back. So the side
-that must not run it gets a *hold*: an entry in its Kustomizations'
+A handoff (``spec.hooks[].handoff``) moves a StatefulSet, Deployment or CronJob
+that must never run on both clusters. Stopping it by hand would not last: Flux
+applies the manifests again at its next reconcile and starts it again. So the
+side that must not run it gets a *hold*: an entry in its Kustomizations'
 ``spec.patches`` (kustomize-controller's field: ``{patch: <text>, target: {group,
-version, kind, name, namespace}}``) whose strategic-merge patch sets
-``spec.replicas: 0`` on exactly that workload. Flux then renders the workload at
-0 for as long as the hold is there, whatever the source says.
+version, kind, name, namespace}}``) whose strategic-merge patch stops exactly
+that workload: ``spec.replicas: 0`` for a StatefulSet or Deployment,
+``spec.suspend: true`` for a CronJob (it has no replicas; suspended, it starts
+no Job). Flux then renders the workload stopped for as long as the hold is
+there, whatever the source says.
 
 A hold is recognised by its target and by the annotation ``bluegreen.io/hold``
 in its patch document; any other patch a person wrote is left alone. The patch
@@ -16,7 +18,7 @@ land on the held workload too, so ``kubectl describe`` shows who holds it):
 
 * ``bluegreen.io/held-replicas``: how many replicas this side ran when it was
   held (what handing it back restores); absent on green's first hold, which
-  was there before green ever ran the workload;
+  was there before green ever ran the workload, and on a CronJob's holds;
 * ``bluegreen.io/held-since``: when the hold was put (scale-down timeouts).
 
 Kustomize reads a target's ``name`` and ``namespace`` as anchored regular
@@ -41,10 +43,17 @@ ANNOTATION_HELD_REPLICAS = "bluegreen.io/held-replicas"
 ANNOTATION_HELD_SINCE = "bluegreen.io/held-since"
 HOLD_MARK = "handoff"
 
+# Per kind: (group, version, what the hold's patch sets in spec).
+HELD_SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "StatefulSet": ("apps", "v1", {"replicas": 0}),
+    "Deployment": ("apps", "v1", {"replicas": 0}),
+    "CronJob": ("batch", "v1", {"suspend": True}),
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class HoldTarget:
-    """A workload a handoff moves: ``StatefulSet`` or ``Deployment`` (apps/v1), by namespace and name."""
+    """A workload a handoff moves: ``StatefulSet``, ``Deployment`` (apps/v1) or ``CronJob`` (batch/v1)."""
 
     kind: str
     namespace: str
@@ -77,21 +86,22 @@ def _anchored(name: str) -> str:
 
 
 def hold_patch(target: HoldTarget, *, replicas: int | None = None, since: str | None = None) -> dict[str, Any]:
-    """The ``spec.patches`` entry that keeps ``target`` at 0 replicas, remembering ``replicas`` and ``since``."""
+    """The ``spec.patches`` entry that keeps ``target`` stopped, remembering ``replicas`` and ``since``."""
+    group, version, held = HELD_SPECS[target.kind]
     annotations = {ANNOTATION_HOLD: HOLD_MARK}
     if replicas is not None:
         annotations[ANNOTATION_HELD_REPLICAS] = str(replicas)
     if since is not None:
         annotations[ANNOTATION_HELD_SINCE] = since
     document = {
-        "apiVersion": "apps/v1",
+        "apiVersion": f"{group}/{version}",
         "kind": target.kind,
         "metadata": {"name": target.name, "namespace": target.namespace, "annotations": annotations},
-        "spec": {"replicas": 0},
+        "spec": dict(held),
     }
     return {
         "patch": yaml.safe_dump(document, sort_keys=False),
-        "target": {"group": "apps", "version": "v1", "kind": target.kind,
+        "target": {"group": group, "version": version, "kind": target.kind,
                    "name": _anchored(target.name), "namespace": _anchored(target.namespace)},
     }
 

@@ -128,3 +128,95 @@ def test_a_destination_that_does_not_get_ready_in_time_fails() -> None:
     late = handoff.judge(seen, timeout=TIMEOUT, now=T0 + datetime.timedelta(minutes=12))
 
     assert (late.state, late.message) == ("Failed", "green's StatefulSet search/es-data: 2/3 ready after 10m")
+
+
+# --- CronJob: held means suspended, still running means an active Job, started means unsuspended --------
+
+INVOICES = flux_holds.HoldTarget(kind="CronJob", namespace="ops", name="invoices")
+CRON_HANDED = {handoff.ANNOTATION_HANDOFF_FROM: f"blue@{HELD_AT}", handoff.ANNOTATION_HANDOFF_REPLICAS: "1",
+               handoff.ANNOTATION_HANDOFF_SINCE: "2026-05-01T10:01:00Z"}
+
+
+def cron_job(*, suspend: bool | None, active: int = 0, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"schedule": "0 * * * *"}
+    if suspend is not None:
+        spec["suspend"] = suspend
+    jobs = [{"kind": "Job", "namespace": "ops", "name": f"invoices-2960{index}"} for index in range(active)]
+    return {"metadata": {"name": "invoices", "namespace": "ops", "generation": 2, "annotations": annotations or {}},
+            "spec": spec, "status": {"active": jobs} if jobs else {}}
+
+
+def cron_view(*, source_ks: tuple[dict[str, Any], ...], destination_ks: tuple[dict[str, Any], ...],
+              source: dict[str, Any], destination: dict[str, Any]) -> View:
+    return View(source="blue", destination="green", target=INVOICES, source_kustomizations=source_ks,
+                destination_kustomizations=destination_ks, source_workload=source, destination_workload=destination)
+
+
+CRON_BLUE_HELD = (kustomization("apps-blue", flux_holds.hold_patch(INVOICES, since=HELD_AT)),)
+CRON_GREEN_HELD = (kustomization("apps-green", flux_holds.hold_patch(INVOICES)),)
+CRON_GREEN_FREE = (kustomization("apps-green"),)
+
+CRON_STAGES = [
+    (cron_view(source_ks=(kustomization("apps-blue"),), destination_ks=CRON_GREEN_HELD, source=cron_job(suspend=None),
+               destination=cron_job(suspend=True)), Stage.NOT_STARTED, "Missing",
+     "blue's CronJob ops/invoices runs on its schedule; green's CronJob ops/invoices is not started yet"),
+    (cron_view(source_ks=CRON_BLUE_HELD, destination_ks=CRON_GREEN_HELD, source=cron_job(suspend=False, active=1),
+               destination=cron_job(suspend=True)), Stage.HOLD_SOURCE, "Running",
+     "holding blue's CronJob ops/invoices suspended: 1 of 1 Kustomizations hold it, spec.suspend is false"),
+    (cron_view(source_ks=CRON_BLUE_HELD, destination_ks=CRON_GREEN_HELD, source=cron_job(suspend=True, active=1),
+               destination=cron_job(suspend=True)), Stage.SOURCE_DRAINING, "Running",
+     "blue's CronJob ops/invoices: 1 Job still running"),
+    (cron_view(source_ks=CRON_BLUE_HELD, destination_ks=CRON_GREEN_HELD, source=cron_job(suspend=True, active=2),
+               destination=cron_job(suspend=True)), Stage.SOURCE_DRAINING, "Running",
+     "blue's CronJob ops/invoices: 2 Jobs still running"),
+    (cron_view(source_ks=CRON_BLUE_HELD, destination_ks=CRON_GREEN_HELD, source=cron_job(suspend=True),
+               destination=cron_job(suspend=True)), Stage.START_DESTINATION, "Running",
+     "blue's CronJob ops/invoices is suspended and runs no Job; green's CronJob ops/invoices is next"),
+    (cron_view(source_ks=CRON_BLUE_HELD, destination_ks=CRON_GREEN_HELD, source=cron_job(suspend=True),
+               destination=cron_job(suspend=False, annotations=CRON_HANDED)), Stage.RELEASE_DESTINATION, "Running",
+     "blue's CronJob ops/invoices is suspended and runs no Job; removing green's CronJob ops/invoices's hold"),
+    (cron_view(source_ks=CRON_BLUE_HELD, destination_ks=CRON_GREEN_FREE, source=cron_job(suspend=True),
+               destination=cron_job(suspend=True, annotations=CRON_HANDED)), Stage.SCALE_DESTINATION, "Running",
+     "green's CronJob ops/invoices: spec.suspend is true, the handoff unsuspends it (Flux suspended it again "
+     "while it still held it)"),
+    (cron_view(source_ks=CRON_BLUE_HELD, destination_ks=CRON_GREEN_FREE, source=cron_job(suspend=True),
+               destination=cron_job(suspend=None, annotations=CRON_HANDED)), Stage.DONE, "Succeeded",
+     "green's CronJob ops/invoices runs on its schedule (spec.suspend is false); blue's CronJob ops/invoices is "
+     "held suspended"),
+]
+
+
+@pytest.mark.parametrize(("seen", "stage", "state", "message"), CRON_STAGES,
+                         ids=[f"{stage.name}-{index}" for index, (_, stage, _, _) in enumerate(CRON_STAGES)])
+def test_a_cronjob_s_stages_are_read_from_suspend_and_active_jobs(seen: View, stage: Stage, state: str,
+                                                                  message: str) -> None:
+    assert handoff.stage_of(seen) is stage
+    observation = handoff.judge(seen, timeout=TIMEOUT, now=T0 + datetime.timedelta(minutes=2))
+    assert (observation.state, observation.message) == (state, message)
+
+
+def test_green_s_cronjob_is_unsuspended_whatever_blue_ran_and_blue_s_active_job_times_out() -> None:
+    # Blue's CronJob was suspended in its manifests when it was held: green is unsuspended all the same.
+    seen = cron_view(source_ks=CRON_BLUE_HELD, destination_ks=CRON_GREEN_HELD, source=cron_job(suspend=True),
+                     destination=cron_job(suspend=True))
+    assert seen.destination_target() == 1
+    assert handoff.RULES["CronJob"].spec_for(1) == {"suspend": False}
+    assert handoff.RULES["CronJob"].spec_for(0) == {"suspend": True}
+
+    running = dataclasses.replace(seen, source_workload=cron_job(suspend=True, active=1))
+    late = handoff.judge(running, timeout=TIMEOUT, now=T0 + datetime.timedelta(minutes=11))
+    assert (late.state, late.message) == (
+        "Failed", "blue's CronJob ops/invoices: 1 Job still running after 10m; green's CronJob ops/invoices was not "
+                  "started")
+
+
+def test_a_cronjob_reverse_waits_for_green_s_jobs() -> None:
+    green_held = (kustomization("apps-green", flux_holds.hold_patch(INVOICES, since=HELD_AT)),)
+    back = View(source="green", destination="blue", target=INVOICES, source_kustomizations=green_held,
+                destination_kustomizations=CRON_BLUE_HELD, source_workload=cron_job(suspend=True, active=1),
+                destination_workload=cron_job(suspend=True))
+
+    assert handoff.stage_of(back) is Stage.SOURCE_DRAINING
+    assert handoff.judge(back, timeout=TIMEOUT, now=T0).message == "green's CronJob ops/invoices: 1 Job still running"
+    done = dataclasses.replace(back, source_workload=cron_job(suspend=True))
+    assert handoff.stage_of(done) is Stage.START_DESTINATION

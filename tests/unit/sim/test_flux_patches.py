@@ -37,6 +37,17 @@ def test_a_hold_sets_zero_on_exactly_its_target() -> None:
     assert replicas(RENDERED) == [3, 3, 3, 2]  # what render returned is not changed
 
 
+def test_a_cronjob_hold_suspends_that_cronjob_and_leaves_a_workload_of_the_same_name() -> None:
+    cron_job = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "es-data", "namespace": "search"},
+                "spec": {"schedule": "0 * * * *", "suspend": False}}
+    hold = flux_holds.hold_patch(flux_holds.HoldTarget(kind="CronJob", namespace="search", name="es-data"))
+
+    patched = flux.apply_patches([*RENDERED, cron_job], [hold])
+
+    assert patched[-1]["spec"] == {"schedule": "0 * * * *", "suspend": True}
+    assert replicas(patched[:-1]) == [3, 3, 3, 2]
+
+
 def test_json6902_patches_and_regular_expression_targets_apply_in_order() -> None:
     patches = [
         {"patch": "- op: replace\n  path: /spec/replicas\n  value: 5\n", "target": {"kind": "StatefulSet",

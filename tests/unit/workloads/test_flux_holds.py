@@ -46,3 +46,16 @@ def test_hold_targets_are_the_handoffs_of_the_spec_once_each() -> None:
 
     assert flux_holds.hold_targets(spec) == (flux_holds.HoldTarget(kind="StatefulSet", namespace="search",
                                                                    name="es-data"),)
+
+
+def test_a_cronjob_s_hold_suspends_it_and_records_no_replicas() -> None:
+    invoices = flux_holds.HoldTarget(kind="CronJob", namespace="ops", name="invoices")
+    entry = flux_holds.hold_patch(invoices, since="2026-05-01T10:00:00Z")
+
+    assert entry["target"] == {"group": "batch", "version": "v1", "kind": "CronJob", "name": "invoices",
+                               "namespace": "ops"}
+    document = yaml.safe_load(entry["patch"])
+    assert (document["apiVersion"], document["kind"], document["spec"]) == ("batch/v1", "CronJob", {"suspend": True})
+    assert flux_holds.held_target(entry) == invoices
+    assert flux_holds.record_of(entry) == flux_holds.HoldRecord(replicas=None, since="2026-05-01T10:00:00Z")
+    assert flux_holds.find_hold([flux_holds.hold_patch(ES), entry], invoices) is entry
