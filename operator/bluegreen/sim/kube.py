@@ -50,7 +50,7 @@ import attrs
 import kmock
 from kmock._internal import rendering
 
-from bluegreen.sim import kube_logs, kube_patch, kube_selectors, kube_store
+from bluegreen.sim import eviction, kube_logs, kube_patch, kube_selectors, kube_store
 from bluegreen.sim.kube_http import HttpApi
 from bluegreen.sim.kube_resources import ResourceInfo
 from bluegreen.sim.kube_store import KubeApiError, Store
@@ -284,6 +284,11 @@ class KubeEmulator:
     def delete(self, resource: str, namespace: str | None, name: str) -> None:
         info = self.store.resolve_path(resource)
         self.store.delete(info, namespace, name)
+
+    def evict(self, namespace: str, name: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """Evict a pod through the Eviction API's rules (PodDisruptionBudgets); ``KubeApiError`` when refused."""
+        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace}}
+        return eviction.evict(self.store, namespace, name, body, dry_run=dry_run, manager=IN_PROCESS_MANAGER)
 
     def watch(self, resource: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         info = self.store.resolve_path(resource)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp.web
 import yaml
 
-from bluegreen.sim import kube_fields, kube_logs, kube_selectors, kube_store, kube_tables
+from bluegreen.sim import eviction, kube_fields, kube_logs, kube_selectors, kube_store, kube_tables
 from bluegreen.sim.kube_resources import ResourceInfo
 from bluegreen.sim.kube_store import KubeApiError, bad_request
 
@@ -76,6 +76,15 @@ def _waiting_reason(pod: dict[str, Any], container: str) -> str:
             if waiting.get("reason"):
                 return str(waiting["reason"])
     return "ContainerCreating"
+
+
+def _grace_period(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise bad_request(f'gracePeriodSeconds: Invalid value: "{value}": must be an integer') from None
 
 
 def _not_found() -> KubeApiError:
@@ -180,7 +189,7 @@ class HttpApi:
             raise _not_found()
         if subresource is not None and not (
                 (subresource == "status" and info.status_subresource) or (subresource == "scale" and info.scale)
-                or (subresource == "log" and _serves_logs(info))):
+                or (subresource in ("log", "eviction") and _serves_logs(info))):
             raise _not_found()
         return _Target(info, namespace, name, subresource, watch_prefix)
 
@@ -194,6 +203,14 @@ class HttpApi:
         info = target.info
         dry_run = query.get("dryRun") == "All"
         field_validation = query.get("fieldValidation")
+        if target.subresource == "eviction":
+            if method != "POST" or target.name is None or target.namespace is None:
+                raise KubeApiError(405, "MethodNotAllowed",
+                                   "the server does not allow this method on the requested resource")
+            self._count("create", target)
+            body = await self._body(request)
+            return _json(eviction.evict(self.store, target.namespace, target.name, body, dry_run=dry_run,
+                                        manager=_manager(request)), status=201)
         if target.subresource == "log":
             if method != "GET" or target.name is None:
                 raise KubeApiError(405, "MethodNotAllowed",
@@ -279,8 +296,10 @@ class HttpApi:
                     info, target.namespace, labels=labels, fields=fields)
                 return _json(self._list_body(info, deleted, str(self.store.resource_version)))
             self._count("delete", target)
+            grace = options.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
             deleted_obj = self.store.delete(info, target.namespace, target.name, propagation=propagation,
-                                            preconditions=options.get("preconditions"), dry_run=dry_run)
+                                            preconditions=options.get("preconditions"), dry_run=dry_run,
+                                            grace_period=_grace_period(grace))
             return self._object_response(request, info, deleted_obj)
         raise KubeApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
@@ -579,6 +598,9 @@ class HttpApi:
             if _serves_logs(info):
                 resources.append({"name": f"{info.plural}/log", "singularName": "", "namespaced": True,
                                   "kind": info.kind, "verbs": ["get"]})
+                # kubectl drain looks for this entry to decide it may evict (and through which version).
+                resources.append({"name": f"{info.plural}/eviction", "singularName": "", "namespaced": True,
+                                  "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]})
             if info.scale:
                 resources.append({"name": f"{info.plural}/scale", "singularName": "", "namespaced": info.namespaced,
                                   "group": "autoscaling", "version": "v1", "kind": "Scale",

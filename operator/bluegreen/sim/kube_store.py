@@ -121,6 +121,16 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _rfc3339_in(seconds: int) -> str:
+    # A graceful deletion's deletionTimestamp is when the grace period ends, not when it began.
+    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _is_pod(info: ResourceInfo) -> bool:
+    return info.group == "" and info.plural == "pods"
+
+
 class Event:
     """One committed change, shared by all watchers; encoded to JSON at most once per shape."""
 
@@ -291,6 +301,10 @@ class Store:
         # Validating admission, as a simulated controller's webhook: called with (resource, old or None, new)
         # on every create and update of an object (not of its status); a KubeApiError it raises refuses the write.
         self.admission: list[Callable[[ResourceInfo, dict[str, Any] | None, dict[str, Any]], None]] = []
+        # Nodes a simulated kubelet runs (sim.nodes): their pods are deleted gracefully, as on a real
+        # cluster (deletionTimestamp, then gone once the kubelet confirms with a grace period of 0).
+        # Pods elsewhere have no kubelet to confirm, so they go at once as before.
+        self.kubelet_nodes: set[str] = set()
         for info in kube_resources.BUILTIN_RESOURCES:
             self.register(info)
 
@@ -911,6 +925,8 @@ class Store:
         """Whether finalizers keep a deleted object: its own, or a namespace's spec.finalizers."""
         if _meta(obj).get("finalizers"):
             return True
+        if _is_pod(info) and _meta(obj).get("deletionGracePeriodSeconds"):
+            return True  # the kubelet has not confirmed the pod's end yet
         return info.group == "" and info.plural == "namespaces" and bool((obj.get("spec") or {}).get("finalizers"))
 
     def _index(
@@ -936,7 +952,7 @@ class Store:
     def delete(
             self, info: ResourceInfo, namespace: str | None, name: str, *,
             propagation: str | None = None, preconditions: dict[str, Any] | None = None,
-            dry_run: bool = False,
+            dry_run: bool = False, grace_period: int | None = None,
     ) -> dict[str, Any]:
         with self._lock:
             collection = self._collection(info)
@@ -955,7 +971,10 @@ class Store:
                     f"Precondition failed: ResourceVersion in precondition: {preconditions['resourceVersion']}, "
                     f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
                 )
+            grace = self._pod_grace(info, old, grace_period)
             if meta.get("deletionTimestamp"):
+                if grace == 0 and meta.get("deletionGracePeriodSeconds") and not dry_run:
+                    return self._shorten_grace(info, collection, old)  # the kubelet confirms: gone now
                 return old  # already being deleted: nothing changes
             if dry_run:
                 return old
@@ -964,11 +983,11 @@ class Store:
             is_crd = info.group == "apiextensions.k8s.io" and info.plural == "customresourcedefinitions"
             if propagation == "Orphan":
                 self._orphan(meta.get("uid"))
-            if meta.get("finalizers") or is_namespace:
+            if meta.get("finalizers") or is_namespace or grace:
                 new = kube_patch.clone(old)
                 new_meta = new["metadata"]
-                new_meta["deletionTimestamp"] = now_rfc3339()
-                new_meta["deletionGracePeriodSeconds"] = 0
+                new_meta["deletionTimestamp"] = _rfc3339_in(grace)
+                new_meta["deletionGracePeriodSeconds"] = grace
                 if new_meta.get("generation"):
                     new_meta["generation"] = int(new_meta["generation"]) + 1
                 if is_namespace:
@@ -980,6 +999,26 @@ class Store:
                     self._cleanup_crd(new)
                 return new
             return self._remove(info, collection, key)
+
+    def _pod_grace(self, info: ResourceInfo, pod: dict[str, Any], requested: int | None) -> int:
+        """The grace period a pod's deletion gets: 0 unless a simulated kubelet runs its node."""
+        if not _is_pod(info):
+            return 0
+        spec = pod.get("spec") or {}
+        if spec.get("nodeName") not in self.kubelet_nodes:
+            return 0
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return 0  # nothing left to stop, as the apiserver's pod strategy decides
+        if requested is not None:
+            return max(int(requested), 0)
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        return grace if isinstance(grace, int) and grace >= 0 else 30
+
+    def _shorten_grace(self, info: ResourceInfo, collection: _Collection, old: dict[str, Any]) -> dict[str, Any]:
+        new = kube_patch.clone(old)
+        new["metadata"]["deletionGracePeriodSeconds"] = 0
+        new["metadata"]["deletionTimestamp"] = now_rfc3339()
+        return self._commit_modified(info, collection, old, new)
 
     def _remove(self, info: ResourceInfo, collection: _Collection, key: tuple[str, str]) -> dict[str, Any]:
         old = collection.objects.pop(key)
