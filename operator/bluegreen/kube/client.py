@@ -109,6 +109,7 @@ class ApiError(KubeError):
         self.message = message
         self.method = method
         self.path = path
+        self.causes: builtins.list[str] = []  # details.causes[].message, when the Status has any
 
 
 class NotFoundError(ApiError):
@@ -121,6 +122,15 @@ class ConflictError(ApiError):
 
 class InvalidError(ApiError):
     """422: the object was refused by validation; ``message`` says which field."""
+
+
+class EvictionBlockedError(ApiError):
+    """429 on an eviction: a PodDisruptionBudget allows no disruption now; ``causes`` name the budget."""
+
+    def __init__(self, status: int, reason: str, message: str, *, causes: builtins.list[str],
+                 method: str = "", path: str = "") -> None:
+        super().__init__(status, reason, message, method=method, path=path)
+        self.causes = causes
 
 
 _ERRORS: dict[int, type[ApiError]] = {404: NotFoundError, 409: ConflictError, 422: InvalidError}
@@ -318,6 +328,24 @@ class KubeClient:
             return False
         return True
 
+    async def evict(self, namespace: str, name: str) -> None:
+        """Evict a pod through the Eviction API (``policy/v1``), which honours PodDisruptionBudgets.
+
+        Returns once the apiserver accepted it (201; the pod is then terminating or gone).
+        Raises :class:`EvictionBlockedError` on 429 (a budget blocks: retry later),
+        :class:`NotFoundError` when the pod does not exist, :class:`ApiError` otherwise
+        (500 when several budgets select the pod).
+        """
+        path = Resource("", "v1", "pods").path(namespace=namespace, name=name, subresource="eviction")
+        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace}}
+        try:
+            await self._send("POST", path, body=body)
+        except ApiError as exc:
+            if exc.status != 429:
+                raise
+            raise EvictionBlockedError(exc.status, exc.reason, exc.message, causes=exc.causes,
+                                       method=exc.method, path=exc.path) from None
+
     async def get_text(
         self,
         resource: Resource,
@@ -468,13 +496,20 @@ def _api_error(status: int, text: str, *, method: str, path: str) -> ApiError:
         payload = json.loads(text)
     except ValueError:
         payload = None
+    causes: list[str] = []
     if isinstance(payload, dict):
         reason = str(payload.get("reason") or "")
         message = str(payload.get("message") or "")
+        details = payload.get("details")
+        if isinstance(details, dict):
+            causes = [str(cause.get("message") or "") for cause in details.get("causes") or ()
+                      if isinstance(cause, dict)]
     if not message:
         message = text.strip()[:300] or f"HTTP {status}"
     error_type = _ERRORS.get(status, ApiError)
-    return error_type(status, reason or _default_reason(status), message, method=method, path=path)
+    error = error_type(status, reason or _default_reason(status), message, method=method, path=path)
+    error.causes = causes
+    return error
 
 
 def _default_reason(status: int) -> str:
