@@ -110,6 +110,8 @@ class ApiError(KubeError):
         self.method = method
         self.path = path
         self.causes: builtins.list[str] = []  # details.causes[].message, when the Status has any
+        self.details: dict[str, Any] = {}  # the Status's details, as sent
+        self.retry_after: float | None = None  # Retry-After (or details.retryAfterSeconds), when given
 
 
 class NotFoundError(ApiError):
@@ -328,23 +330,36 @@ class KubeClient:
             return False
         return True
 
-    async def evict(self, namespace: str, name: str) -> None:
+    async def evict(self, namespace: str, name: str, *, uid: str | None = None,
+                    grace_period_seconds: int | None = None) -> None:
         """Evict a pod through the Eviction API (``policy/v1``), which honours PodDisruptionBudgets.
 
-        Returns once the apiserver accepted it (201; the pod is then terminating or gone).
-        Raises :class:`EvictionBlockedError` on 429 (a budget blocks: retry later),
-        :class:`NotFoundError` when the pod does not exist, :class:`ApiError` otherwise
-        (500 when several budgets select the pod).
+        ``uid``: evict only that pod (a StatefulSet's replacement of the same name is not touched; the
+        apiserver answers 409). Returns once the apiserver accepted it (201; the pod is then terminating
+        or gone). Raises :class:`EvictionBlockedError` on 429 (a budget blocks: retry later; ``details``
+        and ``retry_after`` as sent), :class:`NotFoundError` when the pod does not exist,
+        :class:`ConflictError` when ``uid`` no longer matches, :class:`ApiError` otherwise (500 when
+        several budgets select the pod).
         """
         path = Resource("", "v1", "pods").path(namespace=namespace, name=name, subresource="eviction")
-        body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace}}
+        body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction",
+                                "metadata": {"name": name, "namespace": namespace}}
+        options: dict[str, Any] = {}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        if options:
+            body["deleteOptions"] = options
         try:
             await self._send("POST", path, body=body)
         except ApiError as exc:
             if exc.status != 429:
                 raise
-            raise EvictionBlockedError(exc.status, exc.reason, exc.message, causes=exc.causes,
-                                       method=exc.method, path=exc.path) from None
+            blocked = EvictionBlockedError(exc.status, exc.reason, exc.message, causes=exc.causes,
+                                           method=exc.method, path=exc.path)
+            blocked.details, blocked.retry_after = exc.details, exc.retry_after
+            raise blocked from None
 
     async def get_text(
         self,
@@ -480,16 +495,17 @@ class KubeClient:
             ) as response:
                 text = await response.text()
                 status = response.status
+                retry_after = response.headers.get("Retry-After")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             detail = str(exc) or type(exc).__name__
             raise UnreachableError(f"{method} {self.connection.server}{path}: {detail}") from None
         logger.debug("%s %s%s -> %s", method, self.connection.server, path, status)
         if status >= 400:
-            raise _api_error(status, text, method=method, path=path)
+            raise _api_error(status, text, method=method, path=path, retry_after=retry_after)
         return status, text
 
 
-def _api_error(status: int, text: str, *, method: str, path: str) -> ApiError:
+def _api_error(status: int, text: str, *, method: str, path: str, retry_after: str | None = None) -> ApiError:
     reason = ""
     message = ""
     try:
@@ -497,11 +513,12 @@ def _api_error(status: int, text: str, *, method: str, path: str) -> ApiError:
     except ValueError:
         payload = None
     causes: list[str] = []
+    details: dict[str, Any] = {}
     if isinstance(payload, dict):
         reason = str(payload.get("reason") or "")
         message = str(payload.get("message") or "")
-        details = payload.get("details")
-        if isinstance(details, dict):
+        if isinstance(payload.get("details"), dict):
+            details = payload["details"]
             causes = [str(cause.get("message") or "") for cause in details.get("causes") or ()
                       if isinstance(cause, dict)]
     if not message:
@@ -509,6 +526,12 @@ def _api_error(status: int, text: str, *, method: str, path: str) -> ApiError:
     error_type = _ERRORS.get(status, ApiError)
     error = error_type(status, reason or _default_reason(status), message, method=method, path=path)
     error.causes = causes
+    error.details = details
+    seconds = details.get("retryAfterSeconds")
+    if retry_after is not None and retry_after.strip().isdigit():
+        error.retry_after = float(retry_after.strip())
+    elif isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
+        error.retry_after = float(seconds)
     return error
 
 

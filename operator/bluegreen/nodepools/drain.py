@@ -27,12 +27,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
-
-import aiohttp
 
 from bluegreen.kube import client as kubeclient
 from bluegreen.kube.client import KubeClient, Resource
@@ -126,78 +123,32 @@ async def evict(client: KubeClient, pod: Mapping[str, Any] | PodRef, *,
                 grace_period_seconds: int | None = None) -> Eviction:
     """Ask the API server to evict one pod; every answer but 201/404/429 (and 409 on the uid) is raised."""
     ref = pod if isinstance(pod, PodRef) else PodRef.of(pod)
-    delete_options: dict[str, Any] = {}
-    if ref.uid:
-        delete_options["preconditions"] = {"uid": ref.uid}
-    if grace_period_seconds is not None:
-        delete_options["gracePeriodSeconds"] = grace_period_seconds
-    body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction",
-                            "metadata": {"name": ref.name, "namespace": ref.namespace}}
-    if delete_options:
-        body["deleteOptions"] = delete_options
-    path = PODS.path(namespace=ref.namespace, name=ref.name, subresource="eviction")
-    status, text, retry_header = await _post(client, path, body)
-    if status < 300:
-        return Eviction(ref, EvictionResult.EVICTED)
-    payload = _json_object(text)
-    message = str(payload.get("message") or "")
-    if status == 404:
-        return Eviction(ref, EvictionResult.GONE, message)
-    if status == 409 and ref.uid and "precondition" in message.lower():
-        return Eviction(ref, EvictionResult.GONE, message)
-    if status == 429:
-        return _blocked(ref, payload, retry_header)
-    raise kubeclient._api_error(status, text, method="POST", path=path)
+    try:
+        await client.evict(ref.namespace, ref.name, uid=ref.uid or None, grace_period_seconds=grace_period_seconds)
+    except kubeclient.NotFoundError as exc:
+        return Eviction(ref, EvictionResult.GONE, exc.message)
+    except kubeclient.ConflictError as exc:
+        if ref.uid and "precondition" in exc.message.lower():  # a new pod of the same name: ours is gone
+            return Eviction(ref, EvictionResult.GONE, exc.message)
+        raise
+    except kubeclient.EvictionBlockedError as exc:
+        return _blocked(ref, exc)
+    return Eviction(ref, EvictionResult.EVICTED)
 
 
-def _blocked(ref: PodRef, payload: Mapping[str, Any], retry_header: str | None) -> Eviction:
-    details = payload.get("details") or {}
+def _blocked(ref: PodRef, error: kubeclient.EvictionBlockedError) -> Eviction:
     budget: str | None = None
-    messages = [str(payload.get("message") or "TooManyRequests")]
-    for cause in details.get("causes") or ():
-        if cause.get("reason") != DISRUPTION_BUDGET_CAUSE:
+    messages = [error.message or "TooManyRequests"]
+    for cause in error.details.get("causes") or ():
+        if not isinstance(cause, dict) or cause.get("reason") != DISRUPTION_BUDGET_CAUSE:
             continue
         cause_message = str(cause.get("message") or "")
         messages.append(cause_message)
         match = _BUDGET_NAME.match(cause_message)
         if match and budget is None:
             budget = match.group(1)
-    retry_after: float | None = None
-    if retry_header and retry_header.strip().isdigit():
-        retry_after = float(retry_header.strip())
-    elif isinstance(details.get("retryAfterSeconds"), int | float) and details["retryAfterSeconds"] > 0:
-        retry_after = float(details["retryAfterSeconds"])
-    return Eviction(ref, EvictionResult.BLOCKED_BY_BUDGET, " ".join(messages), budget=budget, retry_after=retry_after)
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-async def _post(client: KubeClient, path: str, body: Mapping[str, Any]) -> tuple[int, str, str | None]:
-    # KubeClient raises every error status as an ApiError that keeps only reason and message, and a
-    # 429's budget name is in details.causes and its delay in Retry-After. Until the client can hand
-    # those back, this one request goes through the client's own session, credentials and TLS.
-    headers = client._headers()
-    headers["Content-Type"] = "application/json"
-    extra: dict[str, Any] = {}
-    if client._ssl is not None:
-        extra["ssl"] = client._ssl
-        if client.connection.tls_server_name:
-            extra["server_hostname"] = client.connection.tls_server_name
-    params = {"fieldManager": client.field_manager} if client.field_manager else None
-    url = client.connection.server + path
-    try:
-        async with client._session_now().post(url, data=json.dumps(body).encode(), headers=headers,
-                                              params=params, **extra) as response:
-            return response.status, await response.text(), response.headers.get("Retry-After")
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        raise kubeclient.UnreachableError(f"POST {client.connection.server}{path}: "
-                                          f"{str(exc) or type(exc).__name__}") from None
+    return Eviction(ref, EvictionResult.BLOCKED_BY_BUDGET, " ".join(messages), budget=budget,
+                    retry_after=error.retry_after)
 
 
 # --- one pass over one node ----------------------------------------------------------------------
