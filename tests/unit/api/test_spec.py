@@ -41,6 +41,7 @@ def with_(path: str, value: Any) -> dict[str, Any]:
 
 
 _DELETE = object()
+HANDOFF_HOOK = {"name": "es-move", "at": "BeforeTraffic", "handoff": {"namespace": "search", "name": "es"}}
 
 
 def problems_of(raw: dict[str, Any]) -> list[str]:
@@ -99,6 +100,26 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], str, list[str]]] = [
     ("strategy not in this release",
      lambda: with_("strategy", "NodePools"),
      "spec.strategy", ["NodePools is not available in this release; use Auto, BlueGreen, InPlace"]),
+    ("blue/green without traffic",
+     lambda: with_("traffic", _DELETE),
+     "spec.traffic", ["required for strategy BlueGreen", "routers and steps"]),
+    ("hooks in place",
+     lambda: {**with_("strategy", "InPlace"), "hooks": [HANDOFF_HOOK]},
+     "spec.hooks[0]", ["strategy InPlace has none", "use BlueGreen or Auto"]),
+    ("a handoff in git mode",
+     lambda: {**with_("workloads.flux", {"mode": "git", "git": {"url": "https://git.example.com/fleet.git"}}),
+              "hooks": [HANDOFF_HOOK]},
+     "spec.hooks[0].handoff", ["needs spec.workloads.flux.mode remote"]),
+    ("two hooks of one name",
+     lambda: {**valid(), "hooks": [HANDOFF_HOOK, HANDOFF_HOOK]},
+     "spec.hooks[1].name", ["also the name of hooks[0]"]),
+    ("a hook doing two things",
+     lambda: {**valid(), "hooks": [{**HANDOFF_HOOK, "job": {"template": {"template": {"spec": {
+         "containers": [{"name": "c", "image": "x"}]}}}}}]},
+     "spec.hooks[0]", ["set job or handoff (not both)"]),
+    ("a weight between minors",
+     lambda: {**with_("strategy", "InPlace"), "inPlace": {"betweenMinors": [{"setWeight": 50}]}},
+     "spec.inPlace.betweenMinors[0].setWeight", ["moves no traffic", "pause or analysis"]),
     ("strategy in the wrong case",
      lambda: with_("strategy", "bluegreen"),
      "spec.strategy", ["use one of: BlueGreen, InPlace, NodePools, Auto", "case-sensitive: BlueGreen"]),
@@ -238,6 +259,19 @@ def test_two_unknown_router_kinds_are_two_problems() -> None:
         f"spec.traffic.routers[0].nginx: unknown router kind 'nginx'; use one of: {known}",
         f"spec.traffic.routers[0].envoy: unknown router kind 'envoy'; use one of: {known}",
     ]
+
+
+def test_in_place_needs_no_traffic_and_auto_needs_it() -> None:
+    raw = with_("strategy", "InPlace")
+    del raw["traffic"]
+    parsed = spec.parse_spec(raw)
+    assert parsed.routers == [] and parsed.traffic_spec is None
+    with pytest.raises(ValueError, match="strategy InPlace moves no traffic"):
+        _ = parsed.traffic
+    raw["strategy"] = "Auto"
+    assert problems_of(raw) == [
+        "spec.traffic: required for strategy Auto: add routers and steps "
+        "(see `kubectl explain clusterupgrade.spec.traffic`)"]
 
 
 def test_spec_error_reads_as_its_problems() -> None:
