@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from bluegreen.sim.kube import KubeEmulator
 
 logger = logging.getLogger(__name__)
 
@@ -80,3 +83,76 @@ class KeyedWorkers(Generic[Key]):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+
+
+class WatchingController(Generic[Key]):
+    """A controller of one emulator: its watches turn events into keys, each key reconciled by KeyedWorkers.
+
+    Watches are opened before the first listing, so nothing falls between the two, and opened again if
+    they end while the emulator still serves. Subclasses say what they watch (``watched``), which keys
+    an object wakes (``keys_of``) and how a key is reconciled (``_sync``); ``registry`` is the module's
+    map of attached controllers, which a stopped controller leaves.
+    """
+
+    def __init__(self, emulator: KubeEmulator, *, name: str, watched: Sequence[str],
+                 registry: dict[int, Any]) -> None:
+        self.emulator = emulator
+        self.done = False
+        self._name = f"{name}@{emulator.name}"
+        self._watched = tuple(watched)
+        self._registry = registry
+        self._workers: KeyedWorkers[Key] = KeyedWorkers(self._sync, name=self._name)
+        self._task: asyncio.Task[None] | None = None
+        self._watches: list[Any] = []
+        self._stopping = False
+
+    def keys_of(self, resource: str, event_type: str, obj: Mapping[str, Any]) -> Iterable[Key]:
+        raise NotImplementedError
+
+    async def _sync(self, key: Key) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for watch in self._watches:
+            await watch.aclose()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def idle(self) -> None:
+        """Wait until no reconcile runs."""
+        await self._workers.idle()
+
+    async def _run(self) -> None:
+        try:
+            while self.emulator.serving and not self._stopping:
+                watches = [(resource, self.emulator.watch(resource)) for resource in self._watched]
+                self._watches = [watch for _, watch in watches]
+                for resource in self._watched:
+                    for obj in self.emulator.list(resource):
+                        self._enqueue(resource, "ADDED", obj)
+                consumers = [asyncio.create_task(self._consume(resource, watch)) for resource, watch in watches]
+                try:
+                    await asyncio.wait(consumers, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for consumer in consumers:
+                        consumer.cancel()
+                    await asyncio.gather(*consumers, return_exceptions=True)
+                    for _, watch in watches:
+                        await watch.aclose()  # type: ignore[attr-defined]
+        finally:
+            self.done = True
+            await self._workers.close()
+            if self._registry.get(id(self.emulator)) is self:
+                del self._registry[id(self.emulator)]
+
+    async def _consume(self, resource: str, watch: Any) -> None:
+        async for event_type, obj in watch:
+            self._enqueue(resource, event_type, obj)
+
+    def _enqueue(self, resource: str, event_type: str, obj: Mapping[str, Any]) -> None:
+        for key in self.keys_of(resource, event_type, obj):
+            self._workers.enqueue(key)

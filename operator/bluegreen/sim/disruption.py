@@ -22,13 +22,13 @@ This module belongs to the test world: product code must not import it.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bluegreen.sim import eviction, kube_store
-from bluegreen.sim.controllers import KeyedWorkers
+from bluegreen.sim.controllers import WatchingController
 from bluegreen.sim.kube import KubeEmulator
 
 PODS = "v1/pods"
@@ -74,59 +74,16 @@ def _parse_time(text: str) -> datetime.datetime | None:
         return None
 
 
-class DisruptionController:
-    """The disruption controller of one emulator."""
+class DisruptionController(WatchingController[str]):
+    """The disruption controller of one emulator; a reconcile key is a namespace."""
 
     def __init__(self, emulator: KubeEmulator) -> None:
-        self.emulator = emulator
         self.budgets = _budgets_resource(emulator)
-        self.done = False
-        self._workers: KeyedWorkers[str] = KeyedWorkers(self._sync, name=f"disruption@{emulator.name}")
-        self._task: asyncio.Task[None] | None = None
-        self._watches: list[Any] = []
-        self._stopping = False
+        super().__init__(emulator, name="disruption", watched=(self.budgets, *WATCHED), registry=_attached)
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"disruption@{self.emulator.name}")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        for watch in self._watches:
-            await watch.aclose()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def idle(self) -> None:
-        await self._workers.idle()
-
-    async def _run(self) -> None:
-        try:
-            resources = (self.budgets, *WATCHED)
-            while self.emulator.serving and not self._stopping:
-                watches = [self.emulator.watch(resource) for resource in resources]
-                self._watches = watches
-                for item in self.emulator.list(self.budgets):
-                    self._workers.enqueue(str(item["metadata"]["namespace"]))
-                consumers = [asyncio.create_task(self._consume(watch)) for watch in watches]
-                try:
-                    await asyncio.wait(consumers, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for consumer in consumers:
-                        consumer.cancel()
-                    await asyncio.gather(*consumers, return_exceptions=True)
-                    for watch in watches:
-                        await watch.aclose()  # type: ignore[attr-defined]
-        finally:
-            self.done = True
-            await self._workers.close()
-            if _attached.get(id(self.emulator)) is self:
-                del _attached[id(self.emulator)]
-
-    async def _consume(self, watch: Any) -> None:
-        async for _, obj in watch:
-            namespace = (obj.get("metadata") or {}).get("namespace")
-            if namespace:
-                self._workers.enqueue(str(namespace))
+    def keys_of(self, resource: str, event_type: str, obj: Mapping[str, Any]) -> Iterable[str]:
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        return (str(namespace),) if namespace else ()
 
     async def _sync(self, namespace: str) -> None:
         pods = self.emulator.list(PODS, namespace)

@@ -31,14 +31,14 @@ This module belongs to the test world: product code must not import it.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bluegreen.sim import disruption, eviction, kube_store, workloads_ctl
-from bluegreen.sim.controllers import KeyedWorkers
+from bluegreen.sim.controllers import WatchingController
 from bluegreen.sim.kube import KubeEmulator
 from bluegreen.sim.kube_store import now_rfc3339
 
@@ -102,62 +102,20 @@ def _template_hash(template: Any) -> str:
     return "".join(alphabet[int(digest[index:index + 2], 16) % len(alphabet)] for index in range(0, 20, 2))
 
 
-class ClusterSimulator:
+class ClusterSimulator(WatchingController[str]):
     """Nodes, scheduler, kubelets and the Deployment/ReplicaSet/DaemonSet controllers of one emulator."""
 
     def __init__(self, emulator: KubeEmulator, *, pods_per_node: int, node_ready_delay: float,
                  pod_ready_delay: float, kill_delay: float) -> None:
-        self.emulator = emulator
+        super().__init__(emulator, name="cluster", watched=WATCHED, registry=_attached)
         self.pods_per_node = pods_per_node
         self.node_ready_delay = node_ready_delay
         self.pod_ready_delay = pod_ready_delay
         self.kill_delay = kill_delay
-        self.done = False
-        self._workers: KeyedWorkers[str] = KeyedWorkers(self._sync, name=f"cluster@{emulator.name}")
-        self._task: asyncio.Task[None] | None = None
-        self._watches: list[Any] = []
-        self._stopping = False
         self._due: dict[str, float] = {}  # uid -> monotonic time a node/pod/deletion step is due
 
-    # --- lifecycle ----------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"cluster@{self.emulator.name}")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        for watch in self._watches:
-            await watch.aclose()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def idle(self) -> None:
-        await self._workers.idle()
-
-    async def _run(self) -> None:
-        try:
-            while self.emulator.serving and not self._stopping:
-                watches = [self.emulator.watch(resource) for resource in WATCHED]
-                self._watches = watches
-                self._workers.enqueue(_CLUSTER)
-                consumers = [asyncio.create_task(self._consume(watch)) for watch in watches]
-                try:
-                    await asyncio.wait(consumers, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for consumer in consumers:
-                        consumer.cancel()
-                    await asyncio.gather(*consumers, return_exceptions=True)
-                    for watch in watches:
-                        await watch.aclose()  # type: ignore[attr-defined]
-        finally:
-            self.done = True
-            await self._workers.close()
-            if _attached.get(id(self.emulator)) is self:
-                del _attached[id(self.emulator)]
-
-    async def _consume(self, watch: Any) -> None:
-        async for _ in watch:
-            self._workers.enqueue(_CLUSTER)
+    def keys_of(self, resource: str, event_type: str, obj: Mapping[str, Any]) -> Iterable[str]:
+        return (_CLUSTER,)  # the clusters simulated here are a handful of nodes: one pass looks at all
 
     # --- what a test does ---------------------------------------------------------------------------
 

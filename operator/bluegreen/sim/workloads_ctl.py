@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bluegreen.sim import kube_store
-from bluegreen.sim.controllers import KeyedWorkers
+from bluegreen.sim.controllers import WatchingController
 from bluegreen.sim.kube import KubeEmulator
 
 logger = logging.getLogger(__name__)
@@ -58,60 +59,15 @@ def _int(value: Any, default: int = 0) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-class WorkloadController:
+class WorkloadController(WatchingController[Key]):
     """The StatefulSet and Deployment controllers of one emulator (status only)."""
 
     def __init__(self, emulator: KubeEmulator, *, pod_delay: float = 0.05) -> None:
-        self.emulator = emulator
+        super().__init__(emulator, name="workloads", watched=RESOURCES, registry=_attached)
         self.pod_delay = pod_delay
-        self.done = False
-        self._workers: KeyedWorkers[Key] = KeyedWorkers(self._sync, name=f"workloads@{emulator.name}")
-        self._task: asyncio.Task[None] | None = None
-        self._watches: list[Any] = []
-        self._stopping = False
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"workloads@{self.emulator.name}")
-
-    async def stop(self) -> None:
-        self._stopping = True
-        for watch in self._watches:
-            await watch.aclose()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def idle(self) -> None:
-        """Wait until no workload is being scaled."""
-        await self._workers.idle()
-
-    async def _run(self) -> None:
-        try:
-            while self.emulator.serving and not self._stopping:
-                # Watches first, then the lists: nothing falls between the two.
-                watches = [(resource, self.emulator.watch(resource)) for resource in RESOURCES]
-                self._watches = [watch for _, watch in watches]
-                for resource in RESOURCES:
-                    for item in self.emulator.list(resource):
-                        self._workers.enqueue(_key(resource, item))
-                consumers = [asyncio.create_task(self._consume(resource, watch)) for resource, watch in watches]
-                try:
-                    await asyncio.wait(consumers, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for consumer in consumers:
-                        consumer.cancel()
-                    await asyncio.gather(*consumers, return_exceptions=True)
-                    for _, watch in watches:
-                        await watch.aclose()  # type: ignore[attr-defined]
-        finally:
-            self.done = True
-            await self._workers.close()
-            if _attached.get(id(self.emulator)) is self:
-                del _attached[id(self.emulator)]
-
-    async def _consume(self, resource: str, watch: Any) -> None:
-        async for event_type, obj in watch:
-            if event_type != "DELETED":
-                self._workers.enqueue(_key(resource, obj))
+    def keys_of(self, resource: str, event_type: str, obj: Mapping[str, Any]) -> Iterable[Key]:
+        return () if event_type == "DELETED" else (_key(resource, obj),)
 
     async def _sync(self, key: Key) -> None:
         resource, namespace, name = key
@@ -158,6 +114,6 @@ class WorkloadController:
         return True
 
 
-def _key(resource: str, obj: dict[str, Any]) -> Key:
+def _key(resource: str, obj: Mapping[str, Any]) -> Key:
     meta = obj.get("metadata") or {}
     return (resource, str(meta.get("namespace", "")), str(meta.get("name", "")))
