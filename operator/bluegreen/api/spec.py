@@ -84,7 +84,7 @@ class Strategy(enum.StrEnum):
 
 # Strategies this build carries out; the others are part of the API but refused
 # by validation until their issue lands, with a message that says so.
-IMPLEMENTED_STRATEGIES = frozenset({Strategy.BLUE_GREEN, Strategy.IN_PLACE, Strategy.AUTO})
+IMPLEMENTED_STRATEGIES = frozenset({Strategy.BLUE_GREEN, Strategy.IN_PLACE, Strategy.NODE_POOLS, Strategy.AUTO})
 
 
 class ClusterProviderKind(enum.StrEnum):
@@ -1021,13 +1021,168 @@ class InPlaceSpec(Model):
         return steps
 
 
+class LocalStorage(enum.StrEnum):
+    """What a drain does with a pod that has an emptyDir volume."""
+
+    EVICT = "Evict"  # evict it; the volume's data is lost (kubectl drain --delete-emptydir-data)
+    BLOCK = "Block"  # stop the drain of its node, naming the pod, until a person decides
+
+
+class MachineConfigChange(Model):
+    """EKS Anywhere: the machine config the new worker group uses."""
+
+    name: K8sName | None = Field(
+        default=None, description="An existing machine config (same kind as the old group's) for the new group.",
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Or: the old group's machine config cloned for the new group, with this JSON merge patch "
+                    "(e.g. {spec: {template: /Datacenter/vm/ubuntu-2204-kube-v1.31-2}}).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> MachineConfigChange:
+        if self.name is not None and self.overrides:
+            raise ValueError("name uses an existing machine config and overrides clones the old one: set one")
+        return self
+
+
+class NodePool(Model):
+    """One worker pool to rotate, and what its replacement changes."""
+
+    name: K8sName = Field(
+        description="The pool: a Cluster API topology machineDeployments[].name, or an EKS Anywhere "
+                    "workerNodeGroupConfigurations[].name. The two pools alternate as <name>-blue and "
+                    "<name>-green; <name> itself is the pool before its first rotation.",
+    )
+    class_: K8sName | None = Field(
+        default=None, alias="class",
+        description="Cluster API: the machineDeployment class (in the ClusterClass) of the new pool; "
+                    "default: the old pool's.",
+    )
+    machine_config: MachineConfigChange | None = Field(
+        default=None, description="EKS Anywhere: the new group's machine config; default: the old group's.",
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="JSON merge patch applied to the new pool's entry (a machineDeployments[] item, or a "
+                    "workerNodeGroupConfigurations[] item): variables, labels, taints, failure domain...",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    @property
+    def family(self) -> str:
+        """The pool's name without a -blue/-green suffix."""
+        for suffix in ("-blue", "-green"):
+            if self.name.endswith(suffix):
+                return self.name[: -len(suffix)]
+        return self.name
+
+
+class NodeHAProxy(Model):
+    """An HAProxy backend with one server per worker node (by the node's InternalIP)."""
+
+    runtime_api: str = Field(alias="runtimeAPI", pattern=RUNTIME_API_PATTERN,
+                             description="HAProxy runtime API socket: unix:///run/haproxy.sock or tcp://host:port.")
+    backend: str = Field(pattern=HAPROXY_NAME_PATTERN, description="The backend whose servers are the nodes.")
+    timeout: Duration = Field(default="5s", description="How long one runtime API command may take.")
+
+
+class NodeTargetGroup(Model):
+    """An ELBv2 target group whose targets are the worker nodes (a NodePort service behind an NLB or ALB)."""
+
+    target_group_arn: str = Field(alias="targetGroupARN", min_length=1)
+    aws: AwsAccess = Field(default_factory=AwsAccess)
+
+
+class NodeLoadBalancer(Model):
+    """A load balancer that must know every new node (registered and healthy) before any pod moves."""
+
+    haproxy: NodeHAProxy | None = None
+    elbv2: NodeTargetGroup | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> NodeLoadBalancer:
+        if (self.haproxy is None) == (self.elbv2 is None):
+            raise ValueError("a load balancer is one of haproxy or elbv2: set exactly one")
+        return self
+
+    @property
+    def name(self) -> str:
+        if self.haproxy is not None:
+            return f"haproxy {self.haproxy.backend}"
+        assert self.elbv2 is not None
+        arn = self.elbv2.target_group_arn  # arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID
+        parts = arn.split("/")
+        return f"target group {parts[1] if len(parts) == 3 else arn}"
+
+
+class BudgetTimeoutAction(enum.StrEnum):
+    WAIT = "Wait"  # keep asking, with condition NodesDrained=False reason DrainBlocked, until the budget allows
+    ABORT = "Abort"  # stop the rotation as an abort would: old nodes uncordoned, nothing deleted
+
+
+class DrainSpec(Model):
+    """How old nodes are drained: one at a time, through the Eviction API."""
+
+    pause_between_nodes: Duration = Field(default="0s", description="Wait after a node's pods are back, "
+                                                                     "before the next node.")
+    budget_timeout: Duration = Field(
+        default="15m", description="How long a PodDisruptionBudget may refuse an eviction before it is reported "
+                                   "(condition NodesDrained=False, reason DrainBlocked) or aborts.",
+    )
+    on_budget_timeout: BudgetTimeoutAction = Field(default=BudgetTimeoutAction.WAIT)
+    replacement_timeout: Duration = Field(
+        default="10m", description="How long evicted pods' replacements may take to be Running and Ready on new "
+                                   "nodes before it is reported (the drain keeps waiting).",
+    )
+    local_storage: LocalStorage = Field(
+        default=LocalStorage.EVICT, description="Pods with emptyDir volumes: Evict (their data is lost) or Block.",
+    )
+    grace_period_seconds: int | None = Field(
+        default=None, ge=0, description="Override the pods' terminationGracePeriodSeconds when evicting.",
+    )
+
+
+class NodePoolsSpec(Model):
+    """Strategy NodePools: new worker pools beside the old, pods moved over node by node, old pools scaled to 0."""
+
+    pools: list[NodePool] = Field(min_length=1, description="The worker pools to rotate.")
+    drain: DrainSpec = Field(default_factory=DrainSpec)
+    load_balancers: list[NodeLoadBalancer] = Field(
+        default_factory=list,
+        description="Load balancers that must have every new node registered and healthy before any pod moves.",
+    )
+    nodes_timeout: Duration = Field(
+        default="30m", description="How long the new pools' nodes may take to be Ready and known to the load "
+                                   "balancers.",
+    )
+
+    @field_validator("pools")
+    @classmethod
+    def _unique(cls, pools: list[NodePool]) -> list[NodePool]:
+        seen: dict[str, int] = {}
+        problems = []
+        for index, pool in enumerate(pools):
+            if pool.family in seen:
+                problems.append(((index, "name"), f"{pool.name!r} is the same pool as pools[{seen[pool.family]}] "
+                                                  f"({pool.family}); list each pool once"))
+            seen.setdefault(pool.family, index)
+        if problems:
+            raise _FieldProblems(problems)
+        return pools
+
+
 class ClusterUpgradeSpec(Model):
     """Upgrade one cluster to a new Kubernetes version the blue/green way."""
 
     strategy: Strategy = Field(default=Strategy.BLUE_GREEN)
     cluster: ClusterRef
     target: Target
-    workloads: Workloads
+    workloads_spec: Workloads | None = Field(
+        default=None, alias="workloads", description="How Flux deploys the workloads; required but for NodePools.",
+    )
     traffic_spec: Traffic | None = Field(
         default=None, alias="traffic", description="Routers and steps; required for BlueGreen and Auto.",
     )
@@ -1037,6 +1192,7 @@ class ClusterUpgradeSpec(Model):
     preflight: PreflightSpec = Field(default_factory=PreflightSpec)
     hooks: list[Hook] = Field(default_factory=list, description="Ordered Jobs and handoffs at named points.")
     in_place: InPlaceSpec = Field(default_factory=InPlaceSpec, description="Steps of an InPlace upgrade.")
+    node_pools: NodePoolsSpec | None = Field(default=None, description="Strategy NodePools: the pools to rotate.")
     paused: pydantic.StrictBool = Field(default=False, description="Hold the upgrade where it is.")
 
     @field_validator("strategy")
@@ -1056,7 +1212,11 @@ class ClusterUpgradeSpec(Model):
                 f"{self.target.green_name!r} is blue's name (spec.cluster.name); "
                 "give green a name of its own or leave it unset",
             ))
-        if self.traffic_spec is None and self.strategy != Strategy.IN_PLACE:
+        if self.workloads_spec is None and self.strategy != Strategy.NODE_POOLS:
+            problems.append((("workloads",), f"required for strategy {self.strategy.value}: say how Flux deploys "
+                                             "the workloads (see `kubectl explain clusterupgrade.spec.workloads`)"))
+        problems.extend(self._node_pool_problems())
+        if self.traffic_spec is None and self.strategy not in {Strategy.IN_PLACE, Strategy.NODE_POOLS}:
             problems.append((("traffic",), f"required for strategy {self.strategy.value}: add routers and steps "
                                            "(see `kubectl explain clusterupgrade.spec.traffic`)"))
         judged = self.analysis.metrics or self.analysis.hooks(WebhookType.ROLLOUT)
@@ -1085,13 +1245,48 @@ class ClusterUpgradeSpec(Model):
                 problems.append((("hooks", index, "name"),
                                  f"{hook.name!r} is also the name of hooks[{seen[hook.name]}]; names must be unique"))
             seen.setdefault(hook.name, index)
-            if self.strategy == Strategy.IN_PLACE:
-                problems.append((("hooks", index), "hooks run at points of a BlueGreen upgrade; strategy InPlace has "
-                                                   "none: remove the hook or use BlueGreen or Auto"))
-            if hook.handoff is not None and self.workloads.flux.mode != FluxMode.REMOTE:
+            if self.strategy in {Strategy.IN_PLACE, Strategy.NODE_POOLS}:
+                problems.append((("hooks", index), "hooks run at points of a BlueGreen upgrade; strategy "
+                                 f"{self.strategy.value} has none: remove the hook or use BlueGreen or Auto"))
+            elif hook.handoff is not None and self.workloads.flux.mode != FluxMode.REMOTE:
                 problems.append((("hooks", index, "handoff"), "a handoff holds green's copy at 0 replicas through "
                                  "green's Flux Kustomizations, which needs spec.workloads.flux.mode remote"))
         return problems
+
+    def _node_pool_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        if self.strategy != Strategy.NODE_POOLS:
+            if self.node_pools is not None:
+                return [(("nodePools",), f"used by strategy NodePools only; remove it or set strategy NodePools "
+                                         f"(strategy is {self.strategy.value})")]
+            return []
+        if self.node_pools is None:
+            return [(("nodePools",), "required for strategy NodePools: list the pools to rotate, e.g. "
+                                     "nodePools: {pools: [{name: md-0}]}")]
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        provider = self.cluster.provider
+        for index, pool in enumerate(self.node_pools.pools):
+            if provider == ClusterProviderKind.EKSA and pool.class_ is not None:
+                problems.append((("nodePools", "pools", index, "class"),
+                                 "class is a Cluster API machineDeployment class; for EKS Anywhere set machineConfig"))
+            if provider == ClusterProviderKind.CAPI and pool.machine_config is not None:
+                problems.append((("nodePools", "pools", index, "machineConfig"),
+                                 "machineConfig is for EKS Anywhere worker groups; for Cluster API set class "
+                                 "(and variables through overrides)"))
+        return problems
+
+    @property
+    def workloads(self) -> Workloads:
+        """How Flux deploys the workloads; present for every strategy but NodePools (validated)."""
+        if self.workloads_spec is None:
+            raise ValueError("spec.workloads is not set (strategy NodePools deploys nothing)")
+        return self.workloads_spec
+
+    @property
+    def pools(self) -> NodePoolsSpec:
+        """The NodePools part; present whenever strategy is NodePools (validated)."""
+        if self.node_pools is None:
+            raise ValueError("spec.nodePools is not set (strategy is not NodePools)")
+        return self.node_pools
 
     @property
     def traffic(self) -> Traffic:
@@ -1114,6 +1309,8 @@ class ClusterUpgradeSpec(Model):
 
     @property
     def flux_namespace(self) -> str:
+        if self.workloads_spec is None:
+            return self.cluster.namespace
         flux = self.workloads.flux
         if flux.namespace:
             return flux.namespace

@@ -36,6 +36,8 @@ class Phase(enum.StrEnum):
     """Green is checked at 0 % traffic before any traffic moves."""
     UPGRADING = "Upgrading"
     """InPlace: the cluster's own version is raised one minor at a time (status.inPlace), each rollout awaited."""
+    ROTATING = "Rotating"
+    """NodePools: new worker pools come up, old nodes are cordoned and drained one at a time (status.nodePools)."""
     SHIFTING = "Shifting"
     """Traffic moves to green step by step."""
     PAUSED = "Paused"
@@ -68,6 +70,8 @@ class ConditionType(enum.StrEnum):
     ANALYSIS_PASSING = "AnalysisPassing"
     TRAFFIC_SHIFTED = "TrafficShifted"
     BLUE_RETIRED = "BlueRetired"
+    NODES_DRAINED = "NodesDrained"
+    """NodePools: the old nodes' pods moved (False with reason DrainBlocked while a budget refuses too long)."""
 
 
 class StatusModel(pydantic.BaseModel):
@@ -260,6 +264,107 @@ class InPlaceStatus(StatusModel):
     since: datetime.datetime | None = Field(default=None, description="When this minor (or step) began.")
 
 
+class RotationStage(enum.StrEnum):
+    """Where a NodePools rotation is."""
+
+    CREATING_POOLS = "CreatingPools"
+    """The new pools are asked for; waiting for their nodes to be Ready."""
+    CHECKING_LOAD_BALANCERS = "CheckingLoadBalancers"
+    """Every new node must be registered and healthy in spec.nodePools.loadBalancers before any pod moves."""
+    CORDONING = "Cordoning"
+    """Every old node is marked unschedulable."""
+    DRAINING = "Draining"
+    """The old node nodes[nodesDrained] is drained through the Eviction API, one pod per pass."""
+    WAITING_FOR_REPLACEMENTS = "WaitingForReplacements"
+    """The node is empty; its evicted pods' replacements must be Running and Ready on new nodes."""
+    PAUSING = "Pausing"
+    """spec.nodePools.drain.pauseBetweenNodes before the next node."""
+    SCALING_DOWN = "ScalingDown"
+    """Every old node is drained; the old pools are scaled to 0 (kept for the next rotation)."""
+    DONE = "Done"
+    UNCORDONING = "Uncordoning"
+    """Aborted: the old nodes are made schedulable again; nothing is deleted."""
+    ABORTED = "Aborted"
+
+
+class PodName(StatusModel):
+    namespace: str
+    name: str
+    uid: str = ""
+
+
+class ControllerName(StatusModel):
+    kind: str
+    namespace: str
+    name: str
+
+
+class EvictionEntry(StatusModel):
+    """One pod the rotation evicted, and how many of its controller's pods were Ready just before."""
+
+    pod: PodName
+    node: str
+    controller: ControllerName
+    at: datetime.datetime
+    ready_before: int
+    ready_elsewhere_before: int
+
+
+class DrainState(StatusModel):
+    """The last drain pass of the node being drained."""
+
+    node: str
+    outcome: str
+    message: str = ""
+    remaining: int = 0
+    pod: PodName | None = None
+    budget: str | None = None
+    since: datetime.datetime | None = Field(default=None, description="When the current budget refusal began.")
+    retry_after_seconds: float | None = None
+
+
+class PoolRotation(StatusModel):
+    """One spec.nodePools.pools[] entry: the pool being replaced and its replacement."""
+
+    pool: str
+    old: str
+    new: str
+    replicas: int
+    old_nodes: list[str] = Field(default_factory=list)
+    new_nodes: list[str] = Field(default_factory=list)
+
+
+EVICTIONS_LIMIT = 100
+
+
+class NodePoolsStatus(StatusModel):
+    """Where a NodePools rotation is; the eviction journal keeps the last EVICTIONS_LIMIT evictions."""
+
+    stage: RotationStage = RotationStage.CREATING_POOLS
+    since: datetime.datetime | None = Field(default=None, description="When this stage (or node) began.")
+    pools: list[PoolRotation] = Field(default_factory=list)
+    nodes_total: int = 0
+    nodes_drained: int = 0
+    drained: list[str] = Field(default_factory=list)
+    current: DrainState | None = None
+    blocking_pod: str | None = Field(default=None, description="The pod whose eviction is refused, and by what.")
+    blocked_reported: bool = Field(default=False, description="The current block outlasted the budget timeout "
+                                   "and was reported.")
+    evictions: list[EvictionEntry] = Field(default_factory=list)
+    evictions_total: int = 0
+    pause_until: datetime.datetime | None = None
+    load_balancers: str = Field(default="", description="What the load balancer check last found.")
+
+    @property
+    def old_nodes(self) -> list[str]:
+        """Every old node, in the order they are drained."""
+        return [node for pool in self.pools for node in pool.old_nodes]
+
+    @property
+    def new_nodes(self) -> list[str]:
+        return [node for pool in self.pools for node in pool.new_nodes]
+
+
 class HookPhase(enum.StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
@@ -298,6 +403,7 @@ class ClusterUpgradeStatus(StatusModel):
     )
     preflight: PreflightStatus = Field(default_factory=PreflightStatus)
     in_place: InPlaceStatus | None = None
+    node_pools: NodePoolsStatus | None = None
     hooks: list[HookStatus] = Field(default_factory=list)
     analysis: AnalysisStatus = Field(default_factory=AnalysisStatus)
     routers: list[SavedRouter] | None = Field(

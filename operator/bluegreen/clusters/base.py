@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
+from bluegreen.api.spec import NodePool
 from bluegreen.engine.types import ClusterObservation
 
 
@@ -30,6 +31,22 @@ class WorkerCapacity:
     cpu_millis: int | None
     memory_bytes: int | None
     detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerPool:
+    """One worker pool of a cluster's definition, and the machines it has.
+
+    ``nodes`` are the Node names of its machines (the machines' ``status.nodeRef.name``), in the machines'
+    creation order; a machine without a Node yet counts in ``machines`` only.
+    """
+
+    name: str
+    replicas: int
+    machines: int
+    nodes: tuple[str, ...]
+    template: str  # CAPI: the machineDeployment class; EKS-A: the machine config's kind/name
+    version: str | None = None  # EKS-A: the group's own kubernetesVersion, when pinned
 
 
 class ClusterProvider(Protocol):
@@ -62,6 +79,26 @@ class ClusterProvider(Protocol):
 
     async def green_capacity(self, *, namespace: str, blue_name: str, overrides: dict[str, Any]) -> WorkerCapacity:
         """The worker capacity green would have: blue's definition with ``overrides`` applied."""
+        ...
+
+    async def worker_pools(self, *, namespace: str, name: str) -> dict[str, WorkerPool]:
+        """NodePools: every worker pool of the cluster (entry name -> pool); {} when the cluster does not exist."""
+        ...
+
+    async def pool_problems(self, *, namespace: str, name: str, pool: NodePool, source: str, new: str,
+                            version: str) -> list[str]:
+        """NodePools: what stops ``new`` from being made from ``source`` with ``pool``'s changes at ``version``
+        (a class the ClusterClass lacks, a machine config that is missing, a version outside the skew rules)."""
+        ...
+
+    async def ensure_pool(self, *, namespace: str, name: str, pool: NodePool, source: str, new: str,
+                          version: str, replicas: int) -> str | None:
+        """NodePools: make worker pool ``new`` a copy of ``source`` with ``pool``'s changes, at ``replicas`` and
+        ``version``; a journal detail, None when it was already so."""
+        ...
+
+    async def scale_pool(self, *, namespace: str, name: str, pool: str, replicas: int) -> str | None:
+        """NodePools: set worker pool ``pool``'s replicas; a journal detail, None when it was already so."""
         ...
 
     async def delete(self, *, namespace: str, name: str) -> str | None:

@@ -86,6 +86,31 @@ class HookObservation:
 
 
 @dataclasses.dataclass(frozen=True)
+class NodeObservation:
+    """One Node of a worker pool, as the workload cluster shows it (missing: the machine has no Node yet)."""
+
+    name: str
+    exists: bool = True
+    ready: bool = False
+    schedulable: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolObservation:
+    """One worker pool of the rotated cluster: its entry in the cluster's definition and its machines' Nodes."""
+
+    name: str
+    replicas: int  # what the cluster's definition asks for
+    machines: int  # machines that exist (a scale-down is over when this reaches replicas)
+    nodes: tuple[NodeObservation, ...] = ()  # the Nodes of its machines (by the machines' nodeRef)
+    template: str = ""  # the class (CAPI) or machine config (EKS-A) it is built from, for messages
+
+    @property
+    def ready_nodes(self) -> int:
+        return sum(1 for node in self.nodes if node.exists and node.ready)
+
+
+@dataclasses.dataclass(frozen=True)
 class Observed:
     """The world as seen at the start of one pass."""
 
@@ -103,6 +128,13 @@ class Observed:
     jobs: Mapping[str, JobObservation] = dataclasses.field(default_factory=dict)
     # Hooks at the point the phase is at (and handoffs being handed back), by spec.hooks[].name.
     hooks: Mapping[str, HookObservation] = dataclasses.field(default_factory=dict)
+    # NodePools: every worker pool of the rotated cluster, by the name of its entry (observed for NodePools).
+    pools: Mapping[str, PoolObservation] = dataclasses.field(default_factory=dict)
+    # NodePools, stage CheckingLoadBalancers: what stops the new nodes from counting as attached, one line per
+    # load balancer and node; () when every new node is registered and healthy; None when not looked at.
+    attachment: tuple[str, ...] | None = None
+    # NodePools, stage WaitingForReplacements: (ready, why) for the evicted pods of the node just drained.
+    replacements: tuple[bool, str] | None = None
 
 
 # --- actions: what the I/O layer must make true, idempotently --------------------------------
@@ -207,6 +239,41 @@ class RunHook:
 
 
 @dataclasses.dataclass(frozen=True)
+class EnsurePool:
+    """NodePools: make the worker pool ``name`` exist beside ``source`` with the spec's changes for ``pool``
+    (spec.nodePools.pools[].name), at ``replicas`` and the target version; an existing one is updated."""
+
+    pool: str
+    source: str
+    name: str
+    replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalePool:
+    """NodePools: set the worker pool ``name``'s replica count (0: the old pool, kept for the next rotation)."""
+
+    name: str
+    replicas: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CordonNodes:
+    """Mark these nodes unschedulable (or, ``unschedulable=False``, schedulable again); missing nodes are skipped."""
+
+    nodes: tuple[str, ...]
+    unschedulable: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DrainNode:
+    """One drain pass of ``node`` (nodepools.drain.drain_step): evict at most one pod, or say why not. The I/O
+    layer records the outcome in status.nodePools (current, evictions, blockingPod)."""
+
+    node: str
+
+
+@dataclasses.dataclass(frozen=True)
 class RemoveAnnotation:
     """Consume a control annotation so the same request is not acted on twice."""
 
@@ -216,6 +283,7 @@ class RemoveAnnotation:
 Action = (
     ProvisionGreen | SyncWorkloads | SaveRouters | SetWeights | FinalizeRouters | DeleteWorkloads | DeleteCluster
     | RemoveAnnotation | RunChecks | StartJob | ScanPreflight | UpgradeInPlace | RunHook
+    | EnsurePool | ScalePool | CordonNodes | DrainNode
 )
 
 
