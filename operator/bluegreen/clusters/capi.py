@@ -34,6 +34,17 @@ each machineDeployment topology's metadata, falling back to its ClusterClass
 class's template metadata: machine templates are infrastructure-specific and
 often say nothing about size, and these annotations are the one place a CAPI
 user already writes it down.
+
+Worker pools (strategy NodePools) are the entries of
+``spec.topology.workers.machineDeployments``: a new pool is a copy of the old
+entry under the new name, with ``nodePools.pools[].class`` and ``overrides``
+applied, added to the same list (an entry of that name, the spare pool of an
+earlier rotation, is rewritten where it stands). The topology controller makes
+the MachineDeployment and its machines. A topology entry has no version of its
+own, so a pool can only be rotated at the cluster's minor. Every write of the
+list carries the resourceVersion read, so a concurrent change to the Cluster
+is a conflict (retried by the next pass), never overwritten. Machines are found
+by the labels the topology controller puts on them (see ``machines.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +55,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from bluegreen.api import versions
-from bluegreen.clusters.base import ClusterProviderError, WorkerCapacity
+from bluegreen.api.spec import NodePool
+from bluegreen.clusters import machines as capi_machines
+from bluegreen.clusters.base import ClusterProviderError, WorkerCapacity, WorkerPool
 from bluegreen.engine.types import LABEL_UPGRADE, ClusterObservation
 from bluegreen.kube import client as kubeclient
 from bluegreen.kube import mergepatch, objects, quantity
@@ -60,6 +73,8 @@ VERSION_FIELD = "spec.topology.version"
 CAPACITY_CPU = "capacity.cluster-autoscaler.kubernetes.io/cpu"
 CAPACITY_MEMORY = "capacity.cluster-autoscaler.kubernetes.io/memory"
 AUTOSCALER_MIN_SIZE = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
+AUTOSCALER_MAX_SIZE = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"
+POOLS_FIELD = "spec.topology.workers.machineDeployments"
 # TopologyReconciled=False for these reasons: the topology controller holds back part of a version change.
 _UPGRADE_PENDING_REASONS = frozenset({
     "ClusterUpgrading", "ControlPlaneUpgradePending", "MachineDeploymentsUpgradePending",
@@ -87,6 +102,7 @@ class CapiClusterProvider:
             raise ValueError(f"api_version must be one of {SUPPORTED_VERSIONS}, not {api_version!r}")
         self._client = client
         self._version = api_version
+        self._machines = capi_machines.Machines(client=client)
 
     async def api_version(self) -> str:
         """The Cluster API version served by the management cluster (v1beta2 preferred)."""
@@ -190,6 +206,107 @@ class CapiClusterProvider:
             cluster_class = await self._client.get(cluster_class_resource(api_version), namespace=class_ref[0],
                                                    name=class_ref[1])
         return worker_capacity(green, cluster_class=cluster_class)
+
+    async def worker_pools(self, *, namespace: str, name: str) -> dict[str, WorkerPool]:
+        cluster = await self._client.get(await self._resource(), namespace=namespace, name=name)
+        if cluster is None:
+            return {}
+        entries = machine_deployments(cluster)
+        if not entries:
+            return {}
+        found = await self._machines.by_label(namespace=namespace, selector={capi_machines.CLUSTER_NAME_LABEL: name},
+                                              label=capi_machines.TOPOLOGY_DEPLOYMENT_LABEL)
+        pools: dict[str, WorkerPool] = {}
+        for entry in entries:
+            entry_name = str(entry.get("name") or "")
+            machines = found.get(entry_name, [])
+            replicas = entry.get("replicas")
+            # An entry without replicas leaves them to the cluster autoscaler: what exists is what it asked for.
+            pools[entry_name] = WorkerPool(
+                name=entry_name, replicas=replicas if isinstance(replicas, int) else len(machines),
+                machines=len(machines), nodes=capi_machines.node_names(machines),
+                template=str(entry.get("class") or ""),
+            )
+        return pools
+
+    async def pool_problems(self, *, namespace: str, name: str, pool: NodePool, source: str, new: str,
+                            version: str) -> list[str]:
+        api_version = await self.api_version()
+        cluster = await self._client.get(cluster_resource(api_version), namespace=namespace, name=name)
+        if cluster is None:
+            return [f"Cluster {namespace}/{name} does not exist; check spec.cluster.name and spec.cluster.namespace"]
+        problems = pool_problems(cluster, pool=pool, source=source, new=new, version=version)
+        if problems:
+            return problems
+        entry = pool_entry(cluster, pool=pool, source=source, new=new, replicas=0)
+        wanted_class = str(entry.get("class") or "")
+        if wanted_class == str(source_entry(cluster, source).get("class") or ""):
+            return []  # the old pool's class: the ClusterClass has it already
+        class_ref = topology_class_ref(cluster, namespace=namespace)
+        assert class_ref is not None  # pool_problems refused a cluster without one
+        cluster_class = await self._client.get(cluster_class_resource(api_version), namespace=class_ref[0],
+                                               name=class_ref[1])
+        if cluster_class is None:
+            return []  # not readable here; the topology controller's own validation still stands
+        classes = worker_classes(cluster_class)
+        if wanted_class not in classes:
+            return [
+                f"spec.nodePools.pools[{pool.name}] asks for machineDeployment class {wanted_class!r}, which "
+                f"ClusterClass {class_ref[0]}/{class_ref[1]} does not define (spec.workers.machineDeployments[]"
+                f".class: {', '.join(classes) or 'none'}); use one of those or add it to the ClusterClass"
+            ]
+        return []
+
+    async def ensure_pool(self, *, namespace: str, name: str, pool: NodePool, source: str, new: str,
+                          version: str, replicas: int) -> str | None:
+        resource = await self._resource()
+        cluster = await self._client.get(resource, namespace=namespace, name=name)
+        if cluster is None:
+            raise ClusterProviderError(
+                f"Cluster {namespace}/{name} does not exist; check spec.cluster.name and spec.cluster.namespace"
+            )
+        problems = pool_problems(cluster, pool=pool, source=source, new=new, version=version)
+        if problems:
+            raise ClusterProviderError("; ".join(problems))
+        entry = pool_entry(cluster, pool=pool, source=source, new=new, replicas=replicas)
+        entries = machine_deployments(cluster)
+        existing = next((item for item in entries if item.get("name") == new), None)
+        if existing == entry:
+            return None
+        await self._write_entries(cluster, resource, replace_entry(entries, entry))
+        where = f"{POOLS_FIELD} of Cluster {namespace}/{name}"
+        shape = f"class {entry.get('class')}, {replicas} replicas"
+        if existing is None:
+            return f"added pool {new} to {where} ({shape}), copied from {source}"
+        return f"rewrote pool {new} in {where} as a copy of {source} ({shape})"
+
+    async def scale_pool(self, *, namespace: str, name: str, pool: str, replicas: int) -> str | None:
+        resource = await self._resource()
+        cluster = await self._client.get(resource, namespace=namespace, name=name)
+        if cluster is None:
+            raise ClusterProviderError(
+                f"Cluster {namespace}/{name} does not exist; check spec.cluster.name and spec.cluster.namespace"
+            )
+        entries = machine_deployments(cluster)
+        entry = next((item for item in entries if item.get("name") == pool), None)
+        if entry is None:
+            raise ClusterProviderError(f"Cluster {namespace}/{name}: {_missing_entry(cluster, pool)}")
+        if entry.get("replicas") == replicas:
+            return None
+        before = entry.get("replicas")
+        await self._write_entries(cluster, resource, replace_entry(entries, {**entry, "replicas": replicas}))
+        return (f"scaled pool {pool} of Cluster {namespace}/{name} from {before if before is not None else 'unset'} "
+                f"to {replicas} replicas ({POOLS_FIELD}[].replicas)")
+
+    async def _write_entries(self, cluster: Mapping[str, Any], resource: kubeclient.Resource,
+                             entries: list[dict[str, Any]]) -> None:
+        meta = objects.metadata(cluster)
+        # A merge patch replaces the list whole; with the resourceVersion read, a change made since
+        # (another entry added, a replica count moved) is a conflict, retried, not overwritten.
+        await self._client.patch(resource, namespace=str(meta.get("namespace") or ""), name=str(meta["name"]), body={
+            "metadata": {"resourceVersion": meta.get("resourceVersion")},
+            "spec": {"topology": {"workers": {"machineDeployments": entries}}},
+        })
 
     async def delete(self, *, namespace: str, name: str) -> str | None:
         resource = await self._resource()
@@ -493,3 +610,107 @@ def _cpu_text(millis: int | None) -> str:
 
 def _memory_text(size: int | None) -> str:
     return "memory ?" if size is None else f"{size / 2**30:g}Gi memory"
+
+
+# --- worker pools (NodePools) --------------------------------------------------------------------
+
+
+def machine_deployments(cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Cluster's ``spec.topology.workers.machineDeployments`` entries, as read (copies)."""
+    topology = (cluster.get("spec") or {}).get("topology")
+    workers = topology.get("workers") if isinstance(topology, dict) else None
+    entries = workers.get("machineDeployments") if isinstance(workers, dict) else None
+    return [copy.deepcopy(entry) for entry in entries or [] if isinstance(entry, dict)]
+
+
+def source_entry(cluster: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The entry named ``source``; ClusterProviderError naming the entries there are when it is missing."""
+    for entry in machine_deployments(cluster):
+        if entry.get("name") == source:
+            return entry
+    meta = objects.metadata(cluster)
+    raise ClusterProviderError(f"Cluster {meta.get('namespace', '')}/{meta.get('name', '')}: "
+                               f"{_missing_entry(cluster, source)}")
+
+
+def _missing_entry(cluster: Mapping[str, Any], entry: str) -> str:
+    names = [str(item.get("name")) for item in machine_deployments(cluster)]
+    return (f"{POOLS_FIELD} has no entry named {entry} (entries: {', '.join(names) or 'none'}); check "
+            "spec.nodePools.pools[].name")
+
+
+def _pool_field(pool: NodePool, field: str) -> str:
+    return f"spec.nodePools.pools[name={pool.name}].{field}"
+
+
+def pool_problems(cluster: Mapping[str, Any], *, pool: NodePool, source: str, new: str, version: str) -> list[str]:
+    """What stops pool ``new`` from being made from ``source`` at ``version``, read from the Cluster alone."""
+    meta = objects.metadata(cluster)
+    where = f"Cluster {meta.get('namespace', '')}/{meta.get('name', '')}"
+    if topology_class(cluster) is None:
+        return [
+            f"{where} has no spec.topology with a ClusterClass: NodePools rotates topology machineDeployments "
+            f"({POOLS_FIELD}) only; move the cluster to a ClusterClass, or rotate its MachineDeployments yourself"
+        ]
+    if not any(entry.get("name") == source for entry in machine_deployments(cluster)):
+        return [f"{where}: {_missing_entry(cluster, source)}"]
+    problems: list[str] = []
+    current = str(cluster["spec"]["topology"].get("version") or "")
+    try:
+        here, there = versions.parse_version(current), versions.parse_version(version)
+    except ValueError as exc:
+        problems.append(f"{where}: {VERSION_FIELD} {current!r} or spec.target.kubernetesVersion: {exc}")
+    else:
+        if here.minor_key != there.minor_key:
+            problems.append(
+                f"{where} runs {current} ({VERSION_FIELD}), and a topology machineDeployment has no version of its "
+                f"own: new pools are made at the cluster's minor only, not {version}. Upgrade the control plane "
+                "with strategy InPlace (the workers follow) or BlueGreen, or set spec.target.kubernetesVersion to "
+                f"{here.major}.{here.minor} to rotate the pools at the version they run"
+            )
+    for key, why in (("name", f"the pools are named {pool.family}-blue and {pool.family}-green by bluegreen"),
+                     ("replicas", "the new pool gets as many replicas as the old one has")):
+        if key in pool.overrides:
+            problems.append(f"{_pool_field(pool, 'overrides.' + key)}: {why}; remove it from the overrides")
+    if not problems:
+        entry = pool_entry(cluster, pool=pool, source=source, new=new, replicas=0)
+        scaled_by = sorted(key for key in (AUTOSCALER_MIN_SIZE, AUTOSCALER_MAX_SIZE)
+                           if key in _annotations(entry.get("metadata")))
+        if scaled_by:
+            problems.append(
+                f"{where}: {POOLS_FIELD} entry {source} is scaled by the cluster autoscaler "
+                f"(metadata.annotations {', '.join(scaled_by)}), which would resize the pools while bluegreen "
+                "moves the nodes; remove those annotations for the rotation (set them to null in "
+                f"{_pool_field(pool, 'overrides')} for the new pool) and put them back afterwards"
+            )
+    return problems
+
+
+def pool_entry(cluster: Mapping[str, Any], *, pool: NodePool, source: str, new: str, replicas: int) -> dict[str, Any]:
+    """Entry ``new``: a copy of entry ``source`` under the new name, at ``replicas``, with ``pool``'s class and
+    ``overrides`` (a JSON merge patch on the entry; it cannot rename or resize it)."""
+    entry = source_entry(cluster, source)
+    entry["name"] = new
+    entry["replicas"] = replicas
+    if pool.class_:
+        entry["class"] = pool.class_
+    patched = mergepatch.merge_patch(entry, dict(pool.overrides)) if pool.overrides else entry
+    if not isinstance(patched, dict) or not patched.get("class"):
+        raise ClusterProviderError(f"{_pool_field(pool, 'overrides')} must not remove the entry's class")
+    patched["name"] = new
+    patched["replicas"] = replicas
+    return patched
+
+
+def replace_entry(entries: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """``entries`` with ``entry`` in place of the one of its name, or appended when there is none."""
+    if any(item.get("name") == entry.get("name") for item in entries):
+        return [entry if item.get("name") == entry.get("name") else item for item in entries]
+    return [*entries, entry]
+
+
+def worker_classes(cluster_class: Mapping[str, Any]) -> list[str]:
+    """The machineDeployment classes a ClusterClass defines (``spec.workers.machineDeployments[].class``)."""
+    workers = (cluster_class.get("spec") or {}).get("workers") or {}
+    return [str(item["class"]) for item in workers.get("machineDeployments") or []
+            if isinstance(item, dict) and item.get("class")]
