@@ -60,6 +60,20 @@ config's size: vSphere ``numCPUs``/``memoryMiB``, Nutanix
 offering), Snow (an instance type), Tinkerbell (the hardware itself) and Docker
 (the host) do not state a size in the objects, so there it is unknown and the
 detail says why.
+
+Worker pools (strategy NodePools) are entries of
+``spec.workerNodeGroupConfigurations``: a new group is a copy of the old one
+under the new name at the count asked for, naming the old group's machine
+config, an existing one (``machineConfig.name``), or its own copy of the old
+group's config (``<cluster>-<group>``, made the way green's copies are, with
+``machineConfig.overrides`` merged in). It pins ``kubernetesVersion`` only when
+the target is not the cluster's minor (a group may lag by two minors, never
+lead). An entry of the new name (the spare group of an earlier rotation, at
+count 0, which EKS-A accepts) is rewritten where it stands. The Cluster may have
+other writers (eksctl, GitOps), so every write carries the resourceVersion read:
+a change made since is a conflict, retried by the next pass. A group's machines
+are the Cluster API Machines in ``eksa-system`` labelled with the cluster and
+``<cluster>-<group>`` (see ``machines.py``).
 """
 
 from __future__ import annotations
@@ -71,7 +85,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bluegreen.api import versions
-from bluegreen.clusters.base import ClusterProviderError, WorkerCapacity
+from bluegreen.api.spec import NodePool
+from bluegreen.clusters import machines as eksa_machines
+from bluegreen.clusters.base import ClusterProviderError, WorkerCapacity, WorkerPool
 from bluegreen.engine.types import LABEL_UPGRADE, ClusterObservation
 from bluegreen.kube import client as kubeclient
 from bluegreen.kube import mergepatch, objects, quantity
@@ -93,6 +109,8 @@ KUBECONFIG_NAMESPACE = "eksa-system"
 KUBECONFIG_KEY = "value"
 CLONED_FROM = objects.CLONED_FROM
 ENDPOINT_OVERRIDE = "spec.target.overrides.controlPlaneConfiguration.endpoint.host"
+GROUPS_FIELD = "spec.workerNodeGroupConfigurations"
+MACHINES_NAMESPACE = "eksa-system"  # where EKS-A keeps every cluster's Cluster API objects
 
 # The machine config kinds of the providers EKS-A has today; any other kind a
 # Cluster names is copied by the same rule.
@@ -143,6 +161,7 @@ class EksaClusterProvider:
     def __init__(self, *, client: kubeclient.KubeClient, clock: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._clock = clock
+        self._machines = eksa_machines.Machines(client=client)
         # Bundles source (see _bundles_key) -> (kubeVersions or None, when read)
         self._offered: dict[tuple[str, ...], tuple[tuple[str, ...] | None, float]] = {}
 
@@ -270,6 +289,161 @@ class EksaClusterProvider:
         others = [ref for ref in machine_group_refs(plan.cluster) if ref.key not in configs]
         configs.update(await self._machine_configs(namespace, others))
         return worker_capacity(plan.cluster, machine_configs=configs)
+
+    async def worker_pools(self, *, namespace: str, name: str) -> dict[str, WorkerPool]:
+        cluster = await self._client.get(CLUSTERS, namespace=namespace, name=name)
+        if cluster is None:
+            return {}
+        groups = worker_groups(cluster)
+        if not groups:
+            return {}
+        found = await self._machines.by_label(namespace=MACHINES_NAMESPACE,
+                                              selector={eksa_machines.CLUSTER_NAME_LABEL: name},
+                                              label=eksa_machines.DEPLOYMENT_LABEL)
+        pools: dict[str, WorkerPool] = {}
+        for group in groups:
+            group_name = str(group.get("name") or "")
+            machines = found.get(deployment_name(name, group_name), [])
+            count = group.get("count")
+            ref = _ref(group)
+            pinned = group.get("kubernetesVersion")
+            pools[group_name] = WorkerPool(
+                name=group_name, replicas=count if isinstance(count, int) else len(machines),
+                machines=len(machines), nodes=eksa_machines.node_names(machines),
+                template=f"{ref[0]}/{ref[1]}" if ref else "", version=str(pinned) if pinned is not None else None,
+            )
+        return pools
+
+    async def pool_problems(self, *, namespace: str, name: str, pool: NodePool, source: str, new: str,
+                            version: str) -> list[str]:
+        cluster = await self._client.get(CLUSTERS, namespace=namespace, name=name)
+        if cluster is None:
+            return [f"Cluster {namespace}/{name} does not exist; check spec.cluster.name and spec.cluster.namespace"]
+        problems = pool_problems(cluster, pool=pool, source=source, new=new, version=version)
+        if problems:
+            return problems
+        try:
+            await self._pool_machine_config(cluster, pool=pool, source=source, new=new, write=False)
+        except ClusterProviderError as exc:
+            return [str(exc)]
+        return []
+
+    async def ensure_pool(self, *, namespace: str, name: str, pool: NodePool, source: str, new: str,
+                          version: str, replicas: int) -> str | None:
+        cluster = await self._client.get(CLUSTERS, namespace=namespace, name=name)
+        if cluster is None:
+            raise ClusterProviderError(
+                f"Cluster {namespace}/{name} does not exist; check spec.cluster.name and spec.cluster.namespace"
+            )
+        problems = pool_problems(cluster, pool=pool, source=source, new=new, version=version)
+        if problems:
+            raise ClusterProviderError("; ".join(problems))
+        # The machine config first: a group naming a config that does not exist fails the Cluster.
+        ref, config_detail = await self._pool_machine_config(cluster, pool=pool, source=source, new=new, write=True)
+        group = pool_group(cluster, pool=pool, source=source, new=new, version=version, replicas=replicas,
+                           machine_config=ref)
+        groups = worker_groups(cluster)
+        existing = next((item for item in groups if item.get("name") == new), None)
+        parts = [config_detail] if config_detail else []
+        if existing != group:
+            await self._write_groups(cluster, replace_group(groups, group))
+            where = f"{GROUPS_FIELD} of Cluster {namespace}/{name}"
+            shape = (f"{ref[0]} {ref[1]}, " if ref else "") + f"count {replicas}"
+            if group.get("kubernetesVersion") is not None:
+                shape += f", kubernetesVersion {group['kubernetesVersion']}"
+            if existing is None:
+                parts.insert(0, f"added worker group {new} to {where} ({shape}), copied from {source}")
+            else:
+                parts.insert(0, f"rewrote worker group {new} in {where} as a copy of {source} ({shape})")
+        return "; ".join(parts) or None
+
+    async def scale_pool(self, *, namespace: str, name: str, pool: str, replicas: int) -> str | None:
+        cluster = await self._client.get(CLUSTERS, namespace=namespace, name=name)
+        if cluster is None:
+            raise ClusterProviderError(
+                f"Cluster {namespace}/{name} does not exist; check spec.cluster.name and spec.cluster.namespace"
+            )
+        groups = worker_groups(cluster)
+        group = next((item for item in groups if item.get("name") == pool), None)
+        if group is None:
+            raise ClusterProviderError(f"Cluster {namespace}/{name}: {_missing_group(cluster, pool)}")
+        if group.get("count") == replicas:
+            return None
+        before = group.get("count")
+        await self._write_groups(cluster, replace_group(groups, {**group, "count": replicas}))
+        return (f"scaled worker group {pool} of Cluster {namespace}/{name} from count "
+                f"{before if before is not None else 'unset'} to {replicas} ({GROUPS_FIELD}[].count)")
+
+    async def _write_groups(self, cluster: Mapping[str, Any], groups: list[dict[str, Any]]) -> None:
+        meta = objects.metadata(cluster)
+        # The list is replaced whole; with the resourceVersion read, a change made since (by eksctl,
+        # by GitOps, by EKS-A's defaulting) is a conflict, retried by the next pass, not overwritten.
+        await self._client.patch(CLUSTERS, namespace=str(meta.get("namespace") or ""), name=str(meta["name"]), body={
+            "metadata": {"resourceVersion": meta.get("resourceVersion")},
+            "spec": {"workerNodeGroupConfigurations": groups},
+        })
+
+    async def _pool_machine_config(self, cluster: Mapping[str, Any], *, pool: NodePool, source: str, new: str,
+                                   write: bool) -> tuple[tuple[str, str] | None, str | None]:
+        """The machine config group ``new`` names, and (with ``write``) the clone made or updated for it, with a
+        journal detail. ClusterProviderError when the config asked for cannot be had."""
+        namespace = str(objects.metadata(cluster).get("namespace") or "")
+        cluster_name = objects.name_of(cluster)
+        source_ref = _ref(source_group(cluster, source))
+        change = pool.machine_config
+        if change is None or (change.name is None and not change.overrides):
+            return source_ref, None
+        assert source_ref is not None  # pool_problems refused a change for a group without a machine config
+        kind = source_ref[0]
+        resource = machine_config_resource(kind)
+        if change.name is not None:
+            if await self._client.get(resource, namespace=namespace, name=change.name) is None:
+                raise ClusterProviderError(
+                    f"{_pool_field(pool, 'machineConfig.name')}: {kind} {namespace}/{change.name} does not exist "
+                    f"(the new group's config must be of the old group's kind, {kind}); create it or correct the name"
+                )
+            return (kind, change.name), None
+
+        clone_name = pool_machine_config_name(cluster_name, new)
+        users = [ref.field for ref in machine_group_refs(cluster) if ref.key == (kind, clone_name) and ref.role != new]
+        if users:
+            raise ClusterProviderError(
+                f"{kind} {namespace}/{clone_name}, where the new group's copy of its machine config goes, is used by "
+                f"{', '.join(users)}: changing it would roll those machines; point them at another config first"
+            )
+        source_config = await self._client.get(resource, namespace=namespace, name=source_ref[1])
+        if source_config is None:
+            raise ClusterProviderError(
+                f"{kind} {namespace}/{source_ref[1]}, the machine config of worker group {source}, does not exist, "
+                f"so there is nothing to copy for {_pool_field(pool, 'machineConfig.overrides')}; create it or name "
+                f"an existing config in {_pool_field(pool, 'machineConfig.name')}"
+            )
+        wanted = pool_machine_config(source_config, cluster=cluster, name=clone_name, overrides=change.overrides)
+        existing = await self._client.get(resource, namespace=namespace, name=clone_name)
+        if existing is not None and CLONED_FROM not in (objects.metadata(existing).get("annotations") or {}):
+            raise ClusterProviderError(
+                f"{kind} {namespace}/{clone_name} already exists and was not made by bluegreen (no {CLONED_FROM} "
+                f"annotation), and the new group's copy would take its place: rename or delete it, or name it in "
+                f"{_pool_field(pool, 'machineConfig.name')} to use it as it is"
+            )
+        if not write:
+            return (kind, clone_name), None
+        if existing is None:
+            try:
+                await self._client.create(resource, wanted, namespace=namespace)
+            except kubeclient.ConflictError:
+                return (kind, clone_name), None  # created by an earlier pass whose answer was lost; checked next pass
+            return (kind, clone_name), f"created {kind} {namespace}/{clone_name}, a copy of {source_ref[1]}"
+        spec_change = mergepatch.merge_diff(_spec(existing), _spec(wanted))
+        origin = objects.metadata(wanted)["annotations"][CLONED_FROM]
+        if not spec_change and objects.metadata(existing)["annotations"].get(CLONED_FROM) == origin:
+            return (kind, clone_name), None
+        await self._client.patch(resource, namespace=namespace, name=clone_name, body={
+            "metadata": {"resourceVersion": objects.metadata(existing).get("resourceVersion"),
+                         "annotations": {CLONED_FROM: origin}},
+            "spec": spec_change,
+        })
+        return (kind, clone_name), f"updated {kind} {namespace}/{clone_name} to a copy of {source_ref[1]}"
 
     async def delete(self, *, namespace: str, name: str) -> str | None:
         cluster = await self._client.get(CLUSTERS, namespace=namespace, name=name)
@@ -812,3 +986,160 @@ def worker_capacity(
     if unknown:
         detail += f"; CPU and memory unknown because {'; '.join(unknown)}"
     return WorkerCapacity(nodes=nodes, cpu_millis=cpu, memory_bytes=memory, detail=detail)
+
+
+# --- worker pools (NodePools) --------------------------------------------------------------------
+
+
+def worker_groups(cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Cluster's ``spec.workerNodeGroupConfigurations``, as read (copies)."""
+    return [copy.deepcopy(group) for group in _spec(cluster).get("workerNodeGroupConfigurations") or []
+            if isinstance(group, dict)]
+
+
+def deployment_name(cluster_name: str, group: str) -> str:
+    """The MachineDeployment EKS-A makes for a worker group, and the ``cluster.x-k8s.io/deployment-name`` of its
+    machines."""
+    return f"{cluster_name}-{group}"
+
+
+def pool_machine_config_name(cluster_name: str, group: str) -> str:
+    """Where a worker group's own copy of a machine config goes: ``<cluster>-<group>``, as EKS-A names them."""
+    return f"{cluster_name}-{group}"
+
+
+def source_group(cluster: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The worker group named ``source``; ClusterProviderError naming the groups there are when it is missing."""
+    for group in worker_groups(cluster):
+        if group.get("name") == source:
+            return group
+    meta = objects.metadata(cluster)
+    raise ClusterProviderError(f"Cluster {meta.get('namespace', '')}/{meta.get('name', '')}: "
+                               f"{_missing_group(cluster, source)}")
+
+
+def _missing_group(cluster: Mapping[str, Any], group: str) -> str:
+    names = [str(item.get("name")) for item in worker_groups(cluster)]
+    return (f"{GROUPS_FIELD} has no worker group named {group} (groups: {', '.join(names) or 'none'}); check "
+            "spec.nodePools.pools[].name")
+
+
+def _pool_field(pool: NodePool, field: str) -> str:
+    return f"spec.nodePools.pools[name={pool.name}].{field}"
+
+
+_NOT_OVERRIDDEN = {
+    "name": "the groups are named {family}-blue and {family}-green by bluegreen",
+    "count": "the new group gets as many nodes as the old one has",
+    "machineGroupRef": "set the machine config with machineConfig.name or machineConfig.overrides",
+    "kubernetesVersion": "the version comes from spec.target.kubernetesVersion",
+    "autoscalingConfiguration": "an autoscaled group is resized by the cluster autoscaler while bluegreen rotates it",
+}
+
+
+def pool_problems(cluster: Mapping[str, Any], *, pool: NodePool, source: str, new: str, version: str) -> list[str]:
+    """What stops worker group ``new`` from being made from ``source`` at ``version``, read from the Cluster alone.
+
+    The new group's version may lag the cluster's by two minors at most and never lead it. An autoscaled source
+    is refused: EKS-A ignores ``count`` between the autoscaler's bounds, so neither the new group's size nor the
+    old group's scale to 0 would hold.
+    """
+    meta = objects.metadata(cluster)
+    where = f"Cluster {meta.get('namespace', '')}/{meta.get('name', '')}"
+    groups = {str(group.get("name")): group for group in worker_groups(cluster)}
+    if source not in groups:
+        return [f"{where}: {_missing_group(cluster, source)}"]
+    group = groups[source]
+    problems: list[str] = []
+    for key, why in _NOT_OVERRIDDEN.items():
+        if key in pool.overrides:
+            problems.append(f"{_pool_field(pool, 'overrides.' + key)}: {why.format(family=pool.family)}; remove it "
+                            "from the overrides")
+    if group.get("autoscalingConfiguration") is not None:
+        problems.append(
+            f"{where}: worker group {source} has autoscalingConfiguration ({GROUPS_FIELD}[].autoscalingConfiguration):"
+            " the cluster autoscaler sizes it, so bluegreen could neither size the new group nor scale the old one "
+            "to 0; remove autoscalingConfiguration (set count) for the rotation and put it back on the new group "
+            "afterwards"
+        )
+    change = pool.machine_config
+    if change is not None and (change.name is not None or change.overrides) and _ref(group) is None:
+        problems.append(
+            f"{_pool_field(pool, 'machineConfig')}: worker group {source} has no machineGroupRef "
+            f"({datacenter_kind(cluster) or 'this provider'} groups have no machine config); remove machineConfig"
+        )
+    current = _spec(cluster).get("kubernetesVersion")
+    if not isinstance(current, str) or not current:
+        problems.append(f'{where} has {VERSION_FIELD} {current!r}, not a string "X.Y": quote it on the Cluster first')
+        return problems
+    try:
+        eksa_version_string(version)
+        lagging = version_rules.check_worker_skew(control_plane=current, workers={new: version})
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return problems
+    if lagging:
+        problems.append(
+            f"{where} runs {current} ({VERSION_FIELD}); spec.target.kubernetesVersion {version} cannot be the new "
+            f"worker group's: {'; '.join(lagging)}. A worker group may be up to two minors behind the cluster, never "
+            "ahead: upgrade the control plane first (strategy InPlace or BlueGreen)"
+        )
+    return problems
+
+
+def pool_group(cluster: Mapping[str, Any], *, pool: NodePool, source: str, new: str, version: str, replicas: int,
+               machine_config: tuple[str, str] | None) -> dict[str, Any]:
+    """Worker group ``new``: a copy of ``source`` at ``count: replicas`` naming ``machine_config``, with ``pool``'s
+    ``overrides``; ``kubernetesVersion`` only where ``version`` is not the cluster's minor."""
+    group = source_group(cluster, source)
+    group["name"] = new
+    group["count"] = replicas
+    if machine_config is not None:
+        group["machineGroupRef"] = {**(group.get("machineGroupRef") or {}), "kind": machine_config[0],
+                                    "name": machine_config[1]}
+    patched = mergepatch.merge_patch(group, dict(pool.overrides)) if pool.overrides else group
+    if not isinstance(patched, dict):
+        raise ClusterProviderError(f"{_pool_field(pool, 'overrides')} must be a mapping")
+    patched["name"] = new
+    patched["count"] = replicas
+    try:
+        wanted = eksa_version_string(version)
+        same_minor = (versions.parse_version(str(_spec(cluster).get("kubernetesVersion") or "")).minor_key
+                      == versions.parse_version(wanted).minor_key)
+    except ValueError as exc:
+        raise ClusterProviderError(str(exc)) from None
+    if same_minor:
+        patched.pop("kubernetesVersion", None)
+    else:
+        patched["kubernetesVersion"] = wanted
+    return patched
+
+
+def replace_group(groups: list[dict[str, Any]], group: dict[str, Any]) -> list[dict[str, Any]]:
+    """``groups`` with ``group`` in place of the one of its name, or appended when there is none."""
+    if any(item.get("name") == group.get("name") for item in groups):
+        return [group if item.get("name") == group.get("name") else item for item in groups]
+    return [*groups, group]
+
+
+def pool_machine_config(source: Mapping[str, Any], *, cluster: Mapping[str, Any], name: str,
+                        overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A worker group's own copy of ``source`` under ``name``, with ``overrides`` (a JSON merge patch on the object).
+
+    Its metadata is cloned as green's machine configs are (no paused or CLI annotations, no foreign owners,
+    ``bluegreen.io/cloned-from``), and it carries the Cluster's ``bluegreen.io/upgrade`` label when the Cluster has
+    one, so that deleting a cluster bluegreen made deletes its pools' configs with it.
+    """
+    cluster_name = objects.name_of(cluster)
+    owner = objects.labels(cluster).get(LABEL_UPGRADE)
+    clone = _clone_metadata(source, new_name=name, blue_name=cluster_name, green_name=cluster_name,
+                            labels={LABEL_UPGRADE: owner} if owner else {}, cloned_from=objects.name_of(source))
+    patched = mergepatch.merge_patch(clone, dict(overrides)) if overrides else clone
+    if not isinstance(patched, dict):
+        raise ClusterProviderError("spec.nodePools.pools[].machineConfig.overrides must be a mapping")
+    meta = patched.setdefault("metadata", {})
+    meta.update(name=name, namespace=objects.metadata(cluster).get("namespace"))
+    meta.setdefault("annotations", {})[CLONED_FROM] = objects.name_of(source)
+    patched["apiVersion"] = str(source.get("apiVersion") or API_VERSION)
+    patched["kind"] = str(source.get("kind") or "")
+    return patched
