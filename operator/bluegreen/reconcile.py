@@ -35,10 +35,13 @@ from bluegreen.api.status import (
     CheckResult,
     ClusterUpgradeStatus,
     ConditionType,
+    DrainState,
+    EvictionEntry,
     HookPhase,
     JournalEntry,
     Phase,
     PreflightStatus,
+    RotationStage,
     SavedRouter,
     Weights,
     parse_status,
@@ -48,23 +51,29 @@ from bluegreen.clusters.registry import build_cluster_provider
 from bluegreen.engine import analysis as bookkeeping
 from bluegreen.engine import conditions as cond
 from bluegreen.engine import decide, upgrade_label
+from bluegreen.engine import nodepools as rotation_rules
 from bluegreen.engine.types import (
     LABEL_UPGRADE,
     Action,
     ClusterObservation,
+    CordonNodes,
     Decision,
     DeleteCluster,
     DeleteWorkloads,
+    DrainNode,
+    EnsurePool,
     Event,
     FinalizeRouters,
     HookObservation,
     JobObservation,
     Observed,
+    PoolObservation,
     ProvisionGreen,
     RemoveAnnotation,
     RunChecks,
     RunHook,
     SaveRouters,
+    ScalePool,
     ScanPreflight,
     SetWeights,
     StartJob,
@@ -76,6 +85,8 @@ from bluegreen.hooks.runner import HookRunner
 from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.kube.events import post_event
 from bluegreen.kube.remote import RemoteClients
+from bluegreen.nodepools.drain import NODES, PODS
+from bluegreen.nodepools.rotation import Rotation
 from bluegreen.preflight.run import run_preflight
 from bluegreen.remote_watch import RemoteWatches
 from bluegreen.settings import OperatorSettings
@@ -92,7 +103,7 @@ CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
 PREFLIGHT_PHASES = frozenset({Phase.PENDING, Phase.PREFLIGHT, Phase.BLOCKED})
 # While green syncs and serves, what happens inside the workload clusters matters.
 REMOTE_WATCH_PHASES = frozenset({Phase.SYNCING, Phase.VERIFYING, Phase.SHIFTING, Phase.PAUSED, Phase.PROMOTED,
-                                 Phase.RETIRING, Phase.ROLLING_BACK})
+                                 Phase.RETIRING, Phase.ROLLING_BACK, Phase.ROTATING})
 # Smoke Jobs run at Verifying or Promoted; a pass may reach those from the phase before.
 JOB_PHASES = {
     api.JobPhase.VERIFYING: frozenset({Phase.SYNCING, Phase.VERIFYING}),
@@ -113,6 +124,8 @@ HANDOFF_RESOURCES = {
 }
 # Handoffs that began are handed back while rolling back.
 HAND_BACK_PHASES = frozenset({Phase.ROLLING_BACK})
+# NodePools: the worker pools and their nodes matter from preflight until the rotation is over or undone.
+POOL_PHASES = PREFLIGHT_PHASES | {Phase.ROTATING, Phase.PAUSED, Phase.ROLLING_BACK}
 
 
 def utcnow() -> datetime.datetime:
@@ -152,6 +165,7 @@ class ActResult:
     results: list[CheckResult]
     saved_routers: list[SavedRouter] | None = None
     preflight: PreflightStatus | None = None
+    drain: tuple[DrainState, EvictionEntry | None, str | None] | None = None  # a NodePools drain pass
 
 
 @dataclasses.dataclass
@@ -163,6 +177,7 @@ class Collaborators:
     workloads: WorkloadSync
     routers: list[Router]
     hooks: HookRunner
+    rotation: Rotation
 
 
 def _digest(raw_spec: dict[str, Any]) -> str:
@@ -237,6 +252,7 @@ class UpgradeLoop:
             self._remote_watches.ensure([
                 *collaborators.workloads.remote_watches(blue_name=spec.cluster.name, green_name=spec.green_name),
                 *self._job_watches(spec, collaborators),
+                *self._node_watches(spec, collaborators),
             ] if watching else [])
         new_status = decision.status.model_copy(update={
             "failures": 0,
@@ -246,6 +262,9 @@ class UpgradeLoop:
             new_status = new_status.model_copy(update={"routers": done.saved_routers})
         if done.preflight is not None:
             new_status = new_status.model_copy(update={"preflight": done.preflight})
+        if done.drain is not None:
+            drain, evicted, blocking = done.drain
+            new_status = rotation_rules.record_drain(new_status, drain=drain, evicted=evicted, blocking_pod=blocking)
         if spec is not None:
             new_status = bookkeeping.record(new_status, spec, done.results)
         written = await self._write_status(body, status, new_status)
@@ -284,6 +303,8 @@ class UpgradeLoop:
                     upgrade_name=self.name)),
                 hooks=HookRunner(spec, management=management, owner=self.owner, upgrade_namespace=self.namespace,
                                  side_client=lambda side: self._side_client(spec, provider, side)),
+                rotation=Rotation(spec, provider=provider,
+                                  cluster_client=lambda: self._side_client(spec, provider, "blue")),
             )
         return self._collaborators
 
@@ -311,7 +332,7 @@ class UpgradeLoop:
         )
         problems: list[str] = []
         # What stops green from being created matters to BlueGreen (and Auto, which may choose it).
-        if phase in PREFLIGHT_PHASES and spec.strategy != api.Strategy.IN_PLACE:
+        if phase in PREFLIGHT_PHASES and spec.strategy not in {api.Strategy.IN_PLACE, api.Strategy.NODE_POOLS}:
             cluster_problems, workload_problems = await asyncio.gather(
                 collaborators.provider.preflight(namespace=ns, blue_name=spec.cluster.name,
                                                  green_name=spec.green_name, overrides=dict(spec.target.overrides)),
@@ -320,7 +341,25 @@ class UpgradeLoop:
             problems = [*cluster_problems, *workload_problems]
         jobs, hooks = await asyncio.gather(self._observe_jobs(spec, collaborators, status=status, now=now),
                                            self._observe_hooks(spec, collaborators, status=status, now=now))
+        pools: dict[str, PoolObservation] = {}
+        attached: tuple[str, ...] | None = None
+        replacements: tuple[bool, str] | None = None
+        if spec.strategy == api.Strategy.NODE_POOLS and phase in POOL_PHASES and blue.exists:
+            rotation = collaborators.rotation
+            pools = await rotation.pools()
+            if phase in PREFLIGHT_PHASES:
+                planned, _ = rotation_rules.plan_rotation(spec, pools)
+                problems.extend(await rotation.problems(planned))
+            state = status.node_pools
+            if state is not None and phase == Phase.ROTATING:
+                if state.stage == RotationStage.CHECKING_LOAD_BALANCERS:
+                    attached = await rotation.unattached(state)
+                elif state.stage == RotationStage.WAITING_FOR_REPLACEMENTS:
+                    replacements = await rotation.replacements(state)
         return Observed(
+            pools=pools,
+            attachment=attached,
+            replacements=replacements,
             jobs=jobs,
             hooks=hooks,
             preflight_problems=tuple(problems),
@@ -372,6 +411,14 @@ class UpgradeLoop:
 
         return dict(await asyncio.gather(*(one(hook, reverse) for hook, reverse in wanted)))
 
+    def _node_watches(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators) -> list[RemoteWatch]:
+        """NodePools: a node turning Ready or an evicted pod's replacement starting wakes the rotation at once."""
+        if spec.strategy != api.Strategy.NODE_POOLS:
+            return []
+        kubeconfig = collaborators.provider.kubeconfig_secret_ref(namespace=spec.cluster.namespace,
+                                                                   name=spec.cluster.name)
+        return [RemoteWatch(kubeconfig=kubeconfig, resource=resource, namespace=None) for resource in (NODES, PODS)]
+
     def _job_watches(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators) -> list[RemoteWatch]:
         """A smoke Job's or a hook's progress wakes the upgrade at once (no kopf watch reaches workload clusters)."""
         places = {(job.cluster.value, smoke_jobs.JOBS, job.namespace) for job in spec.analysis.jobs}
@@ -420,7 +467,9 @@ class UpgradeLoop:
         results: list[CheckResult] = []
         saved: list[SavedRouter] | None = None
         preflight: PreflightStatus | None = None
+        drain: tuple[DrainState, EvictionEntry | None, str | None] | None = None
         ns = spec.cluster.namespace
+        rotation = collaborators.rotation
         for action in _annotations_first(decision.actions):
             match action:
                 case RemoveAnnotation(key=key):
@@ -485,11 +534,27 @@ class UpgradeLoop:
                         side=side, blue_name=spec.cluster.name, green_name=spec.green_name,
                     ):
                         journal.append(JournalEntry(time=now, target="workloads", action="delete", detail=line))
+                case EnsurePool(pool=pool, source=source, name=new, replicas=replicas):
+                    detail = await rotation.ensure_pool(pool=pool, source=source, new=new, replicas=replicas)
+                    if detail is not None:
+                        journal.append(JournalEntry(time=now, target=f"pool/{new}", action="create", detail=detail))
+                case ScalePool(name=pool, replicas=replicas):
+                    detail = await rotation.scale_pool(pool=pool, replicas=replicas)
+                    if detail is not None:
+                        journal.append(JournalEntry(time=now, target=f"pool/{pool}", action="scale", detail=detail))
+                case CordonNodes(nodes=nodes, unschedulable=unschedulable):
+                    for line in await rotation.cordon(nodes, unschedulable=unschedulable):
+                        journal.append(JournalEntry(time=self.context.clock(), target="nodes",
+                                                    action="cordon" if unschedulable else "uncordon", detail=line))
+                case DrainNode(node=node):
+                    state = decision.status.node_pools
+                    assert state is not None, "DrainNode without status.nodePools"
+                    drain = await rotation.drain(node, state, now=self.context.clock())
                 case DeleteCluster(name=cluster):
                     detail = await collaborators.provider.delete(namespace=ns, name=cluster)
                     if detail is not None:
                         journal.append(JournalEntry(time=now, target="cluster", action="delete", detail=detail))
-        return ActResult(journal=journal, results=results, saved_routers=saved, preflight=preflight)
+        return ActResult(journal=journal, results=results, saved_routers=saved, preflight=preflight, drain=drain)
 
     async def _scan(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators, *,
                     now: datetime.datetime) -> PreflightStatus:

@@ -50,7 +50,7 @@ from bluegreen.api.status import (
     StepStatus,
     StrategyChoice,
 )
-from bluegreen.engine import analysis, hooks, preflight
+from bluegreen.engine import analysis, hooks, nodepools, preflight
 from bluegreen.engine import conditions as cond
 from bluegreen.engine.types import (
     ANNOTATION_ABORT,
@@ -76,7 +76,7 @@ from bluegreen.preflight import versions as version_rules
 # Phases where the upgrade moves forward on its own; spec.paused holds them.
 FORWARD_PHASES = frozenset({
     Phase.PREFLIGHT, Phase.PROVISIONING, Phase.SYNCING, Phase.VERIFYING,
-    Phase.SHIFTING, Phase.PROMOTED, Phase.RETIRING, Phase.UPGRADING,
+    Phase.SHIFTING, Phase.PROMOTED, Phase.RETIRING, Phase.UPGRADING, Phase.ROTATING,
 })
 # Phases in which green may carry traffic, so an abort has something to undo. An in-place
 # upgrade has no other side to go back to: an abort there stops it (see _consume_annotations).
@@ -117,11 +117,18 @@ def decide(
     work.update(observed_generation=observed.generation)
     _consume_annotations(work)
     for _ in range(MAX_TRANSITIONS_PER_PASS):
-        before = (work.status.phase, work.status.step.index, work.status.in_place)
+        before = _progress(work)
         _HANDLERS[work.status.phase](work)
-        if work.done or (work.status.phase, work.status.step.index, work.status.in_place) == before:
+        if work.done or _progress(work) == before:
             break
     return Decision(status=work.status, actions=tuple(work.actions), events=tuple(work.events), wake_at=work.wake_at)
+
+
+def _progress(work: Pass) -> tuple[object, ...]:
+    """What a handler moves on when it is done with its part: another pass of the loop looks again."""
+    rotation = work.status.node_pools
+    return (work.status.phase, work.status.step.index, work.status.in_place,
+            None if rotation is None else (rotation.stage, rotation.nodes_drained))
 
 
 def _hold_for_invalid_spec(status: ClusterUpgradeStatus, observed: Observed, now: datetime.datetime) -> Decision:
@@ -152,7 +159,9 @@ def _consume_annotations(work: Pass) -> None:
     if ANNOTATION_ABORT in annotations:
         work.actions.append(RemoveAnnotation(ANNOTATION_ABORT))
         retiring = phase == Phase.PAUSED and work.status.held_phase == Phase.RETIRING
-        if _in_place(work):
+        if _rotating_now(work):
+            nodepools.abort(work)
+        elif _in_place(work):
             _stop_in_place(work)
         elif phase in ABORTABLE_PHASES and not retiring:
             work.update(held_phase=None)
@@ -163,7 +172,9 @@ def _consume_annotations(work: Pass) -> None:
 
     if ANNOTATION_RETRY in annotations:
         work.actions.append(RemoveAnnotation(ANNOTATION_RETRY))
-        if phase in {Phase.BLOCKED, Phase.FAILED}:
+        if _rotation_to_resume(work):
+            nodepools.resume(work)
+        elif phase in {Phase.BLOCKED, Phase.FAILED}:
             if work.status.in_place is not None:  # in place resumes from the version the cluster reached
                 work.update(in_place=None, step=StepStatus(), analysis=analysis.new_run(work.status.analysis))
             _restart_preflight(work, "retry requested: running preflight again")
@@ -238,8 +249,9 @@ def _promote_full(work: Pass) -> None:
 def _pending(work: Pass) -> None:
     if _held_by_spec(work):
         return
-    work.update(blue=ClusterStatus(name=work.spec.cluster.name),
-                green=ClusterStatus(name=work.spec.green_name, version=work.spec.target.kubernetes_version))
+    green = None if work.spec.strategy == Strategy.NODE_POOLS else \
+        ClusterStatus(name=work.spec.green_name, version=work.spec.target.kubernetes_version)
+    work.update(blue=ClusterStatus(name=work.spec.cluster.name), green=green)
     work.goto(Phase.PREFLIGHT, f"checking {work.spec.cluster.namespace}/{work.spec.cluster.name}")
 
 
@@ -256,6 +268,8 @@ def _preflight(work: Pass) -> None:
         )
     elif blue.version is None:
         problems.append(f"blue cluster {blue.name} reports no Kubernetes version")
+    elif spec.strategy == Strategy.NODE_POOLS:
+        pass  # the workers' version rules are the provider's (pool_problems)
     else:
         try:
             path = version_rules.in_place_path(current=blue.version, target=spec.target.kubernetes_version)
@@ -271,6 +285,9 @@ def _preflight(work: Pass) -> None:
         work.wait(f"waiting for blue cluster {blue.name} to be ready: {blue.reason}")
         return
     work.update(blue=ClusterStatus(name=blue.name, version=blue.version))
+    if spec.strategy == Strategy.NODE_POOLS:
+        _preflight_node_pools(work)
+        return
     if work.status.preflight.scanned_at is None:
         work.condition(ConditionType.PREFLIGHT_PASSED, None, "Scanning",
                        f"scanning {blue.name} and its Flux sources for {spec.target.kubernetes_version}")
@@ -308,6 +325,43 @@ def _preflight(work: Pass) -> None:
                       what=f"creating green {spec.green_name}"):
         return
     work.goto(Phase.PROVISIONING, f"creating green cluster {spec.green_name} at {spec.target.kubernetes_version}")
+
+
+def _preflight_node_pools(work: Pass) -> None:
+    """NodePools changes no cluster version and no workload: no scans, only whether the pools can be rotated."""
+    rotations, problems = nodepools.plan_rotation(work.spec, work.observed.pools)
+    problems.extend(work.observed.preflight_problems)
+    if problems:
+        _block(work, problems)
+        return
+    choice = StrategyChoice(chosen=Strategy.NODE_POOLS.value, reasons=[
+        f"{rotation.old} ({len(rotation.old_nodes)} node(s)) is replaced by {rotation.new}" for rotation in rotations])
+    if work.status.preflight.strategy != choice:
+        work.update(preflight=work.status.preflight.model_copy(update={"strategy": choice}))
+        work.event("StrategyChosen", f"strategy NodePools: {'; '.join(choice.reasons)}")
+    work.condition(ConditionType.PREFLIGHT_PASSED, True, "Passed", "; ".join(choice.reasons))
+    if not _gate_open(work, WebhookType.CONFIRM_ROLLOUT, since=work.status.phase_since or work.now,
+                      what="creating the new worker pools"):
+        return
+    nodepools.start(work, rotations)
+
+
+def _rotating(work: Pass) -> None:
+    if _held_by_spec(work):
+        return
+    nodepools.rotating(work)
+
+
+def _rotating_now(work: Pass) -> bool:
+    """A NodePools rotation is under way (phase Rotating, or held from it)."""
+    phase = work.status.phase
+    return work.status.node_pools is not None and (
+        phase == Phase.ROTATING or (phase == Phase.PAUSED and work.status.held_phase == Phase.ROTATING))
+
+
+def _rotation_to_resume(work: Pass) -> bool:
+    """An aborted or failed rotation that a retry goes on with (a Blocked one never started)."""
+    return work.status.node_pools is not None and work.status.phase in {Phase.ROLLED_BACK, Phase.FAILED}
 
 
 def _block(work: Pass, problems: list[str]) -> None:
@@ -571,6 +625,9 @@ def _retiring(work: Pass) -> None:
 
 
 def _rolling_back(work: Pass) -> None:
+    if work.status.node_pools is not None:
+        nodepools.rolling_back(work)
+        return
     since = work.status.phase_since or work.now
     # rollback webhooks are told once, in the same pass as the first move back (traffic first).
     notify = analysis.asked_since(work.status, _hook_names(work, WebhookType.ROLLBACK), since)
@@ -616,6 +673,9 @@ def _rollback_target(work: Pass) -> int | None:
 
 
 def _rolled_back(work: Pass) -> None:
+    if work.status.node_pools is not None:  # an aborted rotation: no green cluster, nothing to retire
+        work.done = True
+        return
     since = work.status.rolled_back_at or work.now
     if work.status.rolled_back_at is None:
         work.update(rolled_back_at=since)
@@ -747,6 +807,7 @@ _HANDLERS = {
     Phase.VERIFYING: _verifying,
     Phase.SHIFTING: _shifting,
     Phase.UPGRADING: _upgrading,
+    Phase.ROTATING: _rotating,
     Phase.PAUSED: _paused,
     Phase.PROMOTED: _promoted,
     Phase.RETIRING: _retiring,
@@ -770,6 +831,8 @@ def _steps(work: Pass) -> list[Step]:
     """The steps the upgrade walks: traffic steps, or in place the steps after each minor."""
     if _in_place(work):
         return work.spec.in_place.between_minors
+    if work.spec.strategy == Strategy.NODE_POOLS:
+        return []
     return work.spec.traffic.steps
 
 

@@ -30,6 +30,7 @@ class Pass:
     events: list[Event] = dataclasses.field(default_factory=list)
     wake_at: datetime.datetime | None = None
     done: bool = False  # stop looping: waiting for an action's effect or a change
+    entered: set[Phase] = dataclasses.field(default_factory=set)  # phases this pass moved into
 
     # --- small verbs ---------------------------------------------------------------------------
 
@@ -74,6 +75,7 @@ class Pass:
             self.update(message=message)
             return
         self.update(phase=phase, phase_since=self.now, message=message)
+        self.entered.add(phase)
         self.event(phase.value, message, warning=warning)
         progressing = phase not in {Phase.COMPLETED, Phase.FAILED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.PAUSED}
         self.condition(ConditionType.PROGRESSING, progressing, phase.value, message)

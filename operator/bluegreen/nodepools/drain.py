@@ -227,6 +227,7 @@ async def drain_step(
     now: datetime.datetime,
     previous: DrainProgress | None = None,
     draining_nodes: Collection[str] | None = None,
+    grace_period_seconds: int | None = None,
 ) -> DrainProgress:
     """One pass of the drain of ``node_name``: cordon if needed, then evict at most one pod, or say why not.
 
@@ -236,6 +237,7 @@ async def drain_step(
     nodes being drained (the old pool); by default, every cordoned node and this one. They decide
     which of a controller's Ready pods count as "elsewhere" in the journal entry, and must be the
     ones later given to :func:`~bluegreen.nodepools.replacements.replacements_ready`.
+    ``grace_period_seconds`` overrides the pods' own termination grace period.
     """
     node = await client.get(NODES, name=node_name)
     if node is None:
@@ -258,7 +260,7 @@ async def drain_step(
     ready_before = count_ready(controller, siblings)
     ready_elsewhere = count_ready(controller, siblings, excluding_nodes=excluded)
 
-    eviction = await evict(client, target_ref)
+    eviction = await evict(client, target_ref, grace_period_seconds=grace_period_seconds)
     remaining = len(plan.evict) - 1
     if eviction.result is EvictionResult.EVICTED:
         entry = EvictedPod(pod=target_ref, node=node_name, controller=controller, at=now,

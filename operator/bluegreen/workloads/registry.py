@@ -16,6 +16,7 @@ from bluegreen.workloads import flux_holds
 from bluegreen.workloads.base import WorkloadSync
 from bluegreen.workloads.flux_git import FluxGitWorkloads
 from bluegreen.workloads.flux_remote import FluxRemoteWorkloads
+from bluegreen.workloads.none import NoWorkloads
 
 MODES: tuple[FluxMode, ...] = (FluxMode.REMOTE, FluxMode.GIT)
 
@@ -34,12 +35,14 @@ def build_workload_sync(
     workdir: pathlib.Path | str,
     labels: Mapping[str, str],
 ) -> WorkloadSync:
-    """The WorkloadSync for ``spec.workloads.flux.mode``.
+    """The WorkloadSync for ``spec.workloads.flux.mode`` (none for NodePools, which has no spec.workloads).
 
     ``kubeconfig_ref(cluster)`` is the cluster provider's ``(namespace, secret, key)``
     of a cluster's kubeconfig; ``workdir`` is this upgrade's own directory (git mode
     keeps its clone there).
     """
+    if spec.workloads_spec is None:  # strategy NodePools: the workloads stay in their cluster
+        return NoWorkloads()
     flux = spec.workloads.flux
     if flux.mode == FluxMode.REMOTE:
         return FluxRemoteWorkloads(client=management, flux=flux, namespace=spec.flux_namespace, labels=labels,

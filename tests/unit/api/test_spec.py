@@ -97,9 +97,22 @@ CASES: list[tuple[str, Callable[[], dict[str, Any]], str, list[str]]] = [
     ("remote mode with an empty selector",
      lambda: with_("workloads.flux.selector", {"matchLabels": {}}),
      "spec.workloads.flux", ["selector.matchLabels is required in remote mode"]),
-    ("strategy not in this release",
+    ("NodePools without pools",
      lambda: with_("strategy", "NodePools"),
-     "spec.strategy", ["NodePools is not available in this release; use Auto, BlueGreen, InPlace"]),
+     "spec.nodePools", ["required for strategy NodePools", "pools: [{name: md-0}]"]),
+    ("pools for another strategy",
+     lambda: with_("nodePools", {"pools": [{"name": "md-0"}]}),
+     "spec.nodePools", ["used by strategy NodePools only"]),
+    ("a Cluster API pool with an EKS Anywhere machine config",
+     lambda: with_("strategy", "NodePools") | {"nodePools": {"pools": [{"name": "md-0", "machineConfig": {
+         "name": "workers-v2"}}]}},
+     "spec.nodePools.pools[0].machineConfig", ["for EKS Anywhere worker groups", "set class"]),
+    ("the same pool twice",
+     lambda: with_("strategy", "NodePools") | {"nodePools": {"pools": [{"name": "md-0"}, {"name": "md-0-green"}]}},
+     "spec.nodePools.pools[1].name", ["same pool as pools[0] (md-0)"]),
+    ("a load balancer that is neither",
+     lambda: with_("strategy", "NodePools") | {"nodePools": {"pools": [{"name": "md-0"}], "loadBalancers": [{}]}},
+     "spec.nodePools.loadBalancers[0]", ["one of haproxy or elbv2"]),
     ("blue/green without traffic",
      lambda: with_("traffic", _DELETE),
      "spec.traffic", ["required for strategy BlueGreen", "routers and steps"]),
@@ -220,7 +233,7 @@ def test_one_problem_named_by_path_with_its_fix(raw: Callable[[], dict[str, Any]
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    raw = with_("strategy", "NodePools")
+    raw = with_("strategy", "Canary")
     raw["cluster"]["name"] = "Prod"
     raw["traffic"]["steps"] = [{"setWeight": 50}, {"setWeight": 20}, {"setWeight": 30}, {"setWeight": 10}]
     problems = problems_of(raw)
@@ -276,7 +289,7 @@ def test_in_place_needs_no_traffic_and_auto_needs_it() -> None:
 
 def test_spec_error_reads_as_its_problems() -> None:
     with pytest.raises(spec.SpecError) as caught:
-        spec.parse_spec(with_("strategy", "NodePools"))
+        spec.parse_spec(with_("strategy", "Canary"))
     assert str(caught.value) == "; ".join(caught.value.problems)
     assert str(caught.value).startswith("spec.strategy: ")
 
@@ -294,3 +307,21 @@ def test_semantics_need_a_newer_minor() -> None:
     [problem] = spec.validate_semantics(parsed, blue_version="1.31")
     assert problem.startswith("spec.target.kubernetesVersion: ")
     assert "set a later minor version" in problem
+
+
+def test_node_pools_needs_neither_workloads_nor_traffic_and_takes_each_provider_s_change() -> None:
+    capi = spec.parse_spec({
+        "strategy": "NodePools", "cluster": {"provider": "capi", "name": "prod", "namespace": "fleet"},
+        "target": {"kubernetesVersion": "1.30"},
+        "nodePools": {"pools": [{"name": "md-0", "class": "worker-v2"}]},
+    })
+    assert capi.workloads_spec is None and capi.routers == []
+    assert capi.pools.pools[0].class_ == "worker-v2" and capi.pools.drain.local_storage == spec.LocalStorage.EVICT
+    assert capi.flux_namespace == "fleet"
+    eksa = {"strategy": "NodePools", "cluster": {"provider": "eksa", "name": "prod"},
+            "target": {"kubernetesVersion": "1.29"},
+            "nodePools": {"pools": [{"name": "md-0", "class": "worker-v2"}]}}
+    assert problems_of(eksa) == ["spec.nodePools.pools[0].class: class is a Cluster API machineDeployment class; "
+                                 "for EKS Anywhere set machineConfig"]
+    eksa["nodePools"] = {"pools": [{"name": "md-0-blue", "machineConfig": {"overrides": {"spec": {"template": "t2"}}}}]}
+    assert spec.parse_spec(eksa).pools.pools[0].family == "md-0"
