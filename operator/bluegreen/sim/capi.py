@@ -17,9 +17,18 @@ what the Cluster API controllers do, with the status shapes they write:
   version decreased, increased by two minors or more, or increased by a minor
   while the previous upgrade still rolls out is refused with a 422, in the words
   Cluster API uses;
+* the webhook also refuses (422) two ``spec.topology.workers.machineDeployments``
+  entries with the same name, and an entry whose ``class`` the Cluster's
+  ClusterClass does not list under ``spec.workers.machineDeployments`` (when it
+  lists any);
+* with ``simulate_nodes``, every running cluster's workload emulator gets a
+  :class:`~bluegreen.sim.nodes.ClusterSimulator` and each topology
+  machineDeployment its Machines and Nodes (see :mod:`bluegreen.sim.machines`),
+  synced on every reconcile of the Cluster; an adopted cluster's are there at once;
 * a Cluster carries the ``cluster.cluster.x-k8s.io`` finalizer; deleting it
   shows phase ``Deleting``, stops the emulator after ``delete_delay`` and then
-  releases the finalizer (the owned kubeconfig Secret is garbage-collected).
+  releases the finalizer (the owned kubeconfig Secret is garbage-collected,
+  its Machines are removed).
 
 ``on_ready(name, emulator)`` and ``on_deleted(name)`` let the world start and
 stop what belongs to a cluster (its ingress backend). ``clusters`` maps the
@@ -39,7 +48,7 @@ from typing import Any
 import yaml
 
 from bluegreen.api import versions
-from bluegreen.sim import kube_store
+from bluegreen.sim import kube_store, machines, nodes
 from bluegreen.sim.controllers import KeyedWorkers
 from bluegreen.sim.kube import KubeEmulator, ResourceInfo
 
@@ -61,7 +70,7 @@ def cluster_resource(api_version: str = "v1beta2") -> str:
 
 
 def install(management: KubeEmulator, *, api_version: str = "v1beta2", also_serve: tuple[str, ...] = ()) -> None:
-    """Declare Cluster API's resources (Cluster, ClusterClass) at ``api_version`` (and ``also_serve``)."""
+    """Declare Cluster API's resources (Cluster, ClusterClass, Machine) at ``api_version`` (and ``also_serve``)."""
     for version in (api_version, *also_serve):
         management.add_resource(
             group=GROUP, version=version, plural="clusters", kind="Cluster", short_names=("cl",),
@@ -75,6 +84,7 @@ def install(management: KubeEmulator, *, api_version: str = "v1beta2", also_serv
         )
         management.add_resource(group=GROUP, version=version, plural="clusterclasses", kind="ClusterClass",
                                 short_names=("cc",))
+        machines.install(management, api_version=version)
 
 
 def cluster_manifest(
@@ -119,17 +129,18 @@ def seed_cluster(
     version: str,
     api_version: str = "v1beta2",
     cluster_class: str = "quick-start",
+    worker_replicas: int = 2,
     labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Create a Cluster (and its ClusterClass if missing) on the management emulator."""
+    """Create a Cluster (and its ClusterClass, with worker class ``default-worker``, if missing)."""
     if management.get(f"{GROUP}/{api_version}/clusterclasses", namespace, cluster_class) is None:
         management.create(f"{GROUP}/{api_version}/clusterclasses", {
             "apiVersion": f"{GROUP}/{api_version}", "kind": "ClusterClass",
             "metadata": {"name": cluster_class, "namespace": namespace},
-            "spec": {},
+            "spec": {"workers": {"machineDeployments": [{"class": "default-worker"}]}},
         })
     manifest = cluster_manifest(namespace=namespace, name=name, version=version, api_version=api_version,
-                                cluster_class=cluster_class, labels=labels)
+                                cluster_class=cluster_class, worker_replicas=worker_replicas, labels=labels)
     return management.create(cluster_resource(api_version), manifest)
 
 
@@ -240,6 +251,56 @@ def topology_version_problem(before: str, after: str) -> str | None:
     return None
 
 
+def worker_pools(cluster: Mapping[str, Any]) -> list[machines.Pool]:
+    """The machineDeployments of a topology Cluster as pools (replicas default to 1, as Cluster API's do)."""
+    topology = (cluster.get("spec") or {}).get("topology") or {}
+    version = str(topology.get("version") or "")
+    found: list[machines.Pool] = []
+    for entry in ((topology.get("workers") or {}).get("machineDeployments") or ()):
+        if isinstance(entry, dict) and entry.get("name"):
+            replicas = entry.get("replicas")
+            found.append(machines.Pool(name=str(entry["name"]), version=version,
+                                       replicas=replicas if isinstance(replicas, int) else 1))
+    return found
+
+
+def workers_problem(cluster: Mapping[str, Any], cluster_class: Mapping[str, Any] | None) -> str | None:
+    """What Cluster API's webhook says about a topology's machineDeployments (None: it allows them)."""
+    entries = [entry for entry in ((((cluster.get("spec") or {}).get("topology") or {}).get("workers") or {})
+                                   .get("machineDeployments") or ()) if isinstance(entry, dict)]
+    seen: set[str] = set()
+    for entry in entries:
+        name = str(entry.get("name") or "")
+        if name in seen:
+            return (f'spec.topology.workers.machineDeployments: Invalid value: "{name}": MachineDeployment names '
+                    f'should be unique. MachineDeployment with name "{name}" is defined more than once')
+        seen.add(name)
+    if cluster_class is None:
+        return None
+    declared = ((cluster_class.get("spec") or {}).get("workers") or {}).get("machineDeployments")
+    if not declared:
+        return None  # a ClusterClass that lists no worker classes: nothing to check against
+    classes = {str(item.get("class")) for item in declared if isinstance(item, dict)}
+    for index, entry in enumerate(entries):
+        wanted = str(entry.get("class") or "")
+        if wanted not in classes:
+            return (f'spec.topology.workers.machineDeployments[{index}].class: Invalid value: "{wanted}": '
+                    f'MachineDeploymentClass with name "{wanted}" does not exist in ClusterClass '
+                    f'"{cluster_class["metadata"]["name"]}"')
+    return None
+
+
+def _class_ref(cluster: Mapping[str, Any]) -> tuple[str, str] | None:
+    topology = (cluster.get("spec") or {}).get("topology") or {}
+    namespace = str((cluster.get("metadata") or {}).get("namespace") or "default")
+    ref = topology.get("classRef")
+    if isinstance(ref, dict) and ref.get("name"):
+        return str(ref.get("namespace") or namespace), str(ref["name"])
+    if topology.get("class"):
+        return str(topology.get("classNamespace") or namespace), str(topology["class"])
+    return None
+
+
 def _semver(version: versions.KubeVersion) -> str:
     return f"{version.major}.{version.minor}.{version.patch or 0}"
 
@@ -288,9 +349,13 @@ class CapiController:
         delete_delay: float = 0.2,
         on_ready: OnReady | None = None,
         on_deleted: OnDeleted | None = None,
+        simulate_nodes: bool = False,
+        machine_delay: float = 0.2,
     ) -> None:
         self.management = management
         self.api_version = api_version
+        self.simulate_nodes = simulate_nodes  # each cluster gets sim.nodes and its pools Machines and Nodes
+        self.machine_delay = machine_delay
         self.resource = cluster_resource(api_version)
         self.provision_delay = provision_delay
         self.rollout_delay = rollout_delay
@@ -300,6 +365,7 @@ class CapiController:
         self._emulators: dict[tuple[str, str], KubeEmulator] = {}
         self._ready: dict[tuple[str, str], asyncio.Event] = {}
         self._adopting: set[tuple[str, str]] = set()
+        self._machines: dict[tuple[str, str], machines.WorkerMachines] = {}
         self._workers: KeyedWorkers[tuple[str, str]] = KeyedWorkers(self._reconcile, name="capi")
         self._watch_task: asyncio.Task[None] | None = None
 
@@ -337,6 +403,9 @@ class CapiController:
             await asyncio.gather(self._watch_task, return_exceptions=True)
             self._watch_task = None
         await self._workers.close()
+        for workers in list(self._machines.values()):
+            await workers.stop()
+        self._machines.clear()
         emulators = list(self._emulators.values())
         self._emulators.clear()
         for emulator in emulators:
@@ -355,7 +424,19 @@ class CapiController:
     # --- webhook -----------------------------------------------------------------------------
 
     def _admit(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
-        if old is None or info.group != GROUP or info.plural != "clusters":
+        if info.group != GROUP or info.plural != "clusters":
+            return
+        class_ref = _class_ref(new)
+        cluster_class = None if class_ref is None else self.management.get(
+            f"{GROUP}/{info.version}/clusterclasses", *class_ref)
+        workers = workers_problem(new, cluster_class)
+        if workers is not None:
+            raise kube_store.KubeApiError(
+                422, "Invalid",
+                f'admission webhook "{WEBHOOK}" denied the request: Cluster.{GROUP} "{new["metadata"]["name"]}" '
+                f"is invalid: {workers}",
+            )
+        if old is None:
             return
         before = str(((old.get("spec") or {}).get("topology") or {}).get("version") or "")
         after = str(((new.get("spec") or {}).get("topology") or {}).get("version") or "")
@@ -407,6 +488,9 @@ class CapiController:
         if emulator is None:
             await self._provision(key, cluster, version)
             return
+        workers = self._machines.get(key)
+        if workers is not None:
+            workers.set_pools(worker_pools(cluster))
         if version and version != emulator.kubernetes_version:
             await self._roll_out(key, cluster, emulator, version)
             return
@@ -427,11 +511,25 @@ class CapiController:
         emulator = KubeEmulator(name=key[1], kubernetes_version=version or "1.30", token=secrets.token_urlsafe(24))
         await emulator.start()
         self._emulators[key] = emulator
+        if self.simulate_nodes:
+            await self._start_machines(key, cluster, emulator, adopting=adopting)
         self._ensure_kubeconfig(cluster, emulator)
         self._write_status(cluster, phase="Provisioned")
         logger.info("cluster %s/%s is provisioned at %s (%s)", key[0], key[1], version, emulator.url)
         await _call(self.on_ready, key[1], emulator)
         self._ready.setdefault(key, asyncio.Event()).set()
+
+    async def _start_machines(self, key: tuple[str, str], cluster: dict[str, Any], emulator: KubeEmulator, *,
+                              adopting: bool) -> None:
+        workers = machines.WorkerMachines(
+            management=self.management, api_version=self.api_version, namespace=key[0], cluster=key[1],
+            scheme=machines.LabelScheme.CAPI_TOPOLOGY, simulator=nodes.attach(emulator),
+            machine_delay=self.machine_delay)
+        self._machines[key] = workers
+        workers.start()
+        workers.set_pools(worker_pools(cluster), at_once=adopting)
+        if adopting:
+            await workers.idle()  # blue's nodes were running before the world started
 
     async def _roll_out(
         self, key: tuple[str, str], cluster: dict[str, Any], emulator: KubeEmulator, version: str
@@ -471,6 +569,10 @@ class CapiController:
         ready = self._ready.get(key)
         if ready is not None:
             ready.clear()
+        workers = self._machines.pop(key, None)
+        if workers is not None:
+            await workers.stop()
+            workers.remove_all()
         emulator = self._emulators.pop(key, None)
         if emulator is None:
             return

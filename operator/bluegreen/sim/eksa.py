@@ -25,6 +25,14 @@ it writes (Cluster API style conditions, ``failureMessage``):
 * EKS-A's Cluster webhook is emulated on the management emulator's writes: a
   ``kubernetesVersion`` lowered, or raised by more than one minor, is refused
   with a 422 in EKS-A's words (nothing is written, no failureMessage);
+* the webhook also refuses (422) worker node groups with the same name, and a
+  group ``kubernetesVersion`` above the cluster's or more than two minors below it;
+* with ``simulate_nodes``, every running cluster's workload emulator gets a
+  :class:`~bluegreen.sim.nodes.ClusterSimulator` and each worker node group
+  (``count``) its Machines (``cluster.x-k8s.io/v1beta1`` in ``eksa-system``) and
+  Nodes (see :mod:`bluegreen.sim.machines`), synced on every reconcile of a
+  Cluster EKS-A accepts (one with a failureMessage keeps the machines it has);
+  an adopted cluster's are there at once;
 * a release (:func:`seed_release`: an ``EKSARelease`` in ``eksa-system`` naming
   a ``Bundles`` object) is optional per world; where a Cluster's
   ``eksaVersion`` has one, a ``kubernetesVersion`` its Bundles do not list is a
@@ -56,7 +64,7 @@ import yaml
 
 from bluegreen.api import versions
 from bluegreen.kube import mergepatch
-from bluegreen.sim import kube_store
+from bluegreen.sim import kube_store, machines, nodes
 from bluegreen.sim.controllers import KeyedWorkers
 from bluegreen.sim.kube import KubeEmulator, ResourceInfo
 
@@ -131,6 +139,7 @@ PROVIDERS: dict[str, Provider] = {
 }
 DATACENTER_KINDS = tuple(provider.datacenter_kind for provider in PROVIDERS.values())
 MACHINE_CONFIG_KINDS = tuple(p.machine_config_kind for p in PROVIDERS.values() if p.machine_config_kind)
+MACHINE_API_VERSION = "v1beta1"  # the Cluster API version EKS-A's management clusters serve Machines at
 _ENDPOINTLESS = frozenset(p.datacenter_kind for p in PROVIDERS.values() if not p.needs_endpoint)
 
 
@@ -144,7 +153,8 @@ def cluster_resource() -> str:
 
 
 def install(management: KubeEmulator) -> None:
-    """Declare EKS-A's resources (Cluster, machine and datacenter configs, FluxConfig) and ``eksa-system``."""
+    """Declare EKS-A's resources (Cluster, machine and datacenter configs, FluxConfig), Cluster API's
+    Machines and ``eksa-system``."""
     management.add_resource(
         group=GROUP, version=VERSION, plural="clusters", kind="Cluster",
         printer_columns=(
@@ -159,6 +169,7 @@ def install(management: KubeEmulator) -> None:
         management.add_resource(group=GROUP, version=VERSION, plural=f"{kind.lower()}s", kind=kind)
     management.add_resource(group=GROUP, version=VERSION, plural="bundles", kind="Bundles")
     management.add_resource(group=GROUP, version=VERSION, plural="eksareleases", kind="EKSARelease")
+    machines.install(management, api_version=MACHINE_API_VERSION)
     if management.get("v1/namespaces", None, KUBECONFIG_NAMESPACE) is None:
         management.create("v1/namespaces", {"metadata": {"name": KUBECONFIG_NAMESPACE}})
 
@@ -211,6 +222,7 @@ def cluster_manifest(
     endpoint_host: str | None = DEFAULT_ENDPOINT_HOST,
     control_plane_config: str | None = None,
     worker_configs: Mapping[str, str] | None = None,
+    worker_count: int = 2,
     etcd_config: str | None = None,
     management_cluster: str = "management",
     flux_config: str | None = "fleet-gitops",
@@ -232,7 +244,8 @@ def cluster_manifest(
                            "services": {"cidrBlocks": ["10.96.0.0/12"]}},
         "controlPlaneConfiguration": control_plane,
         "workerNodeGroupConfigurations": [
-            {"name": group, "count": 2, **ref(config)} for group, config in (worker_configs or {"md-0": ""}).items()
+            {"name": group, "count": worker_count, **ref(config)}
+            for group, config in (worker_configs or {"md-0": ""}).items()
         ],
         "datacenterRef": {"kind": provider.datacenter_kind, "name": datacenter_name or f"{datacenter}-datacenter"},
         "managementCluster": {"name": management_cluster},
@@ -254,6 +267,7 @@ def seed_cluster(
     datacenter: str = "vsphere",
     endpoint_host: str | None = DEFAULT_ENDPOINT_HOST,
     worker_groups: tuple[str, ...] = ("md-0",),
+    worker_count: int = 2,
     shared_machine_config: bool = False,
     external_etcd: bool = False,
     management_cluster: str = "management",
@@ -290,7 +304,7 @@ def seed_cluster(
     manifest = cluster_manifest(
         namespace=namespace, name=name, version=version, datacenter=datacenter, datacenter_name=datacenter_name,
         endpoint_host=endpoint_host, control_plane_config=config_name("cp"),
-        worker_configs={group: config_name(group) for group in worker_groups},
+        worker_configs={group: config_name(group) for group in worker_groups}, worker_count=worker_count,
         etcd_config=config_name("etcd") if external_etcd else None,
         management_cluster=management_cluster, flux_config=flux_config, labels=labels,
     )
@@ -396,6 +410,53 @@ def version_change_problem(before: Any, after: Any) -> str | None:
     return None
 
 
+def workers_problem(cluster: Mapping[str, Any]) -> str | None:
+    """What EKS-A's webhook says about a Cluster's worker node groups (None: it allows them, or leaves a
+    malformed version to the controller's failureMessage)."""
+    spec = cluster.get("spec") or {}
+    groups = [group for group in spec.get("workerNodeGroupConfigurations") or () if isinstance(group, dict)]
+    seen: set[str] = set()
+    for group in groups:
+        name = str(group.get("name") or "")
+        if name in seen:
+            return f'worker node group names must be unique: "{name}" is used more than once'
+        seen.add(name)
+    version = spec.get("kubernetesVersion")
+    if not isinstance(version, str) or not _VERSION_FORM.match(version):
+        return None
+    cluster_version = versions.parse_version(version)
+    for index, group in enumerate(groups):
+        pinned = group.get("kubernetesVersion")
+        if not isinstance(pinned, str) or not _VERSION_FORM.match(pinned):
+            continue
+        worker = versions.parse_version(pinned)
+        field = f"spec.workerNodeGroupConfigurations[{index}].kubernetesVersion"
+        if worker.minor_key > cluster_version.minor_key:
+            return (f'{field}: Invalid value: "{pinned}": a worker node group cannot run a newer Kubernetes '
+                    f"version than the cluster ({version})")
+        lag = cluster_version.minor - worker.minor if worker.major == cluster_version.major else 99
+        if lag > 2:
+            return (f'{field}: Invalid value: "{pinned}": a worker node group may lag the cluster\'s '
+                    f"kubernetesVersion ({version}) by at most 2 minor versions, not {lag}")
+    return None
+
+
+def worker_pools(cluster: Mapping[str, Any]) -> list[machines.Pool]:
+    """The worker node groups of an EKS-A Cluster as pools (``count``, at the group's own version if pinned)."""
+    spec = cluster.get("spec") or {}
+    found: list[machines.Pool] = []
+    for group in spec.get("workerNodeGroupConfigurations") or ():
+        if not isinstance(group, dict) or not group.get("name"):
+            continue
+        count = group.get("count")
+        if not isinstance(count, int):
+            # An autoscaled group starts at its minimum; EKS-A defaults a missing count to 1.
+            count = int(((group.get("autoscalingConfiguration") or {}).get("minCount")) or 1)
+        version = str(group.get("kubernetesVersion") or spec.get("kubernetesVersion") or "")
+        found.append(machines.Pool(name=str(group["name"]), replicas=count, version=f"v{version}.0"))
+    return found
+
+
 def _endpoint(cluster: Mapping[str, Any]) -> str | None:
     host = (((cluster.get("spec") or {}).get("controlPlaneConfiguration") or {}).get("endpoint") or {}).get("host")
     return str(host) if host else None
@@ -421,9 +482,13 @@ class EksaController:
         delete_delay: float = 0.2,
         on_ready: OnReady | None = None,
         on_deleted: OnDeleted | None = None,
+        simulate_nodes: bool = False,
+        machine_delay: float = 0.2,
     ) -> None:
         self.management = management
         self.resource = cluster_resource()
+        self.simulate_nodes = simulate_nodes  # each cluster gets sim.nodes and its groups Machines and Nodes
+        self.machine_delay = machine_delay
         self.provision_delay = provision_delay
         self.rollout_delay = rollout_delay
         self.delete_delay = delete_delay
@@ -433,6 +498,7 @@ class EksaController:
         self._ready: dict[tuple[str, str], asyncio.Event] = {}
         self._adopting: set[tuple[str, str]] = set()
         self._endpoints: dict[str, tuple[str, str]] = {}  # host -> the cluster that holds it
+        self._machines: dict[tuple[str, str], machines.WorkerMachines] = {}
         self._workers: KeyedWorkers[tuple[str, str]] = KeyedWorkers(self._reconcile, name="eksa")
         self._watch_tasks: list[asyncio.Task[None]] = []
 
@@ -484,6 +550,9 @@ class EksaController:
         await asyncio.gather(*self._watch_tasks, return_exceptions=True)
         self._watch_tasks.clear()
         await self._workers.close()
+        for workers in list(self._machines.values()):
+            await workers.stop()
+        self._machines.clear()
         emulators = list(self._emulators.values())
         self._emulators.clear()
         for emulator in emulators:
@@ -514,7 +583,16 @@ class EksaController:
                                      subresource="status")
 
     def _admit(self, info: ResourceInfo, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
-        if old is None or info.group != GROUP or info.plural != "clusters":
+        if info.group != GROUP or info.plural != "clusters":
+            return
+        workers = workers_problem(new)
+        if workers is not None:
+            raise kube_store.KubeApiError(
+                422, "Invalid",
+                f'admission webhook "{WEBHOOK}" denied the request: Cluster.{GROUP} "{new["metadata"]["name"]}" '
+                f"is invalid: {workers}",
+            )
+        if old is None:
             return
         before = (old.get("spec") or {}).get("kubernetesVersion")
         after = (new.get("spec") or {}).get("kubernetesVersion")
@@ -587,6 +665,9 @@ class EksaController:
         if emulator is None:
             await self._provision(key, cluster)
             return
+        workers = self._machines.get(key)
+        if workers is not None:
+            workers.set_pools(worker_pools(cluster))
         if version != emulator.kubernetes_version:
             await self._roll_out(key, cluster, emulator)
             return
@@ -611,11 +692,25 @@ class EksaController:
         emulator = KubeEmulator(name=key[1], kubernetes_version=version, token=secrets.token_urlsafe(24))
         await emulator.start()
         self._emulators[key] = emulator
+        if self.simulate_nodes:
+            await self._start_machines(key, cluster, emulator, adopting=adopting)
         self._ensure_kubeconfig(cluster, emulator)
         self._write_status(cluster, provisioned=True)
         logger.info("EKS-A cluster %s/%s is ready at %s (%s)", key[0], key[1], version, emulator.url)
         await _call(self.on_ready, key[1], emulator)
         self._ready.setdefault(key, asyncio.Event()).set()
+
+    async def _start_machines(self, key: tuple[str, str], cluster: dict[str, Any], emulator: KubeEmulator, *,
+                              adopting: bool) -> None:
+        workers = machines.WorkerMachines(
+            management=self.management, api_version=MACHINE_API_VERSION, namespace=KUBECONFIG_NAMESPACE,
+            cluster=key[1], scheme=machines.LabelScheme.EKSA, simulator=nodes.attach(emulator),
+            machine_delay=self.machine_delay)
+        self._machines[key] = workers
+        workers.start()
+        workers.set_pools(worker_pools(cluster), at_once=adopting)
+        if adopting:
+            await workers.idle()  # blue's nodes were running before the world started
 
     async def _roll_out(self, key: tuple[str, str], cluster: dict[str, Any], emulator: KubeEmulator) -> None:
         self._write_status(cluster, provisioned=True, rolling=True)
@@ -661,6 +756,10 @@ class EksaController:
         except kube_store.KubeApiError as exc:
             if exc.status != 404:
                 raise
+        workers = self._machines.pop(key, None)
+        if workers is not None:
+            await workers.stop()
+            workers.remove_all()
         emulator = self._emulators.pop(key, None)
         if released:
             # A cluster refused for wanting this endpoint may have it now.

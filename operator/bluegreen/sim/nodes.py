@@ -7,6 +7,8 @@ that observable through the API; this module plays them against one
 
 - **node lifecycle**: :meth:`ClusterSimulator.add_nodes` creates Nodes of a pool (label
   ``POOL_LABEL``) that turn Ready after ``node_ready_delay``, with ``allocatable.pods``;
+  :meth:`ClusterSimulator.add_node` creates the one Node a machine registers (given name,
+  InternalIP, providerID and kubelet version: what ``sim.machines`` drives);
   :meth:`ClusterSimulator.remove_node` takes one away with its pods. Their kubelets
   are registered with the store, so their pods are deleted gracefully (deletionTimestamp
   first, gone once the kubelet confirms);
@@ -121,25 +123,48 @@ class ClusterSimulator(WatchingController[str]):
 
     def add_nodes(self, pool: str, count: int, *, prefix: str | None = None) -> list[str]:
         """Create ``count`` Nodes of ``pool``, NotReady until ``node_ready_delay`` has passed; their names."""
-        names: list[str] = []
-        for _ in range(count):
-            node = self.emulator.create(NODES, {
-                "metadata": {"generateName": f"{prefix or pool}-", "labels": {POOL_LABEL: pool}},
-                "spec": {},
-                "status": {
-                    "conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady",
-                                    "message": "container runtime status check may not have completed yet",
-                                    "lastHeartbeatTime": now_rfc3339(), "lastTransitionTime": now_rfc3339()}],
-                    "allocatable": {"pods": str(self.pods_per_node), "cpu": "4", "memory": "16Gi"},
-                    "capacity": {"pods": str(self.pods_per_node), "cpu": "4", "memory": "16Gi"},
-                },
-            })
-            name = str(node["metadata"]["name"])
-            self.emulator.patch(NODES, None, name, {"metadata": {"labels": {"kubernetes.io/hostname": name}}})
-            self.emulator.store.kubelet_nodes.add(name)
+        return [self._create_node({"generateName": f"{prefix or pool}-", "labels": {POOL_LABEL: pool}}, spec={},
+                                  extra_status={}, ready=False) for _ in range(count)]
+
+    def add_node(self, name: str, *, pool: str, internal_ip: str, provider_id: str,
+                 labels: Mapping[str, str] | None = None, kubelet_version: str | None = None,
+                 ready: bool = False) -> str:
+        """Create the Node a machine registers: its name, pool label (and ``labels``), InternalIP and providerID.
+
+        It turns Ready after ``node_ready_delay``, or at once with ``ready`` (a node that was already running).
+        """
+        extra_status: dict[str, Any] = {"addresses": [{"type": "InternalIP", "address": internal_ip},
+                                                      {"type": "Hostname", "address": name}]}
+        if kubelet_version:
+            extra_status["nodeInfo"] = {"kubeletVersion": kubelet_version, "kubeProxyVersion": kubelet_version,
+                                        "operatingSystem": "linux", "architecture": "amd64",
+                                        "containerRuntimeVersion": "containerd://1.7.20"}
+        return self._create_node({"name": name, "labels": {**(labels or {}), POOL_LABEL: pool}},
+                                 spec={"providerID": provider_id}, extra_status=extra_status, ready=ready)
+
+    def _create_node(self, metadata: dict[str, Any], *, spec: dict[str, Any], extra_status: dict[str, Any],
+                     ready: bool) -> str:
+        stamp = now_rfc3339()
+        condition = ({"type": "Ready", "status": "True", "reason": "KubeletReady",
+                      "message": "kubelet is posting ready status"} if ready else
+                     {"type": "Ready", "status": "False", "reason": "KubeletNotReady",
+                      "message": "container runtime status check may not have completed yet"})
+        node = self.emulator.create(NODES, {
+            "metadata": metadata,
+            "spec": spec,
+            "status": {
+                "conditions": [{**condition, "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}],
+                "allocatable": {"pods": str(self.pods_per_node), "cpu": "4", "memory": "16Gi"},
+                "capacity": {"pods": str(self.pods_per_node), "cpu": "4", "memory": "16Gi"},
+                **extra_status,
+            },
+        })
+        name = str(node["metadata"]["name"])
+        self.emulator.patch(NODES, None, name, {"metadata": {"labels": {"kubernetes.io/hostname": name}}})
+        self.emulator.store.kubelet_nodes.add(name)
+        if not ready:
             self._due[str(node["metadata"]["uid"])] = time.monotonic() + self.node_ready_delay
-            names.append(name)
-        return names
+        return name
 
     def remove_node(self, name: str) -> None:
         """The machine is gone: its Node and every pod bound to it (at once: no kubelet is left)."""

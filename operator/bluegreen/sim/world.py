@@ -91,6 +91,9 @@ class WorldConfig:
     green: str | None = None  # the name green is expected to get; default: the operator's default for blue
     prometheus: bool = True
     scrape_interval: str = "1s"
+    # > 0: blue's worker pool (md-0) has this many machines, and every cluster simulates Machines, Nodes,
+    # a scheduler and kubelets (sim.machines, sim.nodes) in place of sim.workloads_ctl's status-only replicas.
+    nodes: int = 0
 
     @property
     def green_name(self) -> str:
@@ -132,7 +135,8 @@ class World:
         self._failing: dict[str, bool] = {}  # health-check faults asked for before their cluster exists
         if config.provider == "eksa":
             self.eksa = eksa.EksaController(management=self.management, provision_delay=config.provision_delay,
-                                            on_ready=self._cluster_ready, on_deleted=self._cluster_deleted)
+                                            on_ready=self._cluster_ready, on_deleted=self._cluster_deleted,
+                                            simulate_nodes=config.nodes > 0)
             self.git = gitserver.GitServer(state_dir=state_dir / "git", clusters=(config.blue,))
         else:
             self.capi = capi.CapiController(
@@ -141,6 +145,7 @@ class World:
                 provision_delay=config.provision_delay,
                 on_ready=self._cluster_ready,
                 on_deleted=self._cluster_deleted,
+                simulate_nodes=config.nodes > 0,
             )
         self.flux = flux.FluxController(management=self.management, clusters=self.capi or self.eksa,
                                         delay=config.flux_delay, render=self._render)
@@ -239,7 +244,7 @@ class World:
         self._namespaces()
         eksa.seed_cluster(self.management, namespace=self.config.namespace, name=self.config.blue,
                           version=self.config.blue_version, endpoint_host=self.config.endpoint_host,
-                          repository_url=self.git.http_url)
+                          repository_url=self.git.http_url, worker_count=self.config.nodes or 2)
         # The credentials a platform team keeps next to its ClusterUpgrades (Flux's key names).
         self.management.create("v1/secrets", {
             "metadata": {"name": self.config.git_secret, "namespace": self.config.namespace},
@@ -250,7 +255,7 @@ class World:
         ns, blue = self.config.namespace, self.config.blue
         self._namespaces()
         capi.seed_cluster(self.management, namespace=ns, name=blue, version=self.config.blue_version,
-                          api_version=self.config.capi_version)
+                          api_version=self.config.capi_version, worker_replicas=self.config.nodes or 2)
         flux.seed_source(self.management, namespace=ns, name="fleet-infra", revision=self.config.revision)
         tree = self._source_trees["fleet-infra"] = self.state_dir / "sources" / "fleet-infra"
         artifacts.write_tree(tree, {f"{kustomization}/settings.yaml": _SETTINGS.format(name=kustomization)
@@ -305,7 +310,10 @@ class World:
             },
             "gates_url": f"{self.control_url}/gates",
             "provider": self.config.provider,
+            "nodes": self.config.nodes > 0,  # Machines and Nodes are simulated (blue's pool: node_pool)
         }
+        if self.config.nodes > 0:
+            info["node_pool"] = {"name": "md-0", "replicas": self.config.nodes}
         if self.artifacts is not None:
             info["artifacts_url"] = self.artifacts.base_url
         if self.git is not None:
@@ -318,7 +326,8 @@ class World:
     async def _cluster_ready(self, name: str, emulator: KubeEmulator) -> None:
         """A new cluster's ingress comes up with it (blue's is already running), and, with EKS-A, its Flux."""
         jobs.attach(emulator)  # its Jobs run, as local processes (see sim.jobs)
-        workloads_ctl.attach(emulator)  # its StatefulSets and Deployments scale (see sim.workloads_ctl)
+        if not self.config.nodes:  # with nodes, sim.nodes runs Deployments (the lifecycle controller attached it)
+            workloads_ctl.attach(emulator)  # its StatefulSets and Deployments scale (see sim.workloads_ctl)
         if self.git is not None and name not in self.in_cluster_flux:
             in_cluster = flux_incluster.InClusterFlux(emulator=emulator, cluster=name, repo_url=self.git.file_url,
                                                       branch=self.git.branch, root=self.git.root,
