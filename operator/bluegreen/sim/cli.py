@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--rate", type=float, default=defaults.rate, help="requests per second through HAProxy")
     up.add_argument("--load-duration", type=float, default=defaults.load_duration,
                     help="the load generator stops by itself after this many seconds")
+    up.add_argument("--nodes", type=int, default=defaults.nodes,
+                    help="simulate worker nodes (machines, kubelets, a scheduler, evictions): blue's pool md-0 "
+                         "gets this many; 0 (default) simulates workloads without nodes")
     up.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         capi_version=args.capi_version,
         provision_delay=args.provision_delay, flux_delay=args.flux_delay, rate=args.rate,
         load_duration=args.load_duration, prometheus=args.prometheus, scrape_interval=args.scrape_interval,
+        nodes=args.nodes,
     )
     return asyncio.run(_run(config, state_dir=args.state_dir))
 
