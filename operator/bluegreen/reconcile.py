@@ -655,10 +655,9 @@ class UpgradeLoop:
         if new == old and body.get("status"):
             return False
         wire = new.to_wire()
-        # A merge patch removes what the new status no longer has (e.g. a cleared heldPhase).
-        for key in (body.get("status") or {}):
-            if key not in wire and key != "kopf":
-                wire[key] = None
+        # A merge patch removes what the new status no longer has (a cleared heldPhase, or
+        # nodePools.blockingPod once the budget allows), at any depth of nested objects.
+        _null_removed(body.get("status") or {}, wire, keep=frozenset({"kopf"}))
         await self.context.management.patch(
             CLUSTER_UPGRADES, namespace=self.namespace, name=self.name, body={"status": wire}, subresource="status",
         )
@@ -711,6 +710,18 @@ class UpgradeLoop:
         if decision.wake_at is None:
             return self.context.settings.resync_seconds
         return max(0.0, (decision.wake_at - now).total_seconds())
+
+
+def _null_removed(old: dict[str, Any], new: dict[str, Any], *, keep: frozenset[str] = frozenset()) -> None:
+    """Set to None in ``new`` every key ``old`` has and ``new`` lacks, in nested objects too (lists are
+    replaced whole by a merge patch, so they need nothing)."""
+    for key, value in old.items():
+        if key in keep:
+            continue
+        if key not in new:
+            new[key] = None
+        elif isinstance(value, dict) and isinstance(new[key], dict):
+            _null_removed(value, new[key])
 
 
 def _annotations_first(actions: tuple[Action, ...]) -> list[Action]:
