@@ -9,7 +9,8 @@ Invariants:
 
 - One command per connection (the runtime API's non-interactive mode: HAProxy
   answers and closes), each bounded by the configured timeout, on asyncio
-  streams only.
+  streams only (``traffic.haproxy_runtime``, shared with the NodePools
+  attachment check).
 - ``set_weights`` reads the servers first and writes only on a difference.
   When both weights change, the rising side is raised before the falling side
   is lowered: in between, traffic only goes to servers that carry traffic in
@@ -41,15 +42,13 @@ difference and the next ``set_weights`` applies the weights again.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-import os
 import re
 from typing import Any
 
 from bluegreen.api import durations, spec
-from bluegreen.traffic import base, retiring
+from bluegreen.traffic import base, haproxy_runtime, retiring
+from bluegreen.traffic.haproxy_runtime import one_line as _one_line
 
 # HAProxy's own name charset for proxies and servers; anything else could
 # smuggle a second command into the line (";" separates commands).
@@ -97,30 +96,6 @@ class ServerState:
         return None
 
 
-@dataclasses.dataclass(frozen=True)
-class _Endpoint:
-    text: str
-    unix_path: str | None = None
-    host: str | None = None
-    port: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> _Endpoint:
-        if text.startswith("unix://") and len(text) > len("unix://"):
-            return cls(text=text, unix_path=text.removeprefix("unix://"))
-        match = re.fullmatch(r"tcp://([^:/]+):([0-9]+)", text)
-        if match:
-            return cls(text=text, host=match.group(1), port=int(match.group(2)))
-        raise ValueError(
-            f"runtime API address {text!r} is neither unix:///path/to/socket nor tcp://host:port"
-        )
-
-    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self.unix_path is not None:
-            return await asyncio.open_unix_connection(self.unix_path)
-        return await asyncio.open_connection(self.host, self.port)
-
-
 class HAProxyRouter:
     """Split traffic between two servers of one HAProxy backend through the runtime API."""
 
@@ -144,11 +119,10 @@ class HAProxyRouter:
         if timeout <= 0:
             raise ValueError(f"haproxy.timeout must be positive, got {timeout}s")
         self._name = name
-        self._endpoint = _Endpoint.parse(runtime_api)
+        self._api = haproxy_runtime.RuntimeAPI(runtime_api, timeout=timeout)
         self._backend = backend
         self._blue_server = blue_server
         self._green_server = green_server
-        self._timeout = timeout
 
     @classmethod
     def from_spec(cls, *, name: str, config: spec.HAProxyRouter) -> HAProxyRouter:
@@ -167,7 +141,7 @@ class HAProxyRouter:
 
     def __repr__(self) -> str:
         return (
-            f"HAProxyRouter(name={self._name!r}, runtime_api={self._endpoint.text!r}, "
+            f"HAProxyRouter(name={self._name!r}, runtime_api={self._api.address!r}, "
             f"backend={self._backend!r}, blue={self._blue_server!r}, green={self._green_server!r})"
         )
 
@@ -222,7 +196,7 @@ class HAProxyRouter:
         current = {side: (servers[name].weight, servers[name].state) for side, name in self._names.items()}
         blue, green = (servers[name] for name in self._names.values())
         serving = tuple(server.weight if server.why_no_traffic() is None else 0 for server in (blue, green))
-        what = f"HAProxy backend {self._backend!r} at {self._endpoint.text}"
+        what = f"HAProxy backend {self._backend!r} at {self._api.address}"
         retiring.check_current(retirement, shares=(serving[0], serving[1]), what=what, state=self._state(current))
         if retirement.restoring:
             wanted = {side: self._saved_server(retiring.saved(retirement, side, router=self._name, expect=dict))
@@ -256,22 +230,10 @@ class HAProxyRouter:
 
     async def servers(self) -> dict[str, ServerState]:
         """The blue and green servers as HAProxy reports them, by server name."""
-        command = f"show servers state {self._backend}"
-        reply = await self._command(command)
-        lines = reply.splitlines()
-        if len(lines) < 2 or not lines[1].startswith("# "):
-            raise base.RouterError(
-                f"HAProxy at {self._endpoint.text} answered {command!r} with: {_one_line(reply)}"
-            )
-        columns = lines[1].removeprefix("# ").split()
+        rows = await self._api.servers_state(self._backend)
         found: dict[str, ServerState] = {}
         try:
-            for line in lines[2:]:
-                if not line.strip():
-                    continue
-                row = dict(zip(columns, line.split(), strict=False))
-                if row.get("be_name") != self._backend:
-                    continue
+            for row in rows:
                 found[row["srv_name"]] = ServerState(
                     name=row["srv_name"],
                     weight=int(row["srv_uweight"]),
@@ -280,50 +242,26 @@ class HAProxyRouter:
                 )
         except (KeyError, ValueError) as exc:
             raise base.RouterError(
-                f"HAProxy at {self._endpoint.text} answered {command!r} in an unknown format ({exc!r})"
+                f"HAProxy at {self._api.address} answered 'show servers state {self._backend}' "
+                f"in an unknown format ({exc!r})"
             ) from None
         missing = [name for name in (self._blue_server, self._green_server) if name not in found]
         if missing:
             raise base.RouterError(
-                f"HAProxy backend {self._backend!r} at {self._endpoint.text} has no server "
+                f"HAProxy backend {self._backend!r} at {self._api.address} has no server "
                 f"{' nor '.join(repr(name) for name in missing)}; it has: {', '.join(sorted(found)) or 'none'}"
             )
         return {name: found[name] for name in (self._blue_server, self._green_server)}
 
-    async def _command(self, command: str) -> str:
-        try:
-            async with asyncio.timeout(self._timeout):
-                reader, writer = await self._endpoint.open()
-                try:
-                    writer.write(command.encode() + b"\n")
-                    await writer.drain()
-                    reply = await reader.read()
-                finally:
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
-        except TimeoutError:
-            raise base.RouterError(
-                f"HAProxy runtime API at {self._endpoint.text} did not answer {command!r} "
-                f"within {self._timeout:g}s"
-            ) from None
-        except OSError as exc:
-            # asyncio words a refusal "Connect call failed (addr)"; the errno says it better.
-            reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
-            raise base.RouterError(
-                f"cannot reach the HAProxy runtime API at {self._endpoint.text}: {reason}"
-            ) from None
-        return reply.decode("utf-8", errors="replace")
-
     async def _apply(self, command: str, *, done: list[str], detail: str) -> None:
         """Send one ``set`` command (HAProxy answers nothing on success); add ``detail`` to ``done``."""
         try:
-            reply = await self._command(command)
+            reply = await self._api.command(command)
         except base.RouterError as exc:
             raise base.RouterError(f"{exc}{self._partial(done)}") from None
         if reply.strip():
             raise base.RouterError(
-                f"HAProxy at {self._endpoint.text} refused {command!r}: {_one_line(reply)}{self._partial(done)}"
+                f"HAProxy at {self._api.address} refused {command!r}: {_one_line(reply)}{self._partial(done)}"
             )
         done.append(detail)
 
@@ -355,8 +293,3 @@ class HAProxyRouter:
 def _share(weight: int, state: str) -> int:
     """What a server with ``weight`` in ``state`` takes (health aside): drain and maint take no new requests."""
     return weight if state == READY else 0
-
-
-def _one_line(reply: str) -> str:
-    text = " ".join(reply.split())
-    return text[:300] + ("..." if len(text) > 300 else "") if text else "(empty reply)"

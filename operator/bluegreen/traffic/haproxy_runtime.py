@@ -1,0 +1,136 @@
+"""HAProxy's runtime API as a client: one command per connection, and the ``show servers state`` table.
+
+Two parts of bluegreen talk to HAProxy: the router (``traffic.haproxy``), which
+moves weights between blue's and green's servers, and the NodePools attachment
+check (``nodepools.attachment``), which reads whether each new worker node is a
+server of a backend. Router modules may be imported only by the traffic
+registry, so what they share lives here, outside the router.
+
+Invariants:
+
+- One command per connection (the runtime API's non-interactive mode: HAProxy
+  answers and closes), each bounded by the timeout, on asyncio streams only.
+- A failure to reach HAProxy, or no answer within the timeout, is a
+  :class:`RuntimeAPIError` naming the socket; HAProxy's reply is returned as
+  text, unjudged: what counts as a refusal depends on the command.
+- ``servers_state`` returns HAProxy's rows as column -> text, the columns named
+  by the table's own header line (their set grows between HAProxy versions);
+  a reply without that header (an unknown backend, a permission error) is an
+  error in HAProxy's own words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import re
+
+from bluegreen.traffic import base
+
+
+class RuntimeAPIError(base.RouterError):
+    """The runtime API could not be reached, did not answer in time, or answered outside its format."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Endpoint:
+    text: str
+    unix_path: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> _Endpoint:
+        if text.startswith("unix://") and len(text) > len("unix://"):
+            return cls(text=text, unix_path=text.removeprefix("unix://"))
+        match = re.fullmatch(r"tcp://([^:/]+):([0-9]+)", text)
+        if match:
+            return cls(text=text, host=match.group(1), port=int(match.group(2)))
+        raise ValueError(
+            f"runtime API address {text!r} is neither unix:///path/to/socket nor tcp://host:port"
+        )
+
+    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.unix_path is not None:
+            return await asyncio.open_unix_connection(self.unix_path)
+        return await asyncio.open_connection(self.host, self.port)
+
+
+class RuntimeAPI:
+    """One HAProxy runtime API socket: ``unix:///path`` or ``tcp://host:port``."""
+
+    def __init__(self, address: str, *, timeout: float) -> None:
+        if timeout <= 0:
+            raise ValueError(f"the runtime API timeout must be positive, got {timeout}s")
+        self._endpoint = _Endpoint.parse(address)
+        self._timeout = timeout
+
+    @property
+    def address(self) -> str:
+        return self._endpoint.text
+
+    def __repr__(self) -> str:
+        return f"RuntimeAPI({self._endpoint.text!r}, timeout={self._timeout:g})"
+
+    async def command(self, command: str) -> str:
+        """Send one command; HAProxy's whole reply."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                reader, writer = await self._endpoint.open()
+                try:
+                    writer.write(command.encode() + b"\n")
+                    await writer.drain()
+                    reply = await reader.read()
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+        except TimeoutError:
+            raise RuntimeAPIError(
+                f"HAProxy runtime API at {self._endpoint.text} did not answer {command!r} "
+                f"within {self._timeout:g}s"
+            ) from None
+        except OSError as exc:
+            # asyncio words a refusal "Connect call failed (addr)"; the errno says it better.
+            reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or str(exc)
+            raise RuntimeAPIError(
+                f"cannot reach the HAProxy runtime API at {self._endpoint.text}: {reason}"
+            ) from None
+        return reply.decode("utf-8", errors="replace")
+
+    async def servers_state(self, backend: str) -> list[dict[str, str]]:
+        """``show servers state <backend>``: one row per server of ``backend``, column -> value as text."""
+        command = f"show servers state {backend}"
+        reply = await self.command(command)
+        rows = parse_servers_state(reply, backend=backend)
+        if rows is None:
+            raise RuntimeAPIError(f"HAProxy at {self._endpoint.text} answered {command!r} with: {one_line(reply)}")
+        return rows
+
+
+def parse_servers_state(reply: str, *, backend: str) -> list[dict[str, str]] | None:
+    """The rows of ``backend`` in a ``show servers state`` reply, or None if the reply is not that table.
+
+    The table is a format version line, a ``# column column ...`` header, then one
+    line of space-separated values per server (``-`` for an empty text field).
+    """
+    lines = reply.splitlines()
+    if len(lines) < 2 or not lines[1].startswith("# "):
+        return None
+    columns = lines[1].removeprefix("# ").split()
+    rows = []
+    for line in lines[2:]:
+        if not line.strip():
+            continue
+        row = dict(zip(columns, line.split(), strict=False))
+        if row.get("be_name") == backend:
+            rows.append(row)
+    return rows
+
+
+def one_line(reply: str) -> str:
+    """HAProxy's reply on one line, cut at 300 characters, for a message."""
+    text = " ".join(reply.split())
+    return text[:300] + ("..." if len(text) > 300 else "") if text else "(empty reply)"
