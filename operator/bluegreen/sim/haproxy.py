@@ -12,7 +12,13 @@ would run in front of two clusters:
   fail is retried on the other one instead of failing the client;
 - the runtime API at admin level on a TCP port and on a unix socket, plus one
   TCP socket at operator level (reads allowed, ``set weight`` refused);
-- a stats frontend serving HAProxy's built-in Prometheus exporter on /metrics.
+- a stats frontend serving HAProxy's built-in Prometheus exporter on /metrics;
+- optionally (``node_slots`` > 0) a backend of worker-node slots, as the load
+  balancer in front of one cluster's NodePort has: ``server-template`` servers
+  ``node1``..``nodeN``, all disabled (maintenance) at start, which a load
+  balancer controller (``sim.node_lb``) fills at runtime with
+  ``set server <backend>/<slot> addr <ip> port <port>`` and ``state ready``.
+  They carry no health check, so a slot set ready is UP at once.
 
 Only connection failures are retried, never HTTP 5xx: an unhealthy cluster's
 errors must reach clients and metrics, or analysis could not see them.
@@ -56,7 +62,12 @@ class HAProxyProcess:
         binary: str = DEFAULT_BINARY,
         start_timeout: float = 10.0,
         api_timeout: float = 5.0,
+        node_slots: int = 0,
+        nodes_backend: str = "nodes",
+        node_port: int = 30080,
     ) -> None:
+        if node_slots < 0:
+            raise ValueError(f"node_slots must be 0 or more, got {node_slots}")
         self.state_dir = state_dir
         self.blue_address = blue_address
         self.green_address = green_address
@@ -69,6 +80,9 @@ class HAProxyProcess:
         self.binary = binary
         self.start_timeout = start_timeout
         self.api_timeout = api_timeout
+        self.node_slots = node_slots
+        self.nodes_backend = nodes_backend
+        self.node_port = node_port
         self._process: asyncio.subprocess.Process | None = None
         self._ports: dict[str, int] = {}
         self._socket_dir: pathlib.Path | None = None
@@ -185,6 +199,11 @@ class HAProxyProcess:
                     return
                 await asyncio.sleep(0.05)
 
+    @property
+    def node_slot_names(self) -> list[str]:
+        """The servers of the nodes backend, as ``server-template`` names them."""
+        return [f"node{index}" for index in range(1, self.node_slots + 1)]
+
     def render_config(self) -> str:
         check = f"check inter {self.check_interval} fall 2 rise 1"
         return f"""\
@@ -223,6 +242,16 @@ frontend stats
     stats enable
     stats uri /stats
     stats refresh 5s
+""" + self._render_nodes_backend()
+
+    def _render_nodes_backend(self) -> str:
+        if not self.node_slots:
+            return ""
+        # The address is a placeholder until a slot is given a node: disabled servers take no traffic.
+        return f"""
+backend {self.nodes_backend}
+    balance roundrobin
+    server-template node 1-{self.node_slots} 127.0.0.1:{self.node_port} disabled
 """
 
     async def _spawn_and_wait(self) -> None:
