@@ -113,3 +113,11 @@ async def test_the_nodes_backend_only_adds_to_the_worlds_configuration(
     assert [line.strip() for line in with_slots[len(without):].strip().splitlines()] == [
         "backend nodes", "balance roundrobin", "server-template node 1-3 127.0.0.1:30080 disabled",
     ]
+
+
+async def test_a_runtime_api_socket_at_operator_level_is_enough(node_haproxy: sim_haproxy.HAProxyProcess) -> None:
+    await set_slot(node_haproxy, "node1", "127.0.1.11")
+
+    lines = await unattached([balancer(node_haproxy.runtime_api_operator)], NEW_NODES)
+
+    assert lines == ("haproxy nodes: node green-2 (127.0.1.12) is not a server of backend nodes",)
