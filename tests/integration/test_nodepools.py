@@ -114,7 +114,7 @@ def ready_web(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class ReadyLow:
-    """The fewest Ready web pods seen, after every change a watch reports."""
+    """The fewest Ready web pods seen after every change a watch reports, from when all were Ready."""
 
     def __init__(self) -> None:
         self.lowest: int | None = None
@@ -122,9 +122,10 @@ class ReadyLow:
 
 
 @contextlib.asynccontextmanager
-async def watching_ready(cluster: KubeClient) -> AsyncIterator[ReadyLow]:
+async def watching_ready(cluster: KubeClient, *, replicas: int) -> AsyncIterator[ReadyLow]:
     low = ReadyLow()
     pods: dict[str, dict[str, Any]] = {}
+    synced = asyncio.Event()
 
     async def follow() -> None:
         async for event_type, pod in cluster.watch(PODS, namespace="shop"):
@@ -133,13 +134,17 @@ async def watching_ready(cluster: KubeClient) -> AsyncIterator[ReadyLow]:
                 pods.pop(key, None)
             else:
                 pods[key] = pod
-            low.changes += 1
             count = len(ready_web(list(pods.values())))
+            if not synced.is_set():  # the watch's first events replay the pods one by one
+                if count == replicas:
+                    synced.set()
+                continue
+            low.changes += 1
             low.lowest = count if low.lowest is None else min(low.lowest, count)
 
     task = asyncio.create_task(follow())
     try:
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(synced.wait(), timeout=10)
         yield low
     finally:
         task.cancel()
@@ -170,7 +175,7 @@ async def test_a_rotation_of_three_nodes_never_takes_the_workload_below_its_budg
     await deploy(cluster, replicas=6, min_available=5)
     await world.control("POST", "/nodes/lb", {"paused": True})  # the load balancer has not seen new nodes yet
     upgrade = manifest(world, loadBalancers=[haproxy_nodes(world)])
-    async with watching_ready(cluster) as low:
+    async with watching_ready(cluster, replicas=6) as low:
         apply(world, upgrade)
         body = await wait_for(management, upgrade, lambda b: node_pools(b).get("stage") == "CheckingLoadBalancers",
                               timeout=60, operator=operator, what="the load balancer check")

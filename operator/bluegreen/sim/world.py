@@ -55,6 +55,7 @@ from bluegreen.sim import (
     haproxy,
     jobs,
     load,
+    node_lb,
     prometheus,
     workloads_ctl,
 )
@@ -123,6 +124,9 @@ class World:
             green_address=self.green_backend.address,
             blue_server=config.blue,
             green_server=config.green_name,
+            # With nodes, a backend of node slots that a load balancer controller fills with blue's Ready
+            # nodes (sim.node_lb): what NodePools checks before it moves a pod.
+            node_slots=max(16, 4 * config.nodes) if config.nodes else 0,
         )
         self.prometheus: prometheus.PrometheusServer | None = None
         self.gates: dict[str, Gate] = {}
@@ -150,6 +154,7 @@ class World:
         self.flux = flux.FluxController(management=self.management, clusters=self.capi or self.eksa,
                                         delay=config.flux_delay, render=self._render)
         self.load: load.LoadGenerator | None = None
+        self.node_lb: node_lb.NodeLoadBalancer | None = None
         self._clock_offset = time.time() - time.monotonic()
         self._control: web.AppRunner | None = None
         self.control_url = ""
@@ -298,6 +303,7 @@ class World:
                 "backend": self.haproxy.backend,
                 "blue_server": self.haproxy.blue_server,
                 "green_server": self.haproxy.green_server,
+                **({"nodes_backend": self.haproxy.nodes_backend} if self.config.nodes else {}),
             },
             "backends": {"blue": self.blue_backend.url, "green": self.green_backend.url},
             "green": self.green_backend.cluster,
@@ -328,6 +334,9 @@ class World:
         jobs.attach(emulator)  # its Jobs run, as local processes (see sim.jobs)
         if not self.config.nodes:  # with nodes, sim.nodes runs Deployments (the lifecycle controller attached it)
             workloads_ctl.attach(emulator)  # its StatefulSets and Deployments scale (see sim.workloads_ctl)
+        elif name == self.config.blue:
+            self.node_lb = node_lb.attach(emulator, runtime_api=self.haproxy.runtime_api,
+                                          backend=self.haproxy.nodes_backend, port=self.haproxy.node_port)
         if self.git is not None and name not in self.in_cluster_flux:
             in_cluster = flux_incluster.InClusterFlux(emulator=emulator, cluster=name, repo_url=self.git.file_url,
                                                       branch=self.git.branch, root=self.git.root,
@@ -365,6 +374,7 @@ class World:
         app.router.add_post("/flux/failing", self._flux_failing)
         app.router.add_post("/flux/revision", self._flux_revision)
         app.router.add_post("/git/concurrent-push", self._git_concurrent_push)
+        app.router.add_post("/nodes/lb", self._nodes_lb)
         self._control = web.AppRunner(app)
         await self._control.setup()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -505,6 +515,14 @@ class World:
         artifacts.publish_source(self.management, self.artifacts, namespace=self.config.namespace, name=source,
                                  directory=self._source_trees[source], revision=revision)
 
+
+    async def _nodes_lb(self, request: web.Request) -> web.Response:
+        """Hold (``{"paused": true}``) or resume the registration of blue's nodes in HAProxy's nodes backend."""
+        if self.node_lb is None:
+            raise web.HTTPNotFound(text="this world simulates no nodes (start it with --nodes N)")
+        body = await request.json()
+        self.node_lb.paused = bool(body.get("paused", True))
+        return web.json_response({"paused": self.node_lb.paused, "unplaced": sorted(self.node_lb.unplaced)})
 
     async def _git_concurrent_push(self, request: web.Request) -> web.Response:
         """Someone else pushes to the environment repository right before the next push arrives."""
