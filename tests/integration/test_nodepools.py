@@ -14,11 +14,13 @@ not sampled.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import yaml
 
 from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.sim import harness
@@ -260,3 +262,44 @@ async def test_abort_mid_drain_leaves_the_old_nodes_schedulable_and_deletes_noth
     assert len(ready_web(await cluster.list(PODS, namespace="shop"))) == 3
     body = await management.get(CLUSTER_UPGRADES, namespace="fleet", name="rotate-workers") or {}
     assert "bluegreen.io/abort" not in (body["metadata"].get("annotations") or {})
+
+
+EKSA_CLUSTERS = Resource("anywhere.eks.amazonaws.com", "v1alpha1", "clusters")
+VSPHERE_MACHINES = Resource("anywhere.eks.amazonaws.com", "v1alpha1", "vspheremachineconfigs")
+NEW_TEMPLATE = "/Datacenter/vm/bottlerocket-kube-v1-30-2026-11"
+
+
+@pytest.mark.world_args("--provider", "eksa")
+async def test_an_eksa_worker_group_is_rotated_into_its_own_machine_config(
+    world: harness.WorldProcess, operator: Operator, management: KubeClient,
+) -> None:
+    namespace, blue = world.info["namespace"], world.info["blue"]
+    secret = await management.get(Resource("", "v1", "secrets"), namespace="eksa-system", name=f"{blue}-kubeconfig")
+    assert secret is not None
+    cluster = KubeClient.from_kubeconfig(yaml.safe_load(base64.b64decode(secret["data"]["value"])))
+    try:
+        old_nodes = sorted(await nodes_by_name(cluster))
+        assert len(old_nodes) == 3
+        await deploy(cluster, replicas=3, min_available=2)
+        upgrade = manifest(world)
+        upgrade["metadata"]["namespace"] = namespace
+        upgrade["spec"]["cluster"] = {"provider": "eksa", "name": blue, "namespace": namespace}
+        upgrade["spec"]["nodePools"]["pools"] = [
+            {"name": "md-0", "machineConfig": {"overrides": {"spec": {"template": NEW_TEMPLATE}}}}]
+        apply(world, upgrade)
+        body = await wait_for(management, upgrade, phase_is("Completed", "Failed", "Blocked"), timeout=120,
+                              operator=operator, what="the EKS-A rotation's end")
+        assert body["status"]["phase"] == "Completed", body["status"]["message"]
+        definition = await management.get(EKSA_CLUSTERS, namespace=namespace, name=blue)
+        assert definition is not None
+        groups = {group["name"]: group for group in definition["spec"]["workerNodeGroupConfigurations"]}
+        assert (groups["md-0"]["count"], groups["md-0-green"]["count"]) == (0, 3)
+        config = groups["md-0-green"]["machineGroupRef"]["name"]
+        assert config != groups["md-0"]["machineGroupRef"]["name"]
+        copy = await management.get(VSPHERE_MACHINES, namespace=namespace, name=config)
+        assert copy is not None and copy["spec"]["template"] == NEW_TEMPLATE
+        nodes = await nodes_by_name(cluster)
+        assert not set(old_nodes) & set(nodes) and len(nodes) == 3
+        assert len(ready_web(await cluster.list(PODS, namespace="shop"))) == 3
+    finally:
+        await cluster.close()
