@@ -54,7 +54,7 @@ CATEGORIES = ("bluegreen",)
 CRD_PATHS = (pathlib.PurePosixPath("crds") / CRD_FILE, pathlib.PurePosixPath("charts/bluegreen/crds") / CRD_FILE)
 KUSTOMIZATION_PATH = pathlib.PurePosixPath("crds/kustomization.yaml")
 
-PRINTER_COLUMNS: tuple[dict[str, str], ...] = (
+PRINTER_COLUMNS: tuple[dict[str, str | int], ...] = (
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Where the upgrade is."},
     {"name": "Step", "type": "integer", "jsonPath": ".status.step.index", "description": "Index of the current step."},
     {"name": "Green%", "type": "integer", "jsonPath": ".status.weights.green",
@@ -62,6 +62,8 @@ PRINTER_COLUMNS: tuple[dict[str, str], ...] = (
     {"name": "Blue", "type": "string", "jsonPath": ".status.blue.name", "description": "The live (blue) cluster."},
     {"name": "Green", "type": "string", "jsonPath": ".status.green.name", "description": "The new (green) cluster."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Drained", "type": "integer", "jsonPath": ".status.nodePools.nodesDrained", "priority": 1,
+     "description": "NodePools: old nodes drained so far (of status.nodePools.nodesTotal)."},
 )
 
 _HEADER = (

@@ -317,7 +317,10 @@ def test_printer_columns() -> None:
         "Blue": (".status.blue.name", "string"),
         "Green": (".status.green.name", "string"),
         "Age": (".metadata.creationTimestamp", "date"),
+        "Drained": (".status.nodePools.nodesDrained", "integer"),
     }
+    wide_only = {column["name"] for column in version["additionalPrinterColumns"] if column.get("priority")}
+    assert wide_only == {"Drained"}, "kubectl get shows it with -o wide only"
     schema = open_api_schema()
     for json_path, column_type in columns.values():
         if json_path.startswith(".status"):
