@@ -303,3 +303,24 @@ async def test_an_eksa_worker_group_is_rotated_into_its_own_machine_config(
         assert len(ready_web(await cluster.list(PODS, namespace="shop"))) == 3
     finally:
         await cluster.close()
+
+
+async def test_a_killed_operator_goes_on_with_the_drain_from_status_evicting_nothing_twice(
+    world: harness.WorldProcess, operator: Operator, management: KubeClient, cluster: KubeClient,
+) -> None:
+    await add_worker_class(management)
+    await deploy(cluster, replicas=3, min_available=3)
+    upgrade = manifest(world)
+    apply(world, upgrade)
+    await wait_for(management, upgrade, lambda b: bool(node_pools(b).get("blockingPod")), timeout=60,
+                   operator=operator, what="a drain held by the budget")
+    operator.kill()  # SIGKILL: no chance to write anything more
+    await cluster.patch(PDBS, namespace="shop", name="web", body={"spec": {"minAvailable": 2}})
+    operator.start()
+    body = await wait_for(management, upgrade, phase_is("Completed", "Failed"), timeout=120, operator=operator,
+                          what="the rotation's end after a restart")
+    assert body["status"]["phase"] == "Completed", body["status"]["message"]
+    rotation = node_pools(body)
+    evicted = [(entry["pod"]["name"], entry["pod"].get("uid")) for entry in rotation["evictions"]]
+    assert len(evicted) == len(set(evicted)) == rotation["evictionsTotal"] == 3, evicted
+    assert sorted({entry["node"] for entry in rotation["evictions"]}) == sorted(rotation["drained"])
