@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     get = command("get", "Show one ClusterUpgrade: phase, steps, weights per router, analysis, conditions, Events.",
                   "The current step is marked with '>'. Per router, the weights are those of the router's latest\n"
                   "setWeights journal entry, marked unverified when the router could not read them back.\n"
+                  "A NodePools upgrade shows its rotation instead: the stage, each pool old -> new with its\n"
+                  "nodes, the load balancer check, the nodes drained, the node being drained and its last\n"
+                  "outcome, the pod whose eviction is refused (Blocking:) and the last evictions.\n"
                   "With --watch the view is redrawn on every change of the object (a watch, not polling)\n"
                   "until Ctrl-C; when the output is not a terminal each new view follows a '---' line.")
     get.add_argument("name", metavar="NAME", help="the ClusterUpgrade")
@@ -93,12 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     abort = command("abort", "Return all traffic to blue (annotation bluegreen.io/abort=true).",
                     "Rolls back as spec.rollback says; green is kept for inspection. Ignored once blue is\n"
-                    "being retired.")
+                    "being retired. NodePools: draining stops and the old nodes are made schedulable again;\n"
+                    "nothing is deleted.")
     abort.add_argument("name", metavar="NAME", help="the ClusterUpgrade")
 
     retry = command("retry", "Try again after Blocked, Failed or RolledBack (annotation bluegreen.io/retry=true).",
                     "Blocked and Failed run preflight again; RolledBack checks green again and shifts from the\n"
-                    "first step.")
+                    "first step. An aborted or failed NodePools rotation goes on from the new pools' check.")
     retry.add_argument("name", metavar="NAME", help="the ClusterUpgrade")
 
     pause = command("pause", "Hold the upgrade where it is (spec.paused: true).",
@@ -115,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "When the object has a status (NAME, or `kubectl get -o yaml` output as the file), the plan\n"
                    "starts with the preflight's findings (removed APIs, stateful workloads, problems, capacity) and\n"
                    "the strategy chosen with its reasons; before preflight has run it shows what spec.preflight\n"
-                   "asks for. InPlace lists each minor with spec.inPlace.betweenMinors after it; Auto lists both\n"
-                   "candidate plans until it has chosen. Hooks appear at their points, with their state.\n"
+                   "asks for. InPlace lists each minor with spec.inPlace.betweenMinors after it; NodePools lists\n"
+                   "its stages (new pools, load balancers, cordon, drain one node at a time, pause, scale the\n"
+                   "old pools to 0) with spec.nodePools' timeouts; Auto lists both candidate plans until it has\n"
+                   "chosen. Hooks appear at their points, with their state.\n"
                    "MINIMUM '-' means the provider, Flux, a Job or a person decides how long.")
     plan.add_argument("name", nargs="?", metavar="NAME", help="a ClusterUpgrade in the cluster (instead of -f)")
     plan.add_argument("-f", "--filename", metavar="FILE", help="a YAML file, or - for stdin")

@@ -10,8 +10,9 @@ operator found: the preflight's findings and the strategy it chose, hooks'
 states, and how far an in-place upgrade is.
 
 The engine's planner knows blue/green only; the in-place listing (the minors
-one at a time, ``spec.inPlace.betweenMinors`` after each) is built here from
-spec and status. Until Auto has chosen, both candidate plans are shown.
+one at a time, ``spec.inPlace.betweenMinors`` after each) and the NodePools
+rotation (:mod:`bluegreen.cli.rotation`) are built in the plugin from spec and
+status. Until Auto has chosen, both candidate plans are shown.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import yaml
 
 from bluegreen.api import spec as api
 from bluegreen.api.status import ClusterUpgradeStatus
-from bluegreen.cli import sections, view
+from bluegreen.cli import rotation, sections, view
 from bluegreen.cli.text import PLAIN, Style, span, wrap
 from bluegreen.engine import plan as planner
 
@@ -95,14 +96,20 @@ def render_plan(document: Document, *, style: Style = PLAIN, now: datetime.datet
     spec, status = document.spec, document.status
     assert spec is not None
     chosen = sections.chosen_strategy(spec, status)
-    green = "in place" if chosen == api.Strategy.IN_PLACE else f"-> {spec.green_name}"
-    header = (f"Plan for clusterupgrade {document.display}: {spec.cluster.name} {green} at "
+    if chosen == api.Strategy.NODE_POOLS:
+        what = f"{spec.cluster.name}'s {rotation.plan_title(spec)} to"
+    else:
+        what = f"{spec.cluster.name} " + ("in place" if chosen == api.Strategy.IN_PLACE else f"-> {spec.green_name}") \
+            + " at"
+    header = (f"Plan for clusterupgrade {document.display}: {what} "
               f"{spec.target.kubernetes_version} ({spec.cluster.provider.value}, {spec.strategy.value})")
     lines = [style.bold(line) for line in wrap(header, width=sections.WIDTH)]
     if status is not None:
         phase = f"Phase: {status.phase.value}" + (f": {' '.join(status.message.split())}" if status.message else "")
         lines += wrap(phase, width=sections.WIDTH, hanging=7)
     lines += sections.preflight(spec, status, style=style, now=now)
+    if chosen == api.Strategy.NODE_POOLS:
+        lines += ["", style.bold("Node pools:"), *_node_pools(spec, status, style=style)]
     if chosen in (api.Strategy.IN_PLACE, None):
         title = "If Auto chooses InPlace:" if chosen is None else "In place:"
         lines += ["", style.bold(title), *_in_place(spec, status, style=style)]
@@ -124,6 +131,13 @@ def _in_place(spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus | None,
     planned = sections.in_place_plan(spec, status)
     actions = [action for action, _ in planned]
     rollback = wrap(sections.IN_PLACE_ROLLBACK.capitalize(), width=sections.WIDTH, hanging=0)
+    return [*action_table(planned, style=style), "", _total(actions, style=style), *rollback]
+
+
+def _node_pools(spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus | None, *, style: Style) -> list[str]:
+    planned = rotation.plan(spec, status)
+    actions = [action for action, _ in planned]
+    rollback = wrap(rotation.ROLLBACK[0].upper() + rotation.ROLLBACK[1:], width=sections.WIDTH, hanging=0)
     return [*action_table(planned, style=style), "", _total(actions, style=style), *rollback]
 
 

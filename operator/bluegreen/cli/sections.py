@@ -109,16 +109,26 @@ def preflight(
         return _preflight_asked(spec, status, style=style) if asked else []
     lines = ["", f"Preflight: scanned {when(found.scanned_at, now=now)}" if found.scanned_at else "Preflight:"]
     policies = spec.preflight if spec is not None else None
-    lines += _findings(found, policy=policies.removed_apis if policies else None, style=style, limit=limit)
-    lines += _stateful(found, policy=policies.stateful if policies else None, style=style, limit=limit)
+    pools_only = _pools_only(spec, found)
+    if not pools_only:
+        lines += _findings(found, policy=policies.removed_apis if policies else None, style=style, limit=limit)
+        lines += _stateful(found, policy=policies.stateful if policies else None, style=style, limit=limit)
     if found.problems:
         lines.append(style.paint(f"  Problems: {len(found.problems)} (a scan that could not be done counts as a "
                                  "finding)", "yellow"))
         for problem in found.problems:
             lines += wrap(f"- {one_line(problem)}", width=WIDTH, indent=4)
-    lines += _capacity(found, policy=policies.capacity if policies else None, style=style)
+    if not pools_only:
+        lines += _capacity(found, policy=policies.capacity if policies else None, style=style)
     lines += _strategy(spec, status, style=style)
     return lines
+
+
+def _pools_only(spec: api.ClusterUpgradeSpec | None, found: PreflightStatus) -> bool:
+    """NodePools scans nothing (the version and the workloads stay): its preflight only finds the pools."""
+    if spec is not None:
+        return spec.strategy == api.Strategy.NODE_POOLS
+    return found.strategy is not None and found.strategy.chosen == api.Strategy.NODE_POOLS.value
 
 
 def _preflight_asked(
@@ -126,6 +136,8 @@ def _preflight_asked(
 ) -> list[str]:
     if spec is None:
         return ["", "Preflight: preflight has not run yet"]
+    if spec.strategy == api.Strategy.NODE_POOLS:
+        return _pools_asked(spec, status, style=style)
     lines = ["", "Preflight: preflight has not run yet (it scans blue once blue is ready); the spec asks for:"]
     asked = spec.preflight
     where = "live on blue and in Flux's sources" if asked.scan_sources else "live on blue only"
@@ -145,6 +157,18 @@ def _preflight_asked(
     rows.append(["timeout", asked.timeout])
     lines += table(rows, width=WIDTH)
     return lines + _strategy(spec, status, style=style)
+
+
+def _pools_asked(
+    spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus | None, *, style: Style,
+) -> list[str]:
+    provider = spec.cluster.provider.value
+    rows = [["pools", "each of " + ", ".join(pool.name for pool in spec.pools.pools) + " has one live entry "
+                      "(<pool>, <pool>-blue or <pool>-green with replicas)"],
+            ["provider", f"{provider} can make each new pool at {spec.target.kubernetes_version}"],
+            ["scans", "none: the cluster's version and its workloads stay as they are"]]
+    lines = ["", "Preflight: preflight has not run yet (once the cluster is ready); it checks:"]
+    return lines + table(rows, width=WIDTH) + _strategy(spec, status, style=style)
 
 
 def _findings(

@@ -25,14 +25,14 @@ from bluegreen.api.status import (
     Phase,
     parse_status,
 )
-from bluegreen.cli import sections
+from bluegreen.cli import rotation, sections
 from bluegreen.cli.text import PLAIN, Style, age, one_line, parse_time, table
 
 EVENTS_SHOWN = 10
 PREFLIGHT_ROWS_SHOWN = 10
 _PHASE_COLOURS = {
     Phase.COMPLETED: "green", Phase.PROMOTED: "green",
-    Phase.PAUSED: "yellow", Phase.BLOCKED: "yellow", Phase.UPGRADING: "blue",
+    Phase.PAUSED: "yellow", Phase.BLOCKED: "yellow", Phase.UPGRADING: "blue", Phase.ROTATING: "blue",
     Phase.ROLLING_BACK: "red", Phase.ROLLED_BACK: "red", Phase.FAILED: "red",
 }
 _CHECK_WORDS = {CheckPhase.SUCCESSFUL: ("ok", "green"), CheckPhase.FAILED: ("failed", "red"),
@@ -110,6 +110,8 @@ def render(
                                 asked=status.phase in (Phase.PENDING, Phase.PREFLIGHT))
     if sections.runs_in_place(spec, status):
         lines += sections.in_place_progress(spec, status, style=style, now=now)
+    elif rotation.rotates_nodes(spec, status):
+        lines += rotation.progress(spec, status, style=style, now=now)
     else:
         lines += view.steps()
     lines += sections.hooks(spec, status, style=style, now=now)
@@ -157,6 +159,7 @@ class _View:
         ]
         if status.message:
             lines.append(f"Message:   {one_line(status.message)}")
+        lines += rotation.blocking(self.spec, status, style=style, now=self.now)
         lines.append(f"Age:       {self.ago(created)}")
         lines.append(f"Clusters:  {self._clusters()}")
         if self.spec is not None and self.spec.paused:
@@ -176,6 +179,8 @@ class _View:
 
     def _clusters(self) -> str:
         status, spec = self.status, self.spec
+        if rotation.rotates_nodes(spec, status):
+            return rotation.clusters(spec, status)
         if sections.runs_in_place(spec, status):
             name = status.blue.name if status.blue else (spec.cluster.name if spec else "?")
             version = f" ({status.blue.version})" if status.blue and status.blue.version else ""
@@ -229,8 +234,9 @@ class _View:
         weights = self.status.weights
         routers = self.spec.routers if self.spec else []
         applied = any(entry.action == "setWeights" for entry in self.status.journal)
-        if not applied and sections.runs_in_place(self.spec, self.status):
-            return []  # in place no traffic moves
+        if not applied and (sections.runs_in_place(self.spec, self.status)
+                            or rotation.rotates_nodes(self.spec, self.status)):
+            return []  # in place, and rotating worker pools, no traffic moves
         verified = "verified" if weights.verified else self.style.paint("not verified", "yellow")
         lines = ["", f"Weights:   blue {weights.blue}%  green {weights.green}%  {verified}"]
         names = [router.display_name for router in routers]

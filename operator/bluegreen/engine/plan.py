@@ -41,6 +41,7 @@ from bluegreen.api.spec import (
     JobPhase,
     RollbackMode,
     Router,
+    Strategy,
     WebhookType,
     duration,
 )
@@ -71,7 +72,13 @@ def open_ended(actions: Iterable[PlannedAction]) -> list[PlannedAction]:
 
 
 def plan(spec: ClusterUpgradeSpec) -> list[PlannedAction]:
-    """Every action of a blue/green upgrade of ``spec`` in the order the engine takes them."""
+    """Every action of a blue/green upgrade of ``spec`` in the order the engine takes them.
+
+    Raises ValueError for a spec whose strategy never creates a green cluster (InPlace, NodePools): the
+    plugin lists those itself (``bluegreen.cli.sections``, ``bluegreen.cli.rotation``).
+    """
+    if spec.strategy not in (Strategy.BLUE_GREEN, Strategy.AUTO):
+        raise ValueError(f"strategy {spec.strategy.value} has no blue/green plan: it creates no green cluster")
     actions: list[PlannedAction] = []
     actions += _preflight(spec)
     actions += _provisioning(spec)
@@ -116,7 +123,7 @@ def _preflight(spec: ClusterUpgradeSpec) -> list[PlannedAction]:
         PlannedAction(phase, f"check blue's workloads: {_workloads_source(spec)}", ZERO, _flux_mode(spec)),
     ]
     actions += _scans(spec)
-    actions += _gate(phase, spec.analysis, WebhookType.CONFIRM_ROLLOUT)
+    actions += gate(phase, spec.analysis, WebhookType.CONFIRM_ROLLOUT)
     return actions
 
 
@@ -195,9 +202,9 @@ def _shifting(spec: ClusterUpgradeSpec) -> list[PlannedAction]:
         schedule.begin_step()
         if step.set_weight is not None:
             if step.set_weight > schedule.green:
-                actions += _gate(phase, analysis, WebhookType.CONFIRM_TRAFFIC_INCREASE)
+                actions += gate(phase, analysis, WebhookType.CONFIRM_TRAFFIC_INCREASE)
                 if step.set_weight == 100:
-                    actions += _gate(phase, analysis, WebhookType.CONFIRM_PROMOTION)
+                    actions += gate(phase, analysis, WebhookType.CONFIRM_PROMOTION)
             changed = schedule.set_weight(step.set_weight)
             # The dwell runs from the last change: a step repeating the weight may find it over.
             wait = max(ZERO, schedule.anchor + dwell - schedule.now)
@@ -266,7 +273,8 @@ def _retiring(spec: ClusterUpgradeSpec) -> list[PlannedAction]:
 # --- pieces -----------------------------------------------------------------------------------
 
 
-def _gate(phase: str, analysis: Analysis, type_: WebhookType) -> list[PlannedAction]:
+def gate(phase: str, analysis: Analysis, type_: WebhookType) -> list[PlannedAction]:
+    """The gate of ``type_`` (confirm-rollout...) as an action of ``phase``; [] without such webhooks."""
     hooks = analysis.hooks(type_)
     if not hooks:
         return []

@@ -4,7 +4,8 @@
 runs against the emulated world left them (at a human pause with analysis
 running, completed, and retrying a failing action); the others are statuses
 written the way the engine writes them (Shifting with analysis, an
-inconclusive hold, a rollback), with their Events.
+inconclusive hold, a rollback, a NodePools rotation held by a budget), with
+their Events.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def section(text: str, title: str) -> str:
 
 
 ALL = ["shifting-analysis", "rolled-back", "held-inconclusive", "recorded-paused", "recorded-completed",
-       "recorded-syncing-retrying", "blocked-findings", "auto-in-place", "promoted-hooks"]
+       "recorded-syncing-retrying", "blocked-findings", "auto-in-place", "promoted-hooks", "nodepools-draining"]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -262,9 +263,10 @@ def test_any_partial_or_damaged_status_still_renders(which: int, data: st.DataOb
     damaged_events = data.draw(st.lists(st.one_of(st.sampled_from(events), st.dictionaries(
         st.sampled_from(["type", "reason", "message", "count", "lastTimestamp", "metadata"]), junk)), max_size=4))
     text = view.render(obj, events=damaged_events, now=now)
-    assert text.startswith("Name:      fleet/prod-to-1-31\n")
+    assert text.startswith(f"Name:      fleet/{obj['metadata']['name']}\n")
     phase = status.get("phase")
-    if phase in ("Shifting", "RolledBack", "Paused", "Syncing", "Completed", "Blocked", "Upgrading", "Promoted"):
+    if phase in ("Shifting", "RolledBack", "Paused", "Syncing", "Completed", "Blocked", "Upgrading", "Promoted",
+                 "Rotating"):
         assert line_with(text, "Phase:")[1] == phase
 
 
