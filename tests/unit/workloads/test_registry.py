@@ -50,7 +50,7 @@ def test_each_mode_gets_its_own_sync(tmp_path: pathlib.Path) -> None:
 def test_an_unknown_mode_is_an_error_not_a_fallback(tmp_path: pathlib.Path) -> None:
     spec = spec_with({"mode": "git", "git": {"url": "file:///srv/env.git"}})
     flux = spec.workloads.flux.model_copy(update={"mode": "helm"})
-    odd = spec.model_copy(update={"workloads": spec.workloads.model_copy(update={"flux": flux})})
+    odd = spec.model_copy(update={"workloads_spec": spec.workloads.model_copy(update={"flux": flux})})
 
     with pytest.raises(UnknownWorkloadModeError, match="'helm' is not available in this build; use one of: remote, "):
         build(odd, tmp_path)
