@@ -11,6 +11,15 @@ check as the operator records it (value against threshold, passed or failed).
 
 It ends with ONE line of JSON and exits 0 only when the upgrade Completed with
 no failed request.
+
+`make demo DEMO=nodepools` runs the NodePools strategy instead: a world whose
+cluster has 3 simulated worker nodes (machines, kubelets, a scheduler, the
+Eviction API) behind a REAL HAProxy backend of node slots, a 6-replica
+Deployment under a PodDisruptionBudget of minAvailable 5, and
+`examples/clusterupgrade-nodepools-capi.yaml`. It shows the rotation stage by
+stage, each eviction, the pod a budget holds, and the fewest Ready pods seen
+(through a watch on the cluster); it exits 0 only when the rotation Completed
+and the Deployment never went below its budget.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import yaml
 
 from bluegreen.api import spec as api
 from bluegreen.kube.client import KubeClient, Resource
-from bluegreen.sim import harness
+from bluegreen.sim import harness, workload
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
@@ -243,12 +252,134 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0 if result["phase"] == "Completed" and result["failed"] == 0 else 1
 
 
+NODEPOOLS_REPLICAS, NODEPOOLS_MIN_AVAILABLE = 6, 5
+
+
+def nodepools_manifest(world: dict[str, Any]) -> dict[str, Any]:
+    """The CAPI NodePools example, with the world's HAProxy as its one load balancer (and said so)."""
+    manifest: dict[str, Any] = yaml.safe_load(
+        (ROOT / "examples" / "clusterupgrade-nodepools-capi.yaml").read_text())
+    node_pools = manifest["spec"]["nodePools"]
+    node_pools["loadBalancers"] = [{"haproxy": {"runtimeAPI": world["haproxy"]["runtime_api"],
+                                                "backend": world["haproxy"]["nodes_backend"]}}]
+    node_pools["drain"]["pauseBetweenNodes"] = "2s"
+    print("the demo changes in the example: loadBalancers -> the world's HAProxy backend "
+          f"{world['haproxy']['nodes_backend']} at {world['haproxy']['runtime_api']} (no ELBv2 in this world); "
+          "drain.pauseBetweenNodes: 2m -> 2s", flush=True)
+    return manifest
+
+
+def render_rotation(status: dict[str, Any], *, elapsed: float, ready: int | None) -> list[str]:
+    rotation = status.get("nodePools") or {}
+    lines = [f"[{elapsed:5.1f}s] phase {status.get('phase', 'Pending'):<10} stage {rotation.get('stage', '-'):<22} "
+             f"nodes drained {rotation.get('nodesDrained', 0)}/{rotation.get('nodesTotal', '?')}   "
+             f"web pods Ready {'-' if ready is None else ready}/{NODEPOOLS_REPLICAS} "
+             f"(budget minAvailable {NODEPOOLS_MIN_AVAILABLE})"]
+    if rotation.get("blockingPod"):
+        lines.append(f"    blocking: {rotation['blockingPod']}")
+    if status.get("message"):
+        lines.append(f"    {status['message']}")
+    return lines
+
+
+async def run_nodepools(args: argparse.Namespace) -> int:
+    started_wall, started = time.time(), time.monotonic()
+    state_dir = ROOT / ".demo"
+    shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(parents=True)
+    print("starting the emulated world with 3 worker nodes (Kubernetes API emulators, Cluster API machines, "
+          "kubelets and a scheduler, real HAProxy with a backend of node slots)...", flush=True)
+    world = harness.start_world(state_dir / "world", args=("--nodes", "3", "--no-prometheus"))
+    operator = harness.start_operator(world.kubeconfig, log_path=state_dir / "operator.log",
+                                      env={"BLUEGREEN_RETRY_BASE_SECONDS": "0.5"})
+    management = KubeClient.from_kubeconfig(str(world.kubeconfig))
+    cluster: KubeClient | None = None
+    try:
+        print(harness.kubectl(world.kubeconfig, "apply", "-k", str(ROOT / "crds")).strip(), flush=True)
+        manifest = nodepools_manifest(world.info)
+        pool = manifest["spec"]["nodePools"]["pools"][0]
+        await workload.add_worker_class(management, pool["class"])
+        print(f"added class {pool['class']} to ClusterClass fleet/quick-start (what a platform team does first)",
+              flush=True)
+        cluster = await workload.cluster_client(management, namespace="fleet", name=world.info["blue"])
+        await workload.deploy_web(cluster, replicas=NODEPOOLS_REPLICAS, min_available=NODEPOOLS_MIN_AVAILABLE)
+        print(f"deployed shop/web ({NODEPOOLS_REPLICAS} replicas, PodDisruptionBudget minAvailable "
+              f"{NODEPOOLS_MIN_AVAILABLE}) and DaemonSet shop/node-exporter on {world.info['blue']}", flush=True)
+        print(harness.kubectl(world.kubeconfig, "apply", "-f", "-", input_text=yaml.safe_dump(manifest)).strip(),
+              flush=True)
+        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        ready: dict[str, dict[str, Any]] = {}
+        lowest: list[int] = []
+
+        async def follow_pods() -> None:
+            assert cluster is not None
+            async for event_type, pod in cluster.watch(workload.PODS, namespace="shop"):
+                if event_type == "DELETED":
+                    ready.pop(pod["metadata"]["name"], None)
+                else:
+                    ready[pod["metadata"]["name"]] = pod
+                lowest.append(len(workload.ready_pods(list(ready.values()))))
+
+        follower = asyncio.create_task(follow_pods())
+        await asyncio.sleep(0.5)
+        lowest.clear()  # the watch's first events replay the pods one by one
+        status: dict[str, Any] = {}
+        last: list[str] = []
+        seen: set[tuple[str, str]] = set()
+        deadline = started + args.timeout
+        while time.monotonic() < deadline:
+            body = await management.get(CLUSTER_UPGRADES, namespace=namespace, name=name) or {}
+            status = body.get("status") or {}
+            now_ready = len(workload.ready_pods(list(ready.values())))
+            lines = render_rotation(status, elapsed=time.monotonic() - started, ready=now_ready)
+            key = [*lines[1:], lines[0].split("]", 1)[1]]  # what changed, the clock aside
+            if key != last:
+                print("\n".join(lines), flush=True)
+                last = key
+            for entry in (status.get("nodePools") or {}).get("evictions") or []:
+                key = (entry["pod"]["name"], entry["at"])
+                if key not in seen:
+                    seen.add(key)
+                    print(f"    evicted {entry['pod']['namespace']}/{entry['pod']['name']} from {entry['node']}",
+                          flush=True)
+            if status.get("phase") in FINAL_PHASES:
+                break
+            await asyncio.sleep(0.3)
+        follower.cancel()
+        print(harness.kubectl(world.kubeconfig, "get", "clusterupgrades", "-A", "-o", "wide").rstrip(), flush=True)
+        rotation = status.get("nodePools") or {}
+        result = {
+            "phase": status.get("phase"),
+            "pools": [f"{item['old']} -> {item['new']}" for item in rotation.get("pools") or []],
+            "nodes_drained": rotation.get("nodesDrained"),
+            "evictions": rotation.get("evictionsTotal"),
+            "fewest_ready": min(lowest) if lowest else None,
+            "min_available": NODEPOOLS_MIN_AVAILABLE,
+            "seconds": round(time.time() - started_wall, 1),
+        }
+    except Exception:
+        print(f"the demo failed; operator log: {state_dir / 'operator.log'}, world log: "
+              f"{state_dir / 'world' / 'world.log'}", file=sys.stderr, flush=True)
+        raise
+    finally:
+        if cluster is not None:
+            await cluster.close()
+        await management.close()
+        operator.stop()
+        world.stop()
+    print(json.dumps(result), flush=True)
+    fewest = result["fewest_ready"]
+    return 0 if result["phase"] == "Completed" and fewest is not None and fewest >= NODEPOOLS_MIN_AVAILABLE else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timeout", type=float, default=170.0, help="give up after this many seconds")
-    parser.add_argument("--provider", choices=["capi", "eksa"], default="capi",
-                        help="capi: examples/clusterupgrade-demo.yaml; eksa: examples/clusterupgrade-eksa.yaml")
-    return asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--provider", choices=["capi", "eksa", "nodepools"], default="capi",
+                        help="capi: examples/clusterupgrade-demo.yaml; eksa: examples/clusterupgrade-eksa.yaml; "
+                             "nodepools: examples/clusterupgrade-nodepools-capi.yaml")
+    args = parser.parse_args()
+    return asyncio.run(run_nodepools(args) if args.provider == "nodepools" else main_async(args))
 
 
 if __name__ == "__main__":

@@ -14,37 +14,30 @@ not sampled.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import yaml
 
 from bluegreen.kube.client import KubeClient, Resource
-from bluegreen.sim import harness
+from bluegreen.sim import harness, workload
 from tests.integration.conftest import CLUSTER_UPGRADES, Operator, apply, phase_is, wait_for
-from tests.integration.test_preflight import cluster_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodepools, pytest.mark.without_prometheus,
               pytest.mark.world_args("--nodes", "3")]
 
-NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
 NODES = Resource("", "v1", "nodes", namespaced=False)
 PODS = Resource("", "v1", "pods")
-DEPLOYMENTS = Resource("apps", "v1", "deployments")
-DAEMONSETS = Resource("apps", "v1", "daemonsets")
 PDBS = Resource("policy", "v1", "poddisruptionbudgets")
 CLUSTERS = Resource("cluster.x-k8s.io", "v1beta2", "clusters")
-CLUSTER_CLASSES = Resource("cluster.x-k8s.io", "v1beta2", "clusterclasses")
 NEW_CLASS = "default-worker-2026-11"
 
 
 @pytest.fixture
 async def cluster(management: KubeClient) -> AsyncIterator[KubeClient]:
     """The rotated cluster, through its kubeconfig Secret as the operator reads it."""
-    client = await cluster_client(management, "prod-blue")
+    client = await workload.cluster_client(management, namespace="fleet", name="prod-blue")
     yield client
     await client.close()
 
@@ -69,50 +62,14 @@ def haproxy_nodes(world: harness.WorldProcess) -> dict[str, Any]:
 
 
 async def add_worker_class(management: KubeClient) -> None:
-    """What a platform team does first: the new machine template's class in the ClusterClass."""
-    cluster_class = await management.get(CLUSTER_CLASSES, namespace="fleet", name="quick-start")
-    assert cluster_class is not None
-    workers = ((cluster_class.get("spec") or {}).get("workers") or {}).get("machineDeployments") or []
-    classes = [*workers, *({"class": name} for name in ("default-worker", NEW_CLASS)
-                           if name not in {item.get("class") for item in workers})]
-    await management.patch(CLUSTER_CLASSES, namespace="fleet", name="quick-start",
-                           body={"spec": {"workers": {"machineDeployments": classes}}})
+    await workload.add_worker_class(management, NEW_CLASS)
 
 
 async def deploy(cluster: KubeClient, *, replicas: int, min_available: int) -> None:
-    """A web Deployment spread over the workers, its budget, and a DaemonSet (left alone by drains)."""
-    await cluster.create(NAMESPACES, body={"metadata": {"name": "shop"}})
-    labels = {"app": "web"}
-    await cluster.create(DEPLOYMENTS, namespace="shop", body={
-        "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels},
-                              "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}},
-    })
-    await cluster.create(PDBS, namespace="shop", body={
-        "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {"minAvailable": min_available, "selector": {"matchLabels": labels}},
-    })
-    await cluster.create(DAEMONSETS, namespace="shop", body={
-        "metadata": {"name": "node-exporter", "namespace": "shop"},
-        "spec": {"selector": {"matchLabels": {"app": "node-exporter"}},
-                 "template": {"metadata": {"labels": {"app": "node-exporter"}},
-                              "spec": {"containers": [{"name": "exporter", "image": "prom/node-exporter"}]}}},
-    })
-    deadline = asyncio.get_running_loop().time() + 30
-    while asyncio.get_running_loop().time() < deadline:
-        if len(ready_web(await cluster.list(PODS, namespace="shop"))) == replicas:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the web Deployment never became ready")
+    await workload.deploy_web(cluster, replicas=replicas, min_available=min_available)
 
 
-def ready_web(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The pods a PodDisruptionBudget counts as healthy: Ready and not being deleted."""
-    return [pod for pod in pods if (pod["metadata"].get("labels") or {}).get("app") == "web"
-            and not pod["metadata"].get("deletionTimestamp")
-            and any(c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in (pod.get("status") or {}).get("conditions") or ())]
+ready_web = workload.ready_pods
 
 
 class ReadyLow:
@@ -274,9 +231,7 @@ async def test_an_eksa_worker_group_is_rotated_into_its_own_machine_config(
     world: harness.WorldProcess, operator: Operator, management: KubeClient,
 ) -> None:
     namespace, blue = world.info["namespace"], world.info["blue"]
-    secret = await management.get(Resource("", "v1", "secrets"), namespace="eksa-system", name=f"{blue}-kubeconfig")
-    assert secret is not None
-    cluster = KubeClient.from_kubeconfig(yaml.safe_load(base64.b64decode(secret["data"]["value"])))
+    cluster = await workload.cluster_client(management, namespace="eksa-system", name=blue)
     try:
         old_nodes = sorted(await nodes_by_name(cluster))
         assert len(old_nodes) == 3
