@@ -194,11 +194,17 @@ def demo_manifest(provider: str, world: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-async def main_async(args: argparse.Namespace) -> int:
-    started_wall, started = time.time(), time.monotonic()
+def fresh_state_dir() -> pathlib.Path:
+    """The demo's own directory (world state, logs), emptied: every run starts from nothing."""
     state_dir = ROOT / ".demo"
     shutil.rmtree(state_dir, ignore_errors=True)
     state_dir.mkdir(parents=True)
+    return state_dir
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    started_wall, started = time.time(), time.monotonic()
+    state_dir = fresh_state_dir()
     print("starting the emulated world (Kubernetes API emulators, Cluster API and Flux simulators, "
           "real HAProxy, real backends, real Prometheus, load generator)...", flush=True)
     world = harness.start_world(state_dir / "world", args=("--provider", args.provider))
@@ -284,9 +290,7 @@ def render_rotation(status: dict[str, Any], *, elapsed: float, ready: int | None
 
 async def run_nodepools(args: argparse.Namespace) -> int:
     started_wall, started = time.time(), time.monotonic()
-    state_dir = ROOT / ".demo"
-    shutil.rmtree(state_dir, ignore_errors=True)
-    state_dir.mkdir(parents=True)
+    state_dir = fresh_state_dir()
     print("starting the emulated world with 3 worker nodes (Kubernetes API emulators, Cluster API machines, "
           "kubelets and a scheduler, real HAProxy with a backend of node slots)...", flush=True)
     world = harness.start_world(state_dir / "world", args=("--nodes", "3", "--no-prometheus"))
