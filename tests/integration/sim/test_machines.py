@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from bluegreen.sim import capi, eksa, machines, nodes
 from bluegreen.sim.kube import KubeEmulator
 from bluegreen.sim.kube_store import KubeApiError
+from tests.fixtures.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodepools]
 
@@ -22,16 +23,6 @@ PROVIDER_ID = re.compile(r"^aws:///us-west-2a/i-[0-9a-f]{17}$")
 INTERNAL_IP = re.compile(r"^127\.0\.[0-9]{1,3}\.[0-9]{1,3}$")
 
 
-async def eventually(check: Callable[[], T | None], *, what: str, timeout: float = 20.0) -> T:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 class Recorder:

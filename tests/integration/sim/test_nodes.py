@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import pytest
@@ -14,6 +14,7 @@ import yaml
 from bluegreen.kube.client import ApiError, EvictionBlockedError, KubeClient, NotFoundError
 from bluegreen.sim import nodes
 from bluegreen.sim.kube import KubeEmulator
+from tests.fixtures.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodepools]
 
@@ -21,16 +22,6 @@ T = TypeVar("T")
 PDBS = "policy/v1/poddisruptionbudgets"
 
 
-async def eventually(check: Callable[[], T | None], *, what: str, timeout: float = 20.0) -> T:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import pathlib
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
 
 from bluegreen.sim import capi, eksa, machines, nodes, workloads_ctl, world
+from tests.fixtures.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodepools]
 
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], T | None], *, what: str, timeout: float = 20.0) -> T:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def blue_machines(started: world.World) -> list[dict[str, Any]]:
