@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -17,7 +17,6 @@ from tests.fixtures.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodepools]
 
-T = TypeVar("T")
 NAMESPACE = "fleet"
 PROVIDER_ID = re.compile(r"^aws:///us-west-2a/i-[0-9a-f]{17}$")
 INTERNAL_IP = re.compile(r"^127\.0\.[0-9]{1,3}\.[0-9]{1,3}$")

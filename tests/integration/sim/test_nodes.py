@@ -6,7 +6,7 @@ import asyncio
 import pathlib
 import shutil
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +18,6 @@ from tests.fixtures.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodepools]
 
-T = TypeVar("T")
 PDBS = "policy/v1/poddisruptionbudgets"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -12,7 +12,6 @@ from tests.fixtures.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodepools]
 
-T = TypeVar("T")
 
 
 
