@@ -136,7 +136,7 @@ def rolling_back(work: Pass) -> None:
     if cordoned:
         work.act(CordonNodes(nodes=tuple(cordoned), unschedulable=False))
         work.wake(work.now + POLL)
-        work.wait(f"uncordoning {len(cordoned)} old node(s): {', '.join(cordoned)}")
+        work.wait(f"uncordoning {len(cordoned)} old node(s): {_names(cordoned)}")
         return
     new = ", ".join(f"{rotation.new} ({rotation.replicas})" for rotation in state.pools)
     work.update(node_pools=state.model_copy(update={"stage": RotationStage.ABORTED, "since": work.now,
@@ -222,9 +222,9 @@ def _cordoning(work: Pass, state: NodePoolsStatus) -> None:
         work.update(node_pools=state)
         work.act(CordonNodes(nodes=tuple(schedulable)))
         work.wake(work.now + POLL)
-        work.wait(f"cordoning {len(schedulable)} old node(s): {', '.join(schedulable)}")
+        work.wait(f"cordoning {len(schedulable)} old node(s): {_names(schedulable)}")
         return
-    work.event("NodesCordoned", f"{state.nodes_total} old node(s) cordoned: {', '.join(state.old_nodes)}")
+    work.event("NodesCordoned", f"{state.nodes_total} old node(s) cordoned: {_names(state.old_nodes)}")
     _next_node(work, state)
 
 
@@ -382,6 +382,14 @@ def _next_node(work: Pass, state: NodePoolsStatus) -> None:
     else:
         _stage(work, state.model_copy(update={"current": None, "blocking_pod": None, "blocked_reported": False}),
                RotationStage.DRAINING)
+
+
+NAMES_SHOWN = 10  # in messages and Events; status.nodePools lists every node
+
+
+def _names(nodes: Sequence[str]) -> str:
+    shown = ", ".join(nodes[:NAMES_SHOWN])
+    return shown + (f" and {len(nodes) - NAMES_SHOWN} more" if len(nodes) > NAMES_SHOWN else "")
 
 
 def _node(work: Pass, name: str) -> NodeObservation | None:

@@ -342,3 +342,12 @@ def test_spec_paused_holds_the_rotation_where_it_is() -> None:
     assert len(cluster.of(DrainNode)) == count
     cluster.spec = cluster.spec.model_copy(update={"paused": False})
     cluster.run_to(phase=Phase.COMPLETED)
+
+
+def test_messages_and_events_name_ten_nodes_at_most_while_status_lists_them_all() -> None:
+    cluster = Cluster(make_spec(), pools={"md-0": 25})
+    cluster.run_to(RotationStage.DRAINING)
+    [cordoned] = cluster.events("NodesCordoned")
+    assert cordoned.startswith("25 old node(s) cordoned: md-0-0, md-0-1,") and cordoned.endswith("and 15 more")
+    state = cluster.status.node_pools
+    assert state is not None and len(state.old_nodes) == 25
