@@ -37,14 +37,6 @@ from typing import Any
 from bluegreen.api import durations, spec
 from bluegreen.traffic import aws, base, haproxy_runtime
 
-# Bits of HAProxy's srv_admin_state: SRV_ADMF_MAINT (forced, inherited, DNS resolution) and SRV_ADMF_DRAIN.
-# Configured maintenance (0x04, the `disabled` keyword) stays set once a server is made ready at runtime
-# and is not maintenance any more then; the op state says whether such a server runs.
-_ADMIN_MAINT = 0x01 | 0x02 | 0x20
-_ADMIN_DRAIN = 0x08 | 0x10
-_OP_STATES = {0: "DOWN", 1: "starting", 2: "UP", 3: "soft-stopping (NOLB)"}
-_OP_UP = 2
-
 # Node ids an instance target group can hold; the rest (lambda, alb) are no nodes.
 _NODE_TARGET_TYPES = ("instance", "ip")
 
@@ -103,42 +95,10 @@ async def unattached(load_balancers: Sequence[spec.NodeLoadBalancer],
 # --- HAProxy ----------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class ServerState:
-    """One server of ``show servers state``: what the attachment check needs of it."""
-
-    name: str
-    address: str
-    port: str
-    op_state: int
-    admin_state: int
-
-    @classmethod
-    def of(cls, row: Mapping[str, str]) -> ServerState:
-        """From a row of ``haproxy_runtime.parse_servers_state``; KeyError or ValueError if it is not one."""
-        return cls(name=row["srv_name"], address=row["srv_addr"], port=row.get("srv_port", "-"),
-                   op_state=int(row["srv_op_state"]), admin_state=int(row["srv_admin_state"]))
-
-    def why_not_serving(self) -> str | None:
-        """Why this server takes no new requests, or None when it is UP and ready."""
-        if self.admin_state & _ADMIN_MAINT:
-            return "in maintenance (MAINT)"
-        if self.admin_state & _ADMIN_DRAIN:
-            return "draining (DRAIN)"
-        if self.op_state != _OP_UP:
-            return _OP_STATES.get(self.op_state, f"in operational state {self.op_state}")
-        return None
-
-
 async def _haproxy(config: spec.NodeHAProxy, *, name: str, nodes: list[_Node]) -> list[str]:
     api = haproxy_runtime.RuntimeAPI(config.runtime_api,
                                      timeout=durations.parse_duration(config.timeout).total_seconds())
-    rows = await api.servers_state(config.backend)
-    try:
-        known = [ServerState.of(row) for row in rows]
-    except (KeyError, ValueError) as exc:
-        raise base.RouterError(f"HAProxy at {api.address} answered 'show servers state {config.backend}' "
-                               f"in an unknown format ({exc!r})") from None
+    known = await api.servers(config.backend)
     lines = []
     for node in nodes:
         if node.internal_ip is None:
@@ -146,12 +106,12 @@ async def _haproxy(config: spec.NodeHAProxy, *, name: str, nodes: list[_Node]) -
                          "which HAProxy servers are matched by")
             continue
         matching = [server for server in known if server.address == node.internal_ip]
-        if any(server.why_not_serving() is None for server in matching):
+        if any(server.why_not_up() is None for server in matching):
             continue
         if not matching:
             lines.append(f"{name}: {node.described(node.internal_ip)} is not a server of backend {config.backend}")
             continue
-        states = "; ".join(f"server {config.backend}/{server.name} is {server.why_not_serving()}"
+        states = "; ".join(f"server {config.backend}/{server.name} is {server.why_not_up()}"
                            for server in matching)
         lines.append(f"{name}: {node.described(node.internal_ip)}: {states}")
     return lines

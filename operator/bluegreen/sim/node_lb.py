@@ -31,7 +31,6 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bluegreen.nodepools import attachment
 from bluegreen.sim.controllers import WatchingController
 from bluegreen.sim.kube import KubeEmulator
 from bluegreen.traffic import haproxy_runtime
@@ -108,15 +107,15 @@ class NodeLoadBalancer(WatchingController[str]):
         live = {str(node["metadata"]["uid"]) for node in self.emulator.list(NODES)}
         self._ready_since = {uid: since for uid, since in self._ready_since.items() if uid in live}
 
-        slots = [attachment.ServerState.of(row) for row in await self._api.servers_state(self.backend)]
-        serving = {slot.address for slot in slots if slot.why_not_serving() is None}
+        slots = await self._api.servers(self.backend)
+        serving = {slot.address for slot in slots if slot.why_not_up() is None}
         for slot in slots:
-            if slot.why_not_serving() is None and slot.address not in wanted:
+            if slot.why_not_up() is None and slot.address not in wanted:
                 await self._set(f"set server {self.backend}/{slot.name} state maint")
         unplaced = []
         later = [when - now for ip, when in due.items() if ip not in serving and when > now]
         if not self._paused:
-            free = [slot for slot in slots if slot.why_not_serving() is not None or slot.address not in wanted]
+            free = [slot for slot in slots if slot.why_not_up() is not None or slot.address not in wanted]
             for ip, name in wanted.items():
                 if ip in serving or due[ip] > now:
                     continue

@@ -42,7 +42,6 @@ difference and the next ``set_weights`` applies the weights again.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
 
@@ -54,46 +53,8 @@ from bluegreen.traffic.haproxy_runtime import one_line as _one_line
 # smuggle a second command into the line (";" separates commands).
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
-# Bits of ``srv_admin_state`` (HAProxy's enum srv_admin).
-_ADMIN_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, configured, DNS-resolution maintenance
-_ADMIN_DRAIN = 0x08 | 0x10  # forced or inherited drain
-_ADMIN_FORCED = 0x01 | 0x08  # what `set server ... state` sets and clears
-
-# Administrative states as ``set server <backend>/<server> state`` names them.
-READY, DRAIN, MAINT = "ready", "drain", "maint"
-
-# Values of ``srv_op_state`` (HAProxy's enum srv_state).
-_OP_STOPPED = 0  # down: health checks fail
-_OP_STOPPING = 3  # up but soft-stopping (e.g. a 404 with disable-on-404): no new traffic
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerState:
-    """One server as ``show servers state`` reports it."""
-
-    name: str
-    weight: int
-    op_state: int
-    admin_state: int
-
-    @property
-    def state(self) -> str:
-        """The administrative state: maint, drain or ready."""
-        if self.admin_state & _ADMIN_MAINT:
-            return MAINT
-        return DRAIN if self.admin_state & _ADMIN_DRAIN else READY
-
-    def why_no_traffic(self) -> str | None:
-        """Why this server takes no new requests whatever its weight, or None if it does."""
-        if self.admin_state & _ADMIN_MAINT:
-            return "in maintenance (MAINT)"
-        if self.admin_state & _ADMIN_DRAIN:
-            return "draining (DRAIN)"
-        if self.op_state == _OP_STOPPED:
-            return "DOWN (health checks failing)"
-        if self.op_state == _OP_STOPPING:
-            return "soft-stopping (NOLB)"
-        return None
+ServerState = haproxy_runtime.ServerState
+READY, DRAIN, MAINT = haproxy_runtime.READY, haproxy_runtime.DRAIN, haproxy_runtime.MAINT
 
 
 class HAProxyRouter:
@@ -158,7 +119,7 @@ class HAProxyRouter:
         changes.sort(key=lambda server: desired[server] - current[server], reverse=True)
         done: list[str] = []
         for server in changes:
-            if desired[server] > 0 and servers[server].admin_state & _ADMIN_FORCED:
+            if desired[server] > 0 and servers[server].admin_state & haproxy_runtime.ADMIN_FORCED:
                 await self._apply(f"set server {self._backend}/{server} state {READY}", done=done,
                                   detail=f"{self._backend}/{server} {servers[server].state}->{READY}")
             await self._apply(f"set weight {self._backend}/{server} {desired[server]}", done=done,
@@ -230,21 +191,7 @@ class HAProxyRouter:
 
     async def servers(self) -> dict[str, ServerState]:
         """The blue and green servers as HAProxy reports them, by server name."""
-        rows = await self._api.servers_state(self._backend)
-        found: dict[str, ServerState] = {}
-        try:
-            for row in rows:
-                found[row["srv_name"]] = ServerState(
-                    name=row["srv_name"],
-                    weight=int(row["srv_uweight"]),
-                    op_state=int(row["srv_op_state"]),
-                    admin_state=int(row["srv_admin_state"]),
-                )
-        except (KeyError, ValueError) as exc:
-            raise base.RouterError(
-                f"HAProxy at {self._api.address} answered 'show servers state {self._backend}' "
-                f"in an unknown format ({exc!r})"
-            ) from None
+        found = {server.name: server for server in await self._api.servers(self._backend)}
         missing = [name for name in (self._blue_server, self._green_server) if name not in found]
         if missing:
             raise base.RouterError(

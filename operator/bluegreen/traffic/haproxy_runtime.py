@@ -13,6 +13,8 @@ Invariants:
 - A failure to reach HAProxy, or no answer within the timeout, is a
   :class:`RuntimeAPIError` naming the socket; HAProxy's reply is returned as
   text, unjudged: what counts as a refusal depends on the command.
+- :class:`ServerState` is the one reading of a server's admin and operational
+  state both share.
 - ``servers_state`` returns HAProxy's rows as column -> text, the columns named
   by the table's own header line (their set grows between HAProxy versions);
   a reply without that header (an unknown backend, a permission error) is an
@@ -26,6 +28,7 @@ import contextlib
 import dataclasses
 import os
 import re
+from collections.abc import Mapping
 
 from bluegreen.traffic import base
 
@@ -100,6 +103,15 @@ class RuntimeAPI:
             ) from None
         return reply.decode("utf-8", errors="replace")
 
+    async def servers(self, backend: str) -> list[ServerState]:
+        """The servers of ``backend``; RuntimeAPIError if HAProxy answers something else than their table."""
+        rows = await self.servers_state(backend)
+        try:
+            return [ServerState.of(row) for row in rows]
+        except (KeyError, ValueError) as exc:
+            raise RuntimeAPIError(f"HAProxy at {self._endpoint.text} answered 'show servers state {backend}' "
+                                  f"in an unknown format ({exc!r})") from None
+
     async def servers_state(self, backend: str) -> list[dict[str, str]]:
         """``show servers state <backend>``: one row per server of ``backend``, column -> value as text."""
         command = f"show servers state {backend}"
@@ -128,6 +140,65 @@ def parse_servers_state(reply: str, *, backend: str) -> list[dict[str, str]] | N
         if row.get("be_name") == backend:
             rows.append(row)
     return rows
+
+
+# Bits of ``srv_admin_state`` (HAProxy's enum srv_admin). HAProxy's own SRV_ADMF_MAINT is forced, inherited
+# and DNS-resolution maintenance: configured maintenance (0x04, the ``disabled`` keyword) stays set once such
+# a server is made ready at runtime, and HAProxy serves it then, so on its own it is no maintenance.
+ADMIN_MAINT = 0x01 | 0x02 | 0x20
+ADMIN_DRAIN = 0x08 | 0x10  # forced or inherited drain
+ADMIN_FORCED = 0x01 | 0x08  # what ``set server ... state`` sets and clears
+# Values of ``srv_op_state`` (HAProxy's enum srv_state).
+OP_STOPPED, OP_STARTING, OP_RUNNING, OP_STOPPING = 0, 1, 2, 3
+_OP_WORDS = {OP_STOPPED: "DOWN (health checks failing)", OP_STARTING: "starting",
+             OP_RUNNING: "UP", OP_STOPPING: "soft-stopping (NOLB)"}
+
+# Administrative states as ``set server <backend>/<server> state`` names them.
+READY, DRAIN, MAINT = "ready", "drain", "maint"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerState:
+    """One server as ``show servers state`` reports it."""
+
+    name: str
+    address: str
+    port: str
+    weight: int
+    op_state: int
+    admin_state: int
+
+    @classmethod
+    def of(cls, row: Mapping[str, str]) -> ServerState:
+        """From a row of :func:`parse_servers_state`; KeyError or ValueError if it is not one."""
+        return cls(name=row["srv_name"], address=row.get("srv_addr", "-"), port=row.get("srv_port", "-"),
+                   weight=int(row.get("srv_uweight", "0")), op_state=int(row["srv_op_state"]),
+                   admin_state=int(row["srv_admin_state"]))
+
+    @property
+    def state(self) -> str:
+        """The administrative state: maint, drain or ready."""
+        if self.admin_state & ADMIN_MAINT:
+            return MAINT
+        return DRAIN if self.admin_state & ADMIN_DRAIN else READY
+
+    def why_no_traffic(self) -> str | None:
+        """Why this server takes no new requests whatever its weight, or None if it does (a server starting
+        up after a slowstart takes some)."""
+        if self.admin_state & ADMIN_MAINT:
+            return "in maintenance (MAINT)"
+        if self.admin_state & ADMIN_DRAIN:
+            return "draining (DRAIN)"
+        if self.op_state in {OP_STOPPED, OP_STOPPING}:
+            return _OP_WORDS[self.op_state]
+        return None
+
+    def why_not_up(self) -> str | None:
+        """Why this server is not fully in service (UP and ready), or None when it is."""
+        reason = self.why_no_traffic()
+        if reason is None and self.op_state != OP_RUNNING:
+            reason = _OP_WORDS.get(self.op_state, f"in operational state {self.op_state}")
+        return reason
 
 
 def one_line(reply: str) -> str:

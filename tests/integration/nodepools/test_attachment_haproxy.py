@@ -42,7 +42,7 @@ async def test_the_slots_start_disabled_so_no_node_is_attached(node_haproxy: sim
 @pytest.mark.parametrize(("state", "health", "reason"), [
     ("maint", None, "in maintenance (MAINT)"),
     ("drain", None, "draining (DRAIN)"),
-    ("ready", "down", "DOWN"),
+    ("ready", "down", "DOWN (health checks failing)"),
     ("ready", "stopping", "soft-stopping (NOLB)"),
 ])
 async def test_a_server_that_takes_no_traffic_is_named_with_its_state(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bluegreen.nodepools.attachment import ServerState, instance_id
-from bluegreen.traffic.haproxy_runtime import parse_servers_state
+from bluegreen.nodepools.attachment import instance_id
+from bluegreen.traffic.haproxy_runtime import ServerState, parse_servers_state
 
 pytestmark = pytest.mark.nodepools
 
@@ -33,7 +33,7 @@ def test_rows_of_the_backend_are_read_by_the_header_columns() -> None:
     assert rows is not None
     assert [(row["srv_name"], row["srv_addr"], row["srv_port"]) for row in rows] == [
         ("node1", "127.0.1.5", "30080"), ("node2", "127.0.0.1", "30080"), ("node3", "127.0.0.1", "30080")]
-    assert [ServerState.of(row).why_not_serving() for row in rows] == [
+    assert [ServerState.of(row).why_not_up() for row in rows] == [
         None, "draining (DRAIN)", "in maintenance (MAINT)"]
 
 
@@ -54,16 +54,16 @@ def test_a_reply_that_is_not_the_table_is_none(reply: str) -> None:
     (0, 0x20, "in maintenance (MAINT)"),  # its address did not resolve
     (2, 0x08, "draining (DRAIN)"),
     (2, 0x10, "draining (DRAIN)"),
-    (0, 0, "DOWN"),
+    (0, 0, "DOWN (health checks failing)"),
     (1, 0, "starting"),
     (3, 0, "soft-stopping (NOLB)"),
     (7, 0, "in operational state 7"),
 ])
 def test_why_a_server_takes_no_traffic(op_state: int, admin_state: int, reason: str | None) -> None:
-    server = ServerState(name="node1", address="127.0.1.5", port="30080", op_state=op_state,
+    server = ServerState(name="node1", address="127.0.1.5", port="30080", weight=1, op_state=op_state,
                          admin_state=admin_state)
 
-    assert server.why_not_serving() == reason
+    assert server.why_not_up() == reason
 
 
 def test_a_row_without_a_needed_column_is_refused() -> None:

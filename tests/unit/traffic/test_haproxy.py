@@ -208,6 +208,29 @@ async def test_a_server_retired_earlier_is_made_ready_when_it_is_given_traffic_a
     assert await router.verify() == base.RouterWeights(blue=50, green=50)
 
 
+async def test_a_green_server_declared_disabled_serves_once_made_ready(
+    tmp_path: pathlib.Path, blue_backend: backends.Backend, green_backend: backends.Backend,
+) -> None:
+    """HAProxy keeps the configured-maintenance bit (0x04) of a `disabled` server after `state ready`, and serves it:
+    the router must read that server as ready, or it would report green at 0 % while it takes its share."""
+    process = sim_haproxy.HAProxyProcess(state_dir=tmp_path / "haproxy", blue_address=blue_backend.address,
+                                         green_address=green_backend.address, green_disabled=True)
+    await process.start()
+    try:
+        router = make_router(process)
+        assert await process.server_status("green") == "MAINT"
+
+        change = await router.set_weights(blue=50, green=50)
+
+        assert "app/green maint->ready" in change.detail
+        rows = await process.command("show servers state app")
+        green_admin = next(line.split()[6] for line in rows.splitlines() if " green " in f" {line} ")
+        assert int(green_admin) & 0x04, "HAProxy keeps the configured-maintenance bit"
+        assert await router.verify() == base.RouterWeights(blue=50, green=50)
+    finally:
+        await process.stop()
+
+
 async def test_restore_puts_back_the_saved_weights_and_states(haproxy: sim_haproxy.HAProxyProcess) -> None:
     for command in ("set weight app/blue 3", "set server app/green state drain"):
         assert not (await haproxy.command(command)).strip()
