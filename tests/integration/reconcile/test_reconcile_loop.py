@@ -22,6 +22,7 @@ from bluegreen.engine.types import ClusterObservation, KustomizationObservation,
 from bluegreen.hooks.runner import HookRunner
 from bluegreen.kube.client import KubeClient
 from bluegreen.kube.remote import RemoteClients
+from bluegreen.nodepools.rotation import Rotation
 from bluegreen.reconcile import Collaborators, Context, UpgradeLoop
 from bluegreen.settings import OperatorSettings
 from bluegreen.sim.kube import KubeEmulator
@@ -136,10 +137,13 @@ async def world() -> AsyncIterator[tuple[KubeEmulator, UpgradeLoop, ScriptedRout
     async def no_workload_cluster(side: str) -> KubeClient:
         raise AssertionError(f"these tests reach no workload cluster ({side})")
 
-    hooks = HookRunner(api.parse_spec(manifest["spec"]), management=client, side_client=no_workload_cluster,
+    spec = api.parse_spec(manifest["spec"])
+    hooks = HookRunner(spec, management=client, side_client=no_workload_cluster,
                        owner="fleet.demo", upgrade_namespace="fleet")
-    fakes = Collaborators(digest="fixed", provider=FakeProvider(), workloads=FakeWorkloads(), routers=[router],
-                          hooks=hooks)
+    provider = FakeProvider()
+    fakes = Collaborators(digest="fixed", provider=provider, workloads=FakeWorkloads(), routers=[router],
+                          hooks=hooks, rotation=Rotation(spec, provider=provider,  # type: ignore[arg-type]
+                                                         cluster_client=lambda: no_workload_cluster("blue")))
     loop._collaborators_for = lambda spec, raw: fakes  # type: ignore[method-assign,assignment]
     try:
         yield emulator, loop, router
