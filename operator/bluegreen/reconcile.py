@@ -124,6 +124,8 @@ HANDOFF_RESOURCES = {
 }
 # Handoffs that began are handed back while rolling back.
 HAND_BACK_PHASES = frozenset({Phase.ROLLING_BACK})
+# NodePools: a node turning Ready, an evicted pod's replacement starting, a budget that now allows an eviction.
+ROTATION_WATCHED = (NODES, PODS, Resource("policy", "v1", "poddisruptionbudgets"))
 # NodePools: the worker pools and their nodes matter from preflight until the rotation is over or undone.
 POOL_PHASES = PREFLIGHT_PHASES | {Phase.ROTATING, Phase.PAUSED, Phase.ROLLING_BACK}
 
@@ -412,12 +414,12 @@ class UpgradeLoop:
         return dict(await asyncio.gather(*(one(hook, reverse) for hook, reverse in wanted)))
 
     def _node_watches(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators) -> list[RemoteWatch]:
-        """NodePools: a node turning Ready or an evicted pod's replacement starting wakes the rotation at once."""
+        """NodePools: what the rotation waits for in the rotated cluster wakes it at once (ROTATION_WATCHED)."""
         if spec.strategy != api.Strategy.NODE_POOLS:
             return []
         kubeconfig = collaborators.provider.kubeconfig_secret_ref(namespace=spec.cluster.namespace,
                                                                    name=spec.cluster.name)
-        return [RemoteWatch(kubeconfig=kubeconfig, resource=resource, namespace=None) for resource in (NODES, PODS)]
+        return [RemoteWatch(kubeconfig=kubeconfig, resource=resource, namespace=None) for resource in ROTATION_WATCHED]
 
     def _job_watches(self, spec: api.ClusterUpgradeSpec, collaborators: Collaborators) -> list[RemoteWatch]:
         """A smoke Job's or a hook's progress wakes the upgrade at once (no kopf watch reaches workload clusters)."""

@@ -256,25 +256,27 @@ def _draining(work: Pass, state: NodePoolsStatus) -> None:
     work.wake(work.now + min(max(retry, datetime.timedelta(seconds=1)), BLOCKED_RETRY * 6))
     since = current.since or work.now
     drain = work.spec.pools.drain
-    if work.now - since >= duration(drain.budget_timeout):
-        blocked_for = format_duration(work.now - since)
-        message = f"{label}: a PodDisruptionBudget has refused evictions for {blocked_for}: {state.blocking_pod}"
-        if drain.on_budget_timeout == BudgetTimeoutAction.ABORT:
-            work.actions.pop()  # no further eviction: the rotation stops here
-            work.condition(ConditionType.NODES_DRAINED, False, "DrainBlocked", message)
-            work.event("DrainBlocked", f"{message}; spec.nodePools.drain.onBudgetTimeout is Abort", warning=True)
-            abort(work)
-            work.update(message=f"{message}: aborting (onBudgetTimeout: Abort), the old nodes are made schedulable "
-                                "again")
-            return
-        if not state.blocked_reported:
-            work.event("DrainBlocked", f"{message}; still asking (annotate bluegreen.io/abort to stop and "
-                       "uncordon)", warning=True)
-            work.update(node_pools=state.model_copy(update={"blocked_reported": True}))
-        work.condition(ConditionType.NODES_DRAINED, False, "DrainBlocked", message)
-        work.wait(f"{message}; still asking")
+    deadline = since + duration(drain.budget_timeout)
+    if work.now < deadline:
+        work.wake(deadline)  # reported when it is due, not at the next retry after it
+        work.wait(f"draining {label} waits for a PodDisruptionBudget: {state.blocking_pod}")
         return
-    work.wait(f"draining {label} waits for a PodDisruptionBudget: {state.blocking_pod}")
+    blocked_for = format_duration(work.now - since)
+    message = f"{label}: a PodDisruptionBudget has refused evictions for {blocked_for}: {state.blocking_pod}"
+    if drain.on_budget_timeout == BudgetTimeoutAction.ABORT:
+        work.actions.pop()  # no further eviction: the rotation stops here
+        work.condition(ConditionType.NODES_DRAINED, False, "DrainBlocked", message)
+        work.event("DrainBlocked", f"{message}; spec.nodePools.drain.onBudgetTimeout is Abort", warning=True)
+        abort(work)
+        work.update(message=f"{message}: aborting (onBudgetTimeout: Abort), the old nodes are made schedulable "
+                            "again")
+        return
+    if not state.blocked_reported:
+        work.event("DrainBlocked", f"{message}; still asking (annotate bluegreen.io/abort to stop and "
+                   "uncordon)", warning=True)
+        work.update(node_pools=state.model_copy(update={"blocked_reported": True}))
+    work.condition(ConditionType.NODES_DRAINED, False, "DrainBlocked", message)
+    work.wait(f"{message}; still asking")
 
 
 def _waiting_for_replacements(work: Pass, state: NodePoolsStatus) -> None:

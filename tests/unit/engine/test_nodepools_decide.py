@@ -139,7 +139,7 @@ class Cluster:
         blocking = outcome.get("blocking")
         return record_drain(status, drain=DrainState(node=node, message=outcome.get("message", ""),
                                                      **{k: v for k, v in outcome.items()
-                                                        if k in {"outcome", "since", "pod"}}),
+                                                        if k in {"outcome", "since", "pod", "retry_after_seconds"}}),
                             evicted=evicted, blocking_pod=blocking)
 
     def run(self, limit: int = 80) -> None:
@@ -351,3 +351,14 @@ def test_messages_and_events_name_ten_nodes_at_most_while_status_lists_them_all(
     assert cordoned.startswith("25 old node(s) cordoned: md-0-0, md-0-1,") and cordoned.endswith("and 15 more")
     state = cluster.status.node_pools
     assert state is not None and len(state.old_nodes) == 25
+
+
+def test_a_blocked_drain_is_looked_at_again_when_the_budget_timeout_falls_due() -> None:
+    cluster = Cluster(make_spec(drain={"budgetTimeout": "7s"}))
+    cluster.run_to(RotationStage.DRAINING)
+    since = cluster.now
+    cluster.drains["md-0-0"] = [{"outcome": "BlockedByBudget", "since": since.isoformat(), "blocking": "shop/x",
+                                 "retry_after_seconds": 30}]
+    cluster.step()  # the eviction refused, the server saying: ask again in 30 s
+    decision = cluster.step()  # the engine looks at the refusal
+    assert decision.wake_at == since + datetime.timedelta(seconds=7), "reported when due, not 30 s later"
