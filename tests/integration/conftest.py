@@ -26,6 +26,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+        # A whole world and the operator as processes, with traffic shares and latencies measured: such a
+        # test gets the machine to itself (make test runs the others two at a time, then these alone).
+        if "world" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture
