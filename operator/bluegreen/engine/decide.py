@@ -620,6 +620,7 @@ def _retiring(work: Pass) -> None:
     retained = work.spec.promotion.blue_deletion_policy == BlueDeletionPolicy.RETAIN and blue.exists
     message = f"blue cluster {blue.name} retained (policy Retain)" if retained else f"blue cluster {blue.name} deleted"
     work.condition(ConditionType.BLUE_RETIRED, True, "Retained" if retained else "Deleted", message)
+    work.event("BlueRetired", message)
     work.goto(Phase.COMPLETED, f"upgrade complete: {work.spec.green_name} serves all traffic; {message}")
     work.done = True
 
@@ -1029,6 +1030,7 @@ def _analyse(work: Pass) -> bool:
 
 def _analysis_failed(work: Pass, message: str) -> None:
     work.condition(ConditionType.ANALYSIS_PASSING, False, "AnalysisFailed", message)
+    work.event("AnalysisFailed", message, warning=True)
     if _in_place(work):
         blue = work.observed.blue
         _stop_in_place(work, f"analysis failed in place: {message}; {blue.name} stays at {blue.version} "

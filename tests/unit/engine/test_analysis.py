@@ -72,6 +72,8 @@ def test_failures_reaching_the_limit_roll_back_to_blue_at_once() -> None:
     passing = world.status.condition(ConditionType.ANALYSIS_PASSING)
     assert passing is not None and (passing.status, passing.reason) == ("False", "AnalysisFailed")
     assert "error-rate failed 2 time(s)" in passing.message and "0.2 > max 0.01" in passing.message
+    failed = [e for d in world.log for e in d.events if e.reason == "AnalysisFailed"]
+    assert len(failed) == 1 and failed[0].type == "Warning" and "error-rate failed 2 time(s)" in failed[0].message
 
 
 def test_gradual_rollback_holds_each_lower_weight_for_the_step_interval() -> None:

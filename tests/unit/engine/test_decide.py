@@ -71,6 +71,8 @@ def test_happy_path_goes_through_every_phase_in_order() -> None:
     phases = [e.reason for d in world.log for e in d.events if e.reason in Phase.__members__.values()]
     assert phases == ["Preflight", "Provisioning", "Syncing", "Verifying", "Shifting", "Paused",
                       "Shifting", "Promoted", "Retiring", "Completed"]
+    retired = [e.message for d in world.log for e in d.events if e.reason == "BlueRetired"]
+    assert retired == ["blue cluster prod-blue deleted"], "one Event of its own when blue is retired"
 
 
 def test_actions_come_one_kind_per_phase() -> None:
