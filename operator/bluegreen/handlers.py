@@ -6,6 +6,7 @@
   Kustomizations wake the upgrades that depend on them at once, through
   :class:`bluegreen.wakeups.Wakeups`; nothing is polled.
 - A change to the ClusterUpgrade itself (spec, annotations) wakes its daemon.
+- Prometheus metrics (:mod:`bluegreen.metrics`) are served on the metrics port from startup to cleanup.
 
 Run with ``kopf run -m bluegreen.handlers --all-namespaces`` (or ``--namespace``).
 """
@@ -18,7 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from aiohttp import web
 
+from bluegreen import metrics
 from bluegreen.api import spec as api
 from bluegreen.kube.client import KubeClient
 from bluegreen.kube.remote import RemoteClients
@@ -41,16 +44,23 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.process.ultimate_exiting_timeout = 10
     # managedFields on every cluster then say which writes were the operator's.
     management = KubeClient.from_env(timeout=operator.api_timeout_seconds, field_manager=FIELD_MANAGER)
-    memo["context"] = Context(
+    context = Context(
         management=management,
         remote=RemoteClients(management, timeout=operator.api_timeout_seconds, field_manager=FIELD_MANAGER),
         wakeups=Wakeups(),
         settings=operator,
     )
+    memo["context"] = context
+    if operator.metrics_port:
+        memo["metrics_server"] = await metrics.serve(context.metrics, host=operator.metrics_host,
+                                                     port=operator.metrics_port)
 
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
+    server: web.AppRunner | None = memo.get("metrics_server")
+    if server is not None:
+        await server.cleanup()
     context: Context | None = memo.get("context")
     if context is not None:
         await context.remote.close()

@@ -22,6 +22,7 @@ import datetime
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -85,6 +86,7 @@ from bluegreen.hooks.runner import HookRunner
 from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.kube.events import post_event
 from bluegreen.kube.remote import RemoteClients
+from bluegreen.metrics import PassReport, UpgradeMetrics
 from bluegreen.nodepools.drain import NODES, PODS
 from bluegreen.nodepools.rotation import Rotation
 from bluegreen.preflight.run import run_preflight
@@ -143,10 +145,15 @@ class Context:
     wakeups: Wakeups
     settings: OperatorSettings
     clock: Callable[[], datetime.datetime] = utcnow
+    metrics: UpgradeMetrics = dataclasses.field(default_factory=UpgradeMetrics)
 
 
 class WeightsNotVerified(Exception):
     """A router reports other weights than it was just given."""
+
+    def __init__(self, router: str, message: str) -> None:
+        super().__init__(message)
+        self.router = router
 
 
 class RouterFailure(Exception):
@@ -205,17 +212,23 @@ class UpgradeLoop:
         self._remote_watches = RemoteWatches(self.context.remote, wake, label=self.owner)
         try:
             while not stop.is_set():
+                woken_at = wake.set_at
                 wake.clear()
-                delay = await self.reconcile_once()
+                delay = await self.reconcile_once(woken_at=woken_at)
                 if delay is None:
                     return
                 await _wait_any(wake, stop, seconds=min(delay, self.context.settings.resync_seconds))
         finally:
             await self._remote_watches.close()
             self.context.wakeups.forget(self.key)
+            self.context.metrics.forget(namespace=self.namespace, name=self.name)
 
-    async def reconcile_once(self) -> float | None:
-        """One pass. Returns seconds until the next pass is due, None if the object is gone."""
+    async def reconcile_once(self, *, woken_at: float | None = None) -> float | None:
+        """One pass. Returns seconds until the next pass is due, None if the object is gone.
+
+        ``woken_at`` (time.monotonic()) is when the change that woke this pass happened, for the latency metric.
+        """
+        started = time.monotonic()
         management = self.context.management
         body = await management.get(CLUSTER_UPGRADES, namespace=self.namespace, name=self.name)
         if body is None:
@@ -247,7 +260,7 @@ class UpgradeLoop:
         except RouterPending as pending:  # accepted, not in effect yet: hold this step, not a failure
             return await self._record_pending(body, status, pending, now=now)
         except Exception as exc:  # any failure of the world: keep the old status, say why, back off
-            return await self._record_failure(body, status, exc, now=now)
+            return await self._record_failure(body, status, exc, spec=spec, now=now)
 
         if spec is not None and self._remote_watches is not None:
             watching = decision.status.phase in REMOTE_WATCH_PHASES
@@ -270,6 +283,11 @@ class UpgradeLoop:
         if spec is not None:
             new_status = bookkeeping.record(new_status, spec, done.results)
         written = await self._write_status(body, status, new_status)
+        self.context.metrics.record_pass(namespace=self.namespace, name=self.name, report=PassReport(
+            old=status, new=new_status, routers=[router.display_name for router in spec.routers] if spec else [],
+            acted=bool(decision.actions), evicted=done.drain is not None and done.drain[1] is not None,
+            started=started, woken_at=woken_at, now=now,
+        ))
         for event in decision.events:
             await self._post(body, event, now=now)
         if spec is not None and decision.events and spec.analysis.hooks(api.WebhookType.EVENT):
@@ -627,6 +645,7 @@ class UpgradeLoop:
                 raise RouterFailure(router.name, "setWeights", exc) from exc
             if effective is not None and (effective.blue, effective.green) != (action.blue, action.green):
                 raise WeightsNotVerified(
+                    router.name,
                     f"router {router.name} reports blue {effective.blue}% / green {effective.green}% "
                     f"after being set to blue {action.blue}% / green {action.green}%"
                 )
@@ -666,8 +685,10 @@ class UpgradeLoop:
         return True
 
     async def _record_failure(
-        self, body: dict[str, Any], status: ClusterUpgradeStatus, exc: Exception, *, now: datetime.datetime
+        self, body: dict[str, Any], status: ClusterUpgradeStatus, exc: Exception, *,
+        spec: api.ClusterUpgradeSpec | None, now: datetime.datetime,
     ) -> float:
+        self._count_failure(exc, spec)
         failures = status.failures + 1
         delay = self.context.settings.backoff(failures)
         message = f"{type(exc).__name__}: {exc}; retrying in {delay:g}s (attempt {failures})"
@@ -690,6 +711,14 @@ class UpgradeLoop:
         if failures == 1 or failures % 10 == 0:
             await self._post(body, Event(reason="RetryingAfterError", message=message, type="Warning"), now=now)
         return delay
+
+    def _count_failure(self, exc: Exception, spec: api.ClusterUpgradeSpec | None) -> None:
+        kinds = {router.display_name: router.kind for router in spec.routers} if spec else {}
+        if isinstance(exc, RouterFailure):
+            self.context.metrics.record_router_error(kind=kinds.get(exc.router, "unknown"), action=exc.action)
+        elif isinstance(exc, WeightsNotVerified):
+            self.context.metrics.record_router_error(kind=kinds.get(exc.router, "unknown"), action="verify")
+        self.context.metrics.record_failure(error=exc, provider=spec.cluster.provider.value if spec else None)
 
     async def _record_pending(
         self, body: dict[str, Any], status: ClusterUpgradeStatus, pending: RouterPending, *, now: datetime.datetime

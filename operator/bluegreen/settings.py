@@ -23,6 +23,9 @@ class OperatorSettings:
     workdir: pathlib.Path = dataclasses.field(
         default_factory=lambda: pathlib.Path(tempfile.gettempdir()) / "bluegreen"
     )
+    # /metrics for Prometheus; 0 serves none. Not 8080: the chart gives that to kopf's liveness endpoint.
+    metrics_port: int = 8000
+    metrics_host: str = "0.0.0.0"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:
@@ -40,11 +43,16 @@ class OperatorSettings:
                 raise ValueError(f"environment variable {name}={text!r} must not be negative")
             return value
 
+        port_text = env.get("BLUEGREEN_METRICS_PORT") or str(cls.metrics_port)
+        if not port_text.isdigit() or int(port_text) > 65535:
+            raise ValueError(f"environment variable BLUEGREEN_METRICS_PORT={port_text!r} must be a port (0: none)")
         return cls(
             retry_base_seconds=number("BLUEGREEN_RETRY_BASE_SECONDS", cls.retry_base_seconds),
             retry_max_seconds=number("BLUEGREEN_RETRY_MAX_SECONDS", cls.retry_max_seconds),
             api_timeout_seconds=number("BLUEGREEN_API_TIMEOUT_SECONDS", cls.api_timeout_seconds),
             resync_seconds=number("BLUEGREEN_RESYNC_SECONDS", cls.resync_seconds),
+            metrics_port=int(port_text),
+            metrics_host=env.get("BLUEGREEN_METRICS_HOST") or cls.metrics_host,
             **({"workdir": pathlib.Path(env["BLUEGREEN_WORKDIR"])} if env.get("BLUEGREEN_WORKDIR") else {}),
         )
 

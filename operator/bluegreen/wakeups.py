@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import time
 from collections.abc import Hashable
 
 UpgradeKey = tuple[str, str]  # (namespace, name)
@@ -25,17 +26,35 @@ class Interests:
     flux_namespaces: frozenset[str]
 
 
+class WakeEvent(asyncio.Event):
+    """An upgrade's wake-up that remembers when it was first set since last cleared: what woke a pass, when
+    (time.monotonic()), for the reconcile latency metric."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_at: float | None = None
+
+    def set(self) -> None:
+        if self.set_at is None:
+            self.set_at = time.monotonic()
+        super().set()
+
+    def clear(self) -> None:
+        self.set_at = None
+        super().clear()
+
+
 class Wakeups:
     def __init__(self) -> None:
-        self._events: dict[UpgradeKey, asyncio.Event] = {}
+        self._events: dict[UpgradeKey, WakeEvent] = {}
         self._seen: dict[UpgradeKey, Hashable] = {}
         self._interests: dict[UpgradeKey, Interests] = {}
         self._by_cluster: dict[str, set[UpgradeKey]] = collections.defaultdict(set)
         self._by_flux_namespace: dict[str, set[UpgradeKey]] = collections.defaultdict(set)
 
-    def event(self, key: UpgradeKey) -> asyncio.Event:
+    def event(self, key: UpgradeKey) -> WakeEvent:
         """The event an upgrade's loop waits on (created on first use)."""
-        return self._events.setdefault(key, asyncio.Event())
+        return self._events.setdefault(key, WakeEvent())
 
     def register(self, key: UpgradeKey, interests: Interests) -> None:
         """Declare (or update) what an upgrade depends on."""

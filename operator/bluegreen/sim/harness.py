@@ -150,7 +150,9 @@ def start_operator(
     kubeconfig: pathlib.Path, *, log_path: pathlib.Path, env: Mapping[str, str] | None = None
 ) -> OperatorProcess:
     """Run the operator exactly as it runs in a cluster: ``kopf run -m bluegreen.handlers``."""
-    environment = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", **(env or {})}
+    # No /metrics unless asked (env): operators of tests running side by side would all want port 8000.
+    environment = {"BLUEGREEN_METRICS_PORT": "0", **os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1",
+                   **(env or {})}
     log = log_path.open("ab")
     process = subprocess.Popen(
         [_bin("kopf"), "run", "--standalone", "--all-namespaces", "-m", "bluegreen.handlers"],
