@@ -21,12 +21,10 @@ import pytest
 import yaml
 
 from bluegreen.api import crd, spec
+from tests.fixtures.examples import clusterupgrade_examples
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
-# Examples in subfolders too (examples/routers/...): every file a user may copy is checked. examples/flux/ installs
-# the operator (Flux objects, no ClusterUpgrade) and is checked by tests/unit/gitops/test_flux_examples.py.
-FLUX_EXAMPLES = REPO / "examples" / "flux"
-EXAMPLES = sorted(path for path in (REPO / "examples").rglob("*.yaml") if FLUX_EXAMPLES not in path.parents)
+EXAMPLES = clusterupgrade_examples()
 
 # The fields of apiextensions.k8s.io/v1 JSONSchemaProps; anything else in a schema is dropped
 # or refused by the API server.

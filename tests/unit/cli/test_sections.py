@@ -20,6 +20,7 @@ import yaml
 from bluegreen.api.status import LIST_LIMIT
 from bluegreen.cli import planview, view
 from bluegreen.cli.text import Style
+from tests.fixtures.examples import clusterupgrade_examples
 from tests.unit.cli.test_view import line_with, recorded, section
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -326,7 +327,7 @@ def test_a_failed_hook_is_red() -> None:
 # --- width ------------------------------------------------------------------------------------
 
 
-EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
+EXAMPLES = clusterupgrade_examples()
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.name for path in EXAMPLES])

@@ -21,6 +21,7 @@ from bluegreen.api import spec as api
 from bluegreen.api.status import Phase
 from bluegreen.engine.plan import PlannedAction, open_ended, plan, rollback_summary, total_minimum
 from bluegreen.engine.types import ANNOTATION_PROMOTE, HookObservation, JobObservation
+from tests.fixtures.examples import clusterupgrade_examples
 from tests.unit.engine.world import T0, World, make_spec
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -123,7 +124,7 @@ def test_examples_total_the_hand_computed_minimum(path: str, name: str, total: i
     assert seconds(total_minimum(plan(spec))) == total
 
 
-@pytest.mark.parametrize("path", sorted(str(path.relative_to(ROOT)) for path in (ROOT / "examples").rglob("*.yaml")))
+@pytest.mark.parametrize("path", [str(path.relative_to(ROOT)) for path in clusterupgrade_examples()])
 def test_every_example_agrees_with_the_engine(path: str) -> None:
     upgrades = example_specs(path)
     assert upgrades, f"{path} holds no ClusterUpgrade"
