@@ -17,13 +17,14 @@ The loop is the only place that does I/O for an upgrade. Its rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bluegreen.analysis import job as smoke_jobs
@@ -221,7 +222,8 @@ class UpgradeLoop:
         finally:
             await self._remote_watches.close()
             self.context.wakeups.forget(self.key)
-            self.context.metrics.forget(namespace=self.namespace, name=self.name)
+            with _never_failing("forget an upgrade's metrics"):
+                self.context.metrics.forget(namespace=self.namespace, name=self.name)
 
     async def reconcile_once(self, *, woken_at: float | None = None) -> float | None:
         """One pass. Returns seconds until the next pass is due, None if the object is gone.
@@ -283,11 +285,12 @@ class UpgradeLoop:
         if spec is not None:
             new_status = bookkeeping.record(new_status, spec, done.results)
         written = await self._write_status(body, status, new_status)
-        self.context.metrics.record_pass(namespace=self.namespace, name=self.name, report=PassReport(
-            old=status, new=new_status, routers=[router.display_name for router in spec.routers] if spec else [],
-            acted=bool(decision.actions), evicted=done.drain is not None and done.drain[1] is not None,
-            started=started, woken_at=woken_at, now=now,
-        ))
+        with _never_failing("record a pass's metrics"):
+            self.context.metrics.record_pass(namespace=self.namespace, name=self.name, report=PassReport(
+                old=status, new=new_status, routers=[router.display_name for router in spec.routers] if spec else [],
+                acted=bool(decision.actions), evicted=done.drain is not None and done.drain[1] is not None,
+                started=started, woken_at=woken_at, now=now,
+            ))
         for event in decision.events:
             await self._post(body, event, now=now)
         if spec is not None and decision.events and spec.analysis.hooks(api.WebhookType.EVENT):
@@ -688,7 +691,8 @@ class UpgradeLoop:
         self, body: dict[str, Any], status: ClusterUpgradeStatus, exc: Exception, *,
         spec: api.ClusterUpgradeSpec | None, now: datetime.datetime,
     ) -> float:
-        self._count_failure(exc, spec)
+        with _never_failing("count a failure in the metrics"):
+            self._count_failure(exc, spec)
         failures = status.failures + 1
         delay = self.context.settings.backoff(failures)
         message = f"{type(exc).__name__}: {exc}; retrying in {delay:g}s (attempt {failures})"
@@ -741,6 +745,15 @@ class UpgradeLoop:
         if decision.wake_at is None:
             return self.context.settings.resync_seconds
         return max(0.0, (decision.wake_at - now).total_seconds())
+
+
+@contextlib.contextmanager
+def _never_failing(what: str) -> Iterator[None]:
+    """Metrics describe the loop; a fault in them is logged, never allowed to stop a pass or a loop."""
+    try:
+        yield
+    except Exception:
+        logger.exception("could not %s", what)
 
 
 def _null_removed(old: dict[str, Any], new: dict[str, Any], *, keep: frozenset[str] = frozenset()) -> None:

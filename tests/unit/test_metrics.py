@@ -251,3 +251,17 @@ async def test_metrics_are_served_over_http(served: tuple[UpgradeMetrics, str]) 
         assert response.headers["Content-Type"].startswith("text/plain")
         text = await response.text()
     assert value(text, "bluegreen_upgrade_phase", name="demo", phase="Promoted") == 1
+
+
+async def test_a_fault_in_the_metrics_never_stops_a_pass(
+    world: tuple[KubeEmulator, UpgradeLoop, ScriptedRouter], caplog: pytest.LogCaptureFixture,
+) -> None:
+    emulator, loop, _ = world
+
+    class Broken(UpgradeMetrics):
+        def record_pass(self, *, namespace: str, name: str, report: PassReport) -> None:
+            raise RuntimeError("a metrics bug")
+
+    loop.context.metrics = Broken()
+    await run_until_verified_at_zero(loop, emulator)  # the upgrade goes on: status is written as without metrics
+    assert "could not record a pass's metrics" in caplog.text
