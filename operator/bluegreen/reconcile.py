@@ -369,14 +369,15 @@ class UpgradeLoop:
         replacements: tuple[bool, str] | None = None
         if spec.strategy == api.Strategy.NODE_POOLS and phase in POOL_PHASES and blue.exists:
             rotation = collaborators.rotation
-            pools = await rotation.pools()
+            nodes = await rotation.nodes()
+            pools = await rotation.pools(nodes)
             if phase in PREFLIGHT_PHASES:
                 planned, _ = rotation_rules.plan_rotation(spec, pools)
                 problems.extend(await rotation.problems(planned))
             state = status.node_pools
             if state is not None and phase == Phase.ROTATING:
                 if state.stage == RotationStage.CHECKING_LOAD_BALANCERS:
-                    attached = await rotation.unattached(state)
+                    attached = await rotation.unattached(state, nodes)
                 elif state.stage == RotationStage.WAITING_FOR_REPLACEMENTS:
                     replacements = await rotation.replacements(state)
         return Observed(

@@ -1071,6 +1071,10 @@ class NodePool(Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
+    def field(self, path: str) -> str:
+        """Where a message points for one of this pool's fields: ``spec.nodePools.pools[name=md-0].class``."""
+        return f"spec.nodePools.pools[name={self.name}].{path}"
+
     @property
     def family(self) -> str:
         """The pool's name without a -blue/-green suffix."""

@@ -639,10 +639,6 @@ def _missing_entry(cluster: Mapping[str, Any], entry: str) -> str:
             "spec.nodePools.pools[].name")
 
 
-def _pool_field(pool: NodePool, field: str) -> str:
-    return f"spec.nodePools.pools[name={pool.name}].{field}"
-
-
 def pool_problems(cluster: Mapping[str, Any], *, pool: NodePool, source: str, new: str, version: str) -> list[str]:
     """What stops pool ``new`` from being made from ``source`` at ``version``, read from the Cluster alone."""
     meta = objects.metadata(cluster)
@@ -671,7 +667,7 @@ def pool_problems(cluster: Mapping[str, Any], *, pool: NodePool, source: str, ne
     for key, why in (("name", f"the pools are named {pool.family}-blue and {pool.family}-green by bluegreen"),
                      ("replicas", "the new pool gets as many replicas as the old one has")):
         if key in pool.overrides:
-            problems.append(f"{_pool_field(pool, 'overrides.' + key)}: {why}; remove it from the overrides")
+            problems.append(f"{pool.field('overrides.' + key)}: {why}; remove it from the overrides")
     if not problems:
         entry = pool_entry(cluster, pool=pool, source=source, new=new, replicas=0)
         scaled_by = sorted(key for key in (AUTOSCALER_MIN_SIZE, AUTOSCALER_MAX_SIZE)
@@ -681,7 +677,7 @@ def pool_problems(cluster: Mapping[str, Any], *, pool: NodePool, source: str, ne
                 f"{where}: {POOLS_FIELD} entry {source} is scaled by the cluster autoscaler "
                 f"(metadata.annotations {', '.join(scaled_by)}), which would resize the pools while bluegreen "
                 "moves the nodes; remove those annotations for the rotation (set them to null in "
-                f"{_pool_field(pool, 'overrides')} for the new pool) and put them back afterwards"
+                f"{pool.field('overrides')} for the new pool) and put them back afterwards"
             )
     return problems
 
@@ -696,7 +692,7 @@ def pool_entry(cluster: Mapping[str, Any], *, pool: NodePool, source: str, new: 
         entry["class"] = pool.class_
     patched = mergepatch.merge_patch(entry, dict(pool.overrides)) if pool.overrides else entry
     if not isinstance(patched, dict) or not patched.get("class"):
-        raise ClusterProviderError(f"{_pool_field(pool, 'overrides')} must not remove the entry's class")
+        raise ClusterProviderError(f"{pool.field('overrides')} must not remove the entry's class")
     patched["name"] = new
     patched["replicas"] = replicas
     return patched

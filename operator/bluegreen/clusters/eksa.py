@@ -399,7 +399,7 @@ class EksaClusterProvider:
         if change.name is not None:
             if await self._client.get(resource, namespace=namespace, name=change.name) is None:
                 raise ClusterProviderError(
-                    f"{_pool_field(pool, 'machineConfig.name')}: {kind} {namespace}/{change.name} does not exist "
+                    f"{pool.field('machineConfig.name')}: {kind} {namespace}/{change.name} does not exist "
                     f"(the new group's config must be of the old group's kind, {kind}); create it or correct the name"
                 )
             return (kind, change.name), None
@@ -415,8 +415,8 @@ class EksaClusterProvider:
         if source_config is None:
             raise ClusterProviderError(
                 f"{kind} {namespace}/{source_ref[1]}, the machine config of worker group {source}, does not exist, "
-                f"so there is nothing to copy for {_pool_field(pool, 'machineConfig.overrides')}; create it or name "
-                f"an existing config in {_pool_field(pool, 'machineConfig.name')}"
+                f"so there is nothing to copy for {pool.field('machineConfig.overrides')}; create it or name "
+                f"an existing config in {pool.field('machineConfig.name')}"
             )
         wanted = pool_machine_config(source_config, cluster=cluster, name=clone_name, overrides=change.overrides)
         existing = await self._client.get(resource, namespace=namespace, name=clone_name)
@@ -424,7 +424,7 @@ class EksaClusterProvider:
             raise ClusterProviderError(
                 f"{kind} {namespace}/{clone_name} already exists and was not made by bluegreen (no {CLONED_FROM} "
                 f"annotation), and the new group's copy would take its place: rename or delete it, or name it in "
-                f"{_pool_field(pool, 'machineConfig.name')} to use it as it is"
+                f"{pool.field('machineConfig.name')} to use it as it is"
             )
         if not write:
             return (kind, clone_name), None
@@ -1024,10 +1024,6 @@ def _missing_group(cluster: Mapping[str, Any], group: str) -> str:
             "spec.nodePools.pools[].name")
 
 
-def _pool_field(pool: NodePool, field: str) -> str:
-    return f"spec.nodePools.pools[name={pool.name}].{field}"
-
-
 _NOT_OVERRIDDEN = {
     "name": "the groups are named {family}-blue and {family}-green by bluegreen",
     "count": "the new group gets as many nodes as the old one has",
@@ -1053,7 +1049,7 @@ def pool_problems(cluster: Mapping[str, Any], *, pool: NodePool, source: str, ne
     problems: list[str] = []
     for key, why in _NOT_OVERRIDDEN.items():
         if key in pool.overrides:
-            problems.append(f"{_pool_field(pool, 'overrides.' + key)}: {why.format(family=pool.family)}; remove it "
+            problems.append(f"{pool.field('overrides.' + key)}: {why.format(family=pool.family)}; remove it "
                             "from the overrides")
     if group.get("autoscalingConfiguration") is not None:
         problems.append(
@@ -1065,7 +1061,7 @@ def pool_problems(cluster: Mapping[str, Any], *, pool: NodePool, source: str, ne
     change = pool.machine_config
     if change is not None and (change.name is not None or change.overrides) and _ref(group) is None:
         problems.append(
-            f"{_pool_field(pool, 'machineConfig')}: worker group {source} has no machineGroupRef "
+            f"{pool.field('machineConfig')}: worker group {source} has no machineGroupRef "
             f"({datacenter_kind(cluster) or 'this provider'} groups have no machine config); remove machineConfig"
         )
     current = _spec(cluster).get("kubernetesVersion")
@@ -1099,7 +1095,7 @@ def pool_group(cluster: Mapping[str, Any], *, pool: NodePool, source: str, new: 
                                     "name": machine_config[1]}
     patched = mergepatch.merge_patch(group, dict(pool.overrides)) if pool.overrides else group
     if not isinstance(patched, dict):
-        raise ClusterProviderError(f"{_pool_field(pool, 'overrides')} must be a mapping")
+        raise ClusterProviderError(f"{pool.field('overrides')} must be a mapping")
     patched["name"] = new
     patched["count"] = replicas
     try:

@@ -132,7 +132,8 @@ def rolling_back(work: Pass) -> None:
         work.wake(work.now)
         work.done = True
         return
-    cordoned = [name for name in state.old_nodes if (node := _node(work, name)) is not None and not node.schedulable]
+    nodes = _nodes(work)
+    cordoned = [name for name in state.old_nodes if name in nodes and not nodes[name].schedulable]
     if cordoned:
         work.act(CordonNodes(nodes=tuple(cordoned), unschedulable=False))
         work.wake(work.now + POLL)
@@ -214,10 +215,11 @@ def _cordoning(work: Pass, state: NodePoolsStatus) -> None:
     pools = []
     for rotation in state.pools:
         seen = work.observed.pools.get(rotation.old)
-        nodes = [node.name for node in seen.nodes if node.exists] if seen is not None else []
-        pools.append(rotation.model_copy(update={"old_nodes": nodes}))
+        old_nodes = [node.name for node in seen.nodes if node.exists] if seen is not None else []
+        pools.append(rotation.model_copy(update={"old_nodes": old_nodes}))
     state = state.model_copy(update={"pools": pools, "nodes_total": sum(len(p.old_nodes) for p in pools)})
-    schedulable = [name for name in state.old_nodes if (node := _node(work, name)) is not None and node.schedulable]
+    nodes = _nodes(work)
+    schedulable = [name for name in state.old_nodes if name in nodes and nodes[name].schedulable]
     if schedulable:
         work.update(node_pools=state)
         work.act(CordonNodes(nodes=tuple(schedulable)))
@@ -233,20 +235,21 @@ def _draining(work: Pass, state: NodePoolsStatus) -> None:
     current = state.current if state.current is not None and state.current.node == node else None
     label = f"node {state.nodes_drained + 1}/{state.nodes_total} ({node})"
     if current is not None and current.outcome == "Done":
-        work.update(node_pools=state.model_copy(update={"blocking_pod": None}))
-        _stage(work, work.status.node_pools or state, RotationStage.WAITING_FOR_REPLACEMENTS)
+        _stage(work, state.model_copy(update={"blocking_pod": None}), RotationStage.WAITING_FOR_REPLACEMENTS)
         work.update(message=f"{label} is empty: waiting for its pods' replacements on new nodes")
         return
-    work.act(DrainNode(node=node))
     if current is None or current.outcome in {"Evicted", "PodGone"}:
+        work.act(DrainNode(node=node))
         work.wake(work.now)
         work.wait(f"draining {label}" + (f": {current.message}" if current is not None else ""))
         return
     if current.outcome == "WaitingForTermination":
+        work.act(DrainNode(node=node))
         work.wake(work.now + TERMINATION_POLL)
         work.wait(f"draining {label}: {current.message}")
         return
     if current.outcome == "BlockedByPolicy":
+        work.act(DrainNode(node=node))
         work.condition(ConditionType.NODES_DRAINED, False, "DrainBlockedByPolicy", current.message)
         work.wake(work.now + POLICY_RETRY)
         work.wait(f"draining {label} is held: {current.message}")
@@ -258,19 +261,20 @@ def _draining(work: Pass, state: NodePoolsStatus) -> None:
     drain = work.spec.pools.drain
     deadline = since + duration(drain.budget_timeout)
     if work.now < deadline:
+        work.act(DrainNode(node=node))
         work.wake(deadline)  # reported when it is due, not at the next retry after it
         work.wait(f"draining {label} waits for a PodDisruptionBudget: {state.blocking_pod}")
         return
     blocked_for = format_duration(work.now - since)
     message = f"{label}: a PodDisruptionBudget has refused evictions for {blocked_for}: {state.blocking_pod}"
-    if drain.on_budget_timeout == BudgetTimeoutAction.ABORT:
-        work.actions.pop()  # no further eviction: the rotation stops here
+    if drain.on_budget_timeout == BudgetTimeoutAction.ABORT:  # no further eviction: the rotation stops here
         work.condition(ConditionType.NODES_DRAINED, False, "DrainBlocked", message)
         work.event("DrainBlocked", f"{message}; spec.nodePools.drain.onBudgetTimeout is Abort", warning=True)
         abort(work)
         work.update(message=f"{message}: aborting (onBudgetTimeout: Abort), the old nodes are made schedulable "
                             "again")
         return
+    work.act(DrainNode(node=node))
     if not state.blocked_reported:
         work.event("DrainBlocked", f"{message}; still asking (annotate bluegreen.io/abort to stop and "
                    "uncordon)", warning=True)
@@ -394,13 +398,9 @@ def _names(nodes: Sequence[str]) -> str:
     return shown + (f" and {len(nodes) - NAMES_SHOWN} more" if len(nodes) > NAMES_SHOWN else "")
 
 
-def _node(work: Pass, name: str) -> NodeObservation | None:
-    """The old or new node as observed; None when it is gone."""
-    for pool in work.observed.pools.values():
-        for node in pool.nodes:
-            if node.name == name:
-                return node if node.exists else None
-    return None
+def _nodes(work: Pass) -> dict[str, NodeObservation]:
+    """Every observed node that exists, by name (old and new pools alike)."""
+    return {node.name: node for pool in work.observed.pools.values() for node in pool.nodes if node.exists}
 
 
 def _fail(work: Pass, reason: str, message: str) -> None:

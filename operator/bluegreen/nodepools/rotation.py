@@ -11,7 +11,7 @@ infrastructure providers and can be changed by anyone.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from bluegreen.api import spec as api
@@ -44,13 +44,16 @@ class Rotation:
     def _where(self) -> dict[str, str]:
         return {"namespace": self._spec.cluster.namespace, "name": self._spec.cluster.name}
 
-    async def pools(self) -> dict[str, PoolObservation]:
-        """Every worker pool of the cluster with its machines' Nodes as the cluster shows them."""
+    async def nodes(self) -> dict[str, dict[str, Any]]:
+        """The rotated cluster's Nodes by name: listed once per pass, for :meth:`pools` and :meth:`unattached`."""
+        client = await self._cluster_client()
+        return {str(node["metadata"]["name"]): node for node in await client.list(NODES)}
+
+    async def pools(self, nodes: Mapping[str, dict[str, Any]]) -> dict[str, PoolObservation]:
+        """Every worker pool of the cluster with its machines' Nodes (``nodes``, from :meth:`nodes`)."""
         pools = await self._provider.worker_pools(**self._where)
         if not pools:
             return {}
-        client = await self._cluster_client()
-        nodes = {str(node["metadata"]["name"]): node for node in await client.list(NODES)}
 
         def seen(name: str) -> NodeObservation:
             node = nodes.get(name)
@@ -81,14 +84,11 @@ class Rotation:
     async def scale_pool(self, *, pool: str, replicas: int) -> str | None:
         return await self._provider.scale_pool(**self._where, pool=pool, replicas=replicas)
 
-    async def unattached(self, state: NodePoolsStatus) -> tuple[str, ...]:
+    async def unattached(self, state: NodePoolsStatus, nodes: Mapping[str, dict[str, Any]]) -> tuple[str, ...]:
         """The new nodes some load balancer does not have registered and healthy, one line each."""
-        client = await self._cluster_client()
-        wanted = set(state.new_nodes)
-        nodes = [node for node in await client.list(NODES) if node["metadata"]["name"] in wanted]
-        missing = wanted - {str(node["metadata"]["name"]) for node in nodes}
-        lines = tuple(f"node {name} is gone from the cluster" for name in sorted(missing))
-        return lines + tuple(await attachment.unattached(self._spec.pools.load_balancers, nodes))
+        new = [nodes[name] for name in state.new_nodes if name in nodes]
+        lines = tuple(f"node {name} is gone from the cluster" for name in sorted(set(state.new_nodes) - set(nodes)))
+        return lines + tuple(await attachment.unattached(self._spec.pools.load_balancers, new))
 
     async def replacements(self, state: NodePoolsStatus) -> tuple[bool, str]:
         """Are the pods evicted from the node just drained back, Running and Ready, on nodes that stay?"""

@@ -431,11 +431,7 @@ class CapiController:
             f"{GROUP}/{info.version}/clusterclasses", *class_ref)
         workers = workers_problem(new, cluster_class)
         if workers is not None:
-            raise kube_store.KubeApiError(
-                422, "Invalid",
-                f'admission webhook "{WEBHOOK}" denied the request: Cluster.{GROUP} "{new["metadata"]["name"]}" '
-                f"is invalid: {workers}",
-            )
+            raise kube_store.webhook_denied(WEBHOOK, f"Cluster.{GROUP}", new["metadata"]["name"], workers)
         if old is None:
             return
         before = str(((old.get("spec") or {}).get("topology") or {}).get("version") or "")
@@ -451,11 +447,8 @@ class CapiController:
             problem = ("minor version update cannot happen at this time: blocking version update due to "
                        "ControlPlane version check: ControlPlane is still completing a previous upgrade")
         if problem is not None:
-            raise kube_store.KubeApiError(
-                422, "Invalid",
-                f'admission webhook "{WEBHOOK}" denied the request: Cluster.{GROUP} "{old["metadata"]["name"]}" '
-                f'is invalid: spec.topology.version: Invalid value: "{after}": {problem}',
-            )
+            raise kube_store.webhook_denied(WEBHOOK, f"Cluster.{GROUP}", old["metadata"]["name"],
+                                             f'spec.topology.version: Invalid value: "{after}": {problem}')
 
     # --- reconcile ---------------------------------------------------------------------------
 

@@ -587,22 +587,15 @@ class EksaController:
             return
         workers = workers_problem(new)
         if workers is not None:
-            raise kube_store.KubeApiError(
-                422, "Invalid",
-                f'admission webhook "{WEBHOOK}" denied the request: Cluster.{GROUP} "{new["metadata"]["name"]}" '
-                f"is invalid: {workers}",
-            )
+            raise kube_store.webhook_denied(WEBHOOK, f"Cluster.{GROUP}", new["metadata"]["name"], workers)
         if old is None:
             return
         before = (old.get("spec") or {}).get("kubernetesVersion")
         after = (new.get("spec") or {}).get("kubernetesVersion")
         problem = version_change_problem(before, after)
         if problem is not None:
-            raise kube_store.KubeApiError(
-                422, "Invalid",
-                f'admission webhook "{WEBHOOK}" denied the request: Cluster.{GROUP} "{old["metadata"]["name"]}" '
-                f'is invalid: spec: Invalid value: "{after}": {problem}',
-            )
+            raise kube_store.webhook_denied(WEBHOOK, f"Cluster.{GROUP}", old["metadata"]["name"],
+                                             f'spec: Invalid value: "{after}": {problem}')
 
     def _offered(self, cluster: Mapping[str, Any]) -> list[str] | None:
         """The kubeVersions of the Bundles the Cluster's eksaVersion maps to; None without such a release."""

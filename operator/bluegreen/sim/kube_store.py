@@ -86,6 +86,12 @@ class KubeApiError(Exception):
         return body
 
 
+def webhook_denied(webhook: str, kind: str, name: str, problem: str) -> KubeApiError:
+    """A validating admission webhook's refusal, in the words the API server relays it: a 422 Invalid."""
+    return KubeApiError(422, "Invalid", f'admission webhook "{webhook}" denied the request: {kind} "{name}" '
+                                        f"is invalid: {problem}")
+
+
 def _not_found(info: ResourceInfo, name: str) -> KubeApiError:
     return KubeApiError(404, "NotFound", f'{info.qualified} "{name}" not found',
                         details={"name": name, "group": info.group, "kind": info.plural})
