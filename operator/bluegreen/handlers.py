@@ -23,7 +23,7 @@ from aiohttp import web
 
 from bluegreen import metrics
 from bluegreen.api import spec as api
-from bluegreen.kube.client import KubeClient
+from bluegreen.kube.client import OPERATOR_USER_AGENT, KubeClient
 from bluegreen.kube.remote import RemoteClients
 from bluegreen.reconcile import Context, UpgradeLoop
 from bluegreen.settings import OperatorSettings
@@ -43,7 +43,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Daemons are stopped fast on exit; the loop holds no state outside status.
     settings.process.ultimate_exiting_timeout = 10
     # managedFields on every cluster then say which writes were the operator's.
-    management = KubeClient.from_env(timeout=operator.api_timeout_seconds, field_manager=FIELD_MANAGER)
+    management = KubeClient.from_env(timeout=operator.api_timeout_seconds, field_manager=FIELD_MANAGER,
+                                     user_agent=OPERATOR_USER_AGENT)
     context = Context(
         management=management,
         remote=RemoteClients(management, timeout=operator.api_timeout_seconds, field_manager=FIELD_MANAGER),

@@ -18,11 +18,13 @@ from typing import Any
 
 from bluegreen.api import spec as api
 from bluegreen.kube import config as kubeconfig
-from bluegreen.kube.client import ApiError, KubeClient, NotFoundError, Resource, UnreachableError
+from bluegreen.kube.client import VERSION, ApiError, KubeClient, NotFoundError, Resource, UnreachableError
 from bluegreen.kube.events import EVENTS
 
 CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
 CRD_NAME = f"{api.PLURAL}.{api.GROUP}"
+# Audit logs (and managedFields, for writes) tell the plugin's calls from the operator's.
+USER_AGENT = f"kubectl-bluegreen/{VERSION}"
 
 
 class CliError(Exception):
@@ -49,7 +51,7 @@ def connect(*, kubeconfig_path: str | None, context: str | None, namespace: str 
             connection = kubeconfig.load_kubeconfig(kubeconfig_path, context=context)
         else:
             connection = kubeconfig.load_default(context=context)
-        client = KubeClient(connection)
+        client = KubeClient(connection, user_agent=USER_AGENT)
     except kubeconfig.KubeConfigError as exc:
         raise CliError(str(exc)) from None
     return client, namespace or connection.namespace or "default"

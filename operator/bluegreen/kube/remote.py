@@ -9,6 +9,9 @@ A client is cached per Secret and rebuilt when the Secret's
 ``resourceVersion`` changes (certificates rotate; a re-created cluster gets a
 new CA), so a long-running operator never talks to a cluster with stale
 credentials and never opens a new connection pool per call.
+
+Remote clients introduce themselves with the management client's User-Agent unless
+told otherwise: the operator's calls on blue and green are then the operator's too.
 """
 
 from __future__ import annotations
@@ -58,10 +61,11 @@ class RemoteClients:
     """Clients for the clusters whose kubeconfig Secrets live on the management cluster."""
 
     def __init__(self, management: kubeclient.KubeClient, *, timeout: float = kubeclient.DEFAULT_TIMEOUT,
-                 field_manager: str | None = None) -> None:
+                 field_manager: str | None = None, user_agent: str | None = None) -> None:
         self._management = management
         self._timeout = timeout
         self._field_manager = field_manager
+        self._user_agent = user_agent or management.user_agent
         self._cache: dict[tuple[str, str, str], _Cached] = {}
 
     async def client(self, *, namespace: str, name: str, key: str = "value") -> kubeclient.KubeClient:
@@ -79,7 +83,8 @@ class RemoteClients:
             connection = kubeconfig.load_kubeconfig_text(text, source=f"Secret {namespace}/{name} key {found_key}")
         except kubeconfig.KubeConfigError as exc:
             raise KubeconfigSecretError(str(exc)) from None
-        new_client = kubeclient.KubeClient(connection, timeout=self._timeout, field_manager=self._field_manager)
+        new_client = kubeclient.KubeClient(connection, timeout=self._timeout, field_manager=self._field_manager,
+                                           user_agent=self._user_agent)
         if cached is not None:
             await cached.client.close()
         self._cache[(namespace, name, key)] = _Cached(resource_version, new_client)

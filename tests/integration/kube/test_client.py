@@ -231,12 +231,12 @@ async def test_field_manager_names_the_writer_and_server_side_apply(emulator: Ku
         await kube.patch(CONFIGMAPS, namespace="default", name="a", body={"data": {"other": "x"}})
         replaced = await kube.replace(CONFIGMAPS, dict(configmap("a"), data={"key": "two"}), namespace="default")
         applied = await kube.apply(CONFIGMAPS, dict(configmap("b"), metadata={"name": "b", "namespace": "default"}))
-    async with kubeclient.KubeClient.from_kubeconfig(emulator.kubeconfig()) as anonymous:
+    async with kubeclient.KubeClient.from_kubeconfig(emulator.kubeconfig(), user_agent="other-tool/1.0") as anonymous:
         unnamed = await anonymous.patch(CONFIGMAPS, namespace="default", name="a", body={"data": {"key": "3"}})
         with pytest.raises(ValueError, match="field manager"):
             await anonymous.apply(CONFIGMAPS, configmap("c"), namespace="default")
 
     assert [(e["manager"], e["operation"]) for e in replaced["metadata"]["managedFields"]] == [("bluegreen", "Update")]
     assert [(e["manager"], e["operation"]) for e in applied["metadata"]["managedFields"]] == [("bluegreen", "Apply")]
-    # Without a field manager, the apiserver names the User-Agent's product (aiohttp's is Python).
-    assert [e["manager"] for e in unnamed["metadata"]["managedFields"]] == ["bluegreen", "Python"]
+    # Without a field manager, the apiserver names the User-Agent's product.
+    assert [e["manager"] for e in unnamed["metadata"]["managedFields"]] == ["bluegreen", "other-tool"]
