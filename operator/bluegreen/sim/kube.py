@@ -25,7 +25,9 @@ What is kmock's and what is ours, and why:
   kmock's server also installs a process-wide aiohttp DNS interceptor that must be exited in
   LIFO order; several emulators start and stop in any order here, so ours is left out.
 
-Instead of a request log, ``request_counts`` counts (verb, group, plural[/subresource]).
+Instead of a request log, ``request_counts`` counts (verb, group, plural[/subresource]), and
+``usage`` the same by User-Agent product too; with ``BLUEGREEN_API_USAGE_DIR`` set, ``stop()``
+writes the operator's share of ``usage`` there for the RBAC check (see ``sim.api_usage``).
 The in-process API (get/list/create/patch/delete/watch) has the same semantics as HTTP and
 delivers events to HTTP watchers; it is meant for simulated controllers in the same process,
 which write as field manager ``IN_PROCESS_MANAGER`` unless they name their own.
@@ -41,6 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import pathlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -50,7 +54,8 @@ import attrs
 import kmock
 from kmock._internal import rendering
 
-from bluegreen.sim import eviction, kube_logs, kube_patch, kube_selectors, kube_store
+from bluegreen.api import spec as api
+from bluegreen.sim import api_usage, eviction, kube_logs, kube_patch, kube_selectors, kube_store
 from bluegreen.sim.kube_http import HttpApi
 from bluegreen.sim.kube_resources import ResourceInfo
 from bluegreen.sim.kube_store import KubeApiError, Store
@@ -152,6 +157,8 @@ class KubeEmulator:
         self.token = token
         self.bookmark_interval: float = 30.0  # seconds between BOOKMARK events when allowed
         self.request_counts: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self.usage: api_usage.Usage = collections.Counter()  # (agent, verb, group, plural[/sub]) -> requests
+        self._usage_file = api_usage.new_file_name(name)
         self.store = Store(kubernetes_version=kubernetes_version)
         self.logs = kube_logs.PodLogs()  # what containers print; written by a simulated kubelet (sim.jobs)
         self._api = HttpApi(self)
@@ -193,6 +200,19 @@ class KubeEmulator:
             await self._server.__aexit__(None, None, None)
             self._server = None
             await self._front.__aexit__(None, None, None)
+        self._write_usage()
+
+    @property
+    def role(self) -> api_usage.Role:
+        """``management`` when this cluster serves ClusterUpgrades, else ``remote`` (blue, green, a router's)."""
+        serves_upgrades = any(info.group == api.GROUP and info.plural == api.PLURAL for info in self.store.resources())
+        return "management" if serves_upgrades else "remote"
+
+    def _write_usage(self) -> None:
+        directory = os.environ.get(api_usage.ENV)
+        if directory:
+            api_usage.write(pathlib.Path(directory), self._usage_file, cluster=self.name, role=self.role,
+                            usage=self.usage)
 
     def on_stop(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Await ``callback`` in :meth:`stop`, once watches have ended (for controllers attached to this cluster)."""

@@ -17,6 +17,9 @@ Wire details that real clients depend on, and why they are here:
 - Tables for ``kubectl get``, including watch streams of Tables for ``kubectl get -w``;
 - writes name their manager for ``metadata.managedFields`` as the apiserver does: the
   ``fieldManager`` query parameter, else the User-Agent up to its first ``/``;
+- every resource request is counted by the RBAC verb an apiserver would authorize it as
+  (``watch`` and ``list`` apart, an eviction as ``create`` on ``pods/eviction``) and by the
+  User-Agent's product, so the chart's roles can be checked against what the operator used;
 - discovery, lists, gets and watches show only the group/versions the emulator's Kubernetes
   version serves, each object with the ``apiVersion`` it was read through.
 """
@@ -193,9 +196,11 @@ class HttpApi:
             raise _not_found()
         return _Target(info, namespace, name, subresource, watch_prefix)
 
-    def _count(self, verb: str, target: _Target) -> None:
+    def _count(self, request: aiohttp.web.BaseRequest, verb: str, target: _Target) -> None:
         plural = target.info.plural + (f"/{target.subresource}" if target.subresource else "")
         self.emulator.request_counts[(verb, target.info.group, plural)] += 1
+        agent = request.headers.get("User-Agent", "").split("/", 1)[0]
+        self.emulator.usage[(agent, verb, target.info.group, plural)] += 1
 
     async def _dispatch(self, request: aiohttp.web.BaseRequest, target: _Target) -> aiohttp.web.StreamResponse:
         query = request.query
@@ -207,7 +212,7 @@ class HttpApi:
             if method != "POST" or target.name is None or target.namespace is None:
                 raise KubeApiError(405, "MethodNotAllowed",
                                    "the server does not allow this method on the requested resource")
-            self._count("create", target)
+            self._count(request, "create", target)
             body = await self._body(request)
             return _json(eviction.evict(self.store, target.namespace, target.name, body, dry_run=dry_run,
                                         manager=_manager(request)), status=201)
@@ -215,16 +220,16 @@ class HttpApi:
             if method != "GET" or target.name is None:
                 raise KubeApiError(405, "MethodNotAllowed",
                                    "the server does not allow this method on the requested resource")
-            self._count("get", target)
+            self._count(request, "get", target)
             return await self._pod_log(request, target)
         if method == "GET":
             if target.watch_prefix or query.get("watch") in _TRUE:
-                self._count("watch", target)
+                self._count(request, "watch", target)
                 return await self._watch(request, target)
             if target.name is None:
-                self._count("list", target)
+                self._count(request, "list", target)
                 return self._list(request, target)
-            self._count("get", target)
+            self._count(request, "get", target)
             if target.subresource == "scale":
                 return _json(self.store.get_scale(info, target.namespace, target.name))
             obj = self.store.get(info, target.namespace, target.name)
@@ -236,13 +241,13 @@ class HttpApi:
             if info.namespaced and target.namespace is None:
                 raise KubeApiError(405, "MethodNotAllowed", "the server does not allow this method on the "
                                                             "requested resource")
-            self._count("create", target)
+            self._count(request, "create", target)
             body = await self._body(request)
             created = self.store.create(info, target.namespace, body, dry_run=dry_run,
                                         field_validation=field_validation, manager=_manager(request))
             return self._object_response(request, info, created, status=201)
         if method == "PUT" and target.name is not None:
-            self._count("update", target)
+            self._count(request, "update", target)
             body = await self._body(request)
             if target.subresource == "scale":
                 return _json(self.store.update_scale(info, target.namespace, target.name, body, dry_run=dry_run,
@@ -252,7 +257,7 @@ class HttpApi:
                                         field_validation=field_validation, manager=_manager(request))
             return self._object_response(request, info, updated)
         if method == "PATCH" and target.name is not None:
-            self._count("patch", target)
+            self._count(request, "patch", target)
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             if content_type == kube_store.APPLY_PATCH:
                 patch: Any = await self._body(request, yaml_allowed=True)
@@ -288,14 +293,14 @@ class HttpApi:
                 propagation = "Orphan"
             dry_run = dry_run or "All" in (options.get("dryRun") or ())
             if target.name is None:
-                self._count("deletecollection", target)
+                self._count(request, "deletecollection", target)
                 labels = kube_selectors.parse_label_selector(query.get("labelSelector"))
                 fields = kube_selectors.parse_field_selector(query.get("fieldSelector"),
                                                              supported=info.field_selectors)
                 deleted = [] if dry_run else self.store.delete_collection(
                     info, target.namespace, labels=labels, fields=fields)
                 return _json(self._list_body(info, deleted, str(self.store.resource_version)))
-            self._count("delete", target)
+            self._count(request, "delete", target)
             grace = options.get("gracePeriodSeconds", query.get("gracePeriodSeconds"))
             deleted_obj = self.store.delete(info, target.namespace, target.name, propagation=propagation,
                                             preconditions=options.get("preconditions"), dry_run=dry_run,
