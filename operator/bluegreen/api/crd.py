@@ -53,6 +53,14 @@ CATEGORIES = ("bluegreen",)
 # Where the generated files live, relative to the repository root.
 CRD_PATHS = (pathlib.PurePosixPath("crds") / CRD_FILE, pathlib.PurePosixPath("charts/bluegreen/crds") / CRD_FILE)
 KUSTOMIZATION_PATH = pathlib.PurePosixPath("crds/kustomization.yaml")
+# kopf's peering kinds, where operator replicas meet so that only one acts (the chart's peering values).
+# kopf uses but never creates them; they go with the ClusterUpgrade CRD so that one apply installs both.
+PEERING_GROUP = "kopf.dev"
+PEERING_KINDS = (
+    ("ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
+    ("KopfPeering", "kopfpeerings", "Namespaced"),
+)
+PEERING_FILES = tuple(f"{PEERING_GROUP}_{plural}.yaml" for _, plural, _ in PEERING_KINDS)
 
 PRINTER_COLUMNS: tuple[dict[str, str | int], ...] = (
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Where the upgrade is."},
@@ -69,6 +77,10 @@ PRINTER_COLUMNS: tuple[dict[str, str | int], ...] = (
 _HEADER = (
     "# Generated from operator/bluegreen/api/spec.py and status.py by\n"
     "# `python -m bluegreen.api.crd --write` (make crds). Do not edit by hand.\n"
+)
+_PEERING_HEADER = (
+    "# kopf's peering kind (kopf.dev/v1), for operator replicas; written with the ClusterUpgrade CRD by\n"
+    "# `python -m bluegreen.api.crd --write` (make crds) from operator/bluegreen/api/crd.py. Do not edit by hand.\n"
 )
 
 _PRESERVE = "x-kubernetes-preserve-unknown-fields"
@@ -224,12 +236,43 @@ def crd() -> dict[str, Any]:
     }
 
 
+def peering_crds() -> list[dict[str, Any]]:
+    """kopf's peering CRDs, as kopf documents them: a free-form status where each replica keeps its keep-alive.
+
+    No status subresource: kopf patches ``status`` through the object itself.
+    """
+    return [{
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{PEERING_GROUP}"},
+        "spec": {
+            "group": PEERING_GROUP,
+            "scope": scope,
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+            "versions": [{
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "description": f"kopf peering: where operator replicas announce themselves so that only "
+                                   f"the one with the highest priority acts ({kind}).",
+                    "properties": {
+                        "status": {"type": "object", _PRESERVE: True},
+                    },
+                    _PRESERVE: True,
+                }},
+            }],
+        },
+    } for kind, plural, scope in PEERING_KINDS]
+
+
 def kustomization() -> dict[str, Any]:
     """The kustomization that lets Flux (or ``kubectl apply -k``) apply ``crds/``."""
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [CRD_FILE],
+        "resources": [CRD_FILE, *PEERING_FILES],
     }
 
 
@@ -240,14 +283,18 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def _dump(document: Mapping[str, Any]) -> str:
-    return _HEADER + yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+def _dump(document: Mapping[str, Any], *, header: str = "") -> str:
+    body = yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+    return (header or _HEADER) + body
 
 
 def rendered() -> dict[pathlib.PurePosixPath, str]:
     """Every generated file, by path relative to the repository root."""
     crd_text = _dump(crd())
     files = {path: crd_text for path in CRD_PATHS}
+    for name, document in zip(PEERING_FILES, peering_crds(), strict=True):
+        for folder in (path.parent for path in CRD_PATHS):
+            files[folder / name] = _dump(document, header=_PEERING_HEADER)
     files[KUSTOMIZATION_PATH] = _dump(kustomization())
     return files
 
