@@ -26,7 +26,7 @@ from bluegreen.api import spec as api
 from bluegreen.kube.client import OPERATOR_USER_AGENT, KubeClient
 from bluegreen.kube.remote import RemoteClients
 from bluegreen.reconcile import Context, UpgradeLoop
-from bluegreen.settings import OperatorSettings
+from bluegreen.settings import OperatorSettings, peering_priority
 from bluegreen.wakeups import Wakeups
 
 KUBECONFIG_SECRET_LABEL = "cluster.x-k8s.io/cluster-name"
@@ -42,6 +42,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.client_timeout = 330
     # Daemons are stopped fast on exit; the loop holds no state outside status.
     settings.process.ultimate_exiting_timeout = 10
+    # Replicas (kopf run --peering=NAME): the oldest acts, the others stand by. kopf pauses every replica
+    # when they share the top priority, and all share its default 0; a --priority given by hand is kept.
+    if not settings.peering.standalone and settings.peering.priority == 0:
+        settings.peering.priority = peering_priority()
+    settings.peering.lifetime = operator.peering_lifetime_seconds
     # managedFields on every cluster then say which writes were the operator's.
     management = KubeClient.from_env(timeout=operator.api_timeout_seconds, field_manager=FIELD_MANAGER,
                                      user_agent=OPERATOR_USER_AGENT)

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import pathlib
 import tempfile
+import time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,8 @@ class OperatorSettings:
     # /metrics for Prometheus; 0 serves none. Not 8080: the chart gives that to kopf's liveness endpoint.
     metrics_port: int = 8000
     metrics_host: str = "0.0.0.0"
+    # kopf peering (replicas > 1): seconds a replica's keep-alive stays valid; kopf's own default is 60.
+    peering_lifetime_seconds: int = 60
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:
@@ -46,7 +49,12 @@ class OperatorSettings:
         port_text = env.get("BLUEGREEN_METRICS_PORT") or str(cls.metrics_port)
         if not port_text.isdigit() or int(port_text) > 65535:
             raise ValueError(f"environment variable BLUEGREEN_METRICS_PORT={port_text!r} must be a port (0: none)")
+        lifetime = number("BLUEGREEN_PEERING_LIFETIME", cls.peering_lifetime_seconds)
+        if lifetime < 1 or lifetime != int(lifetime):
+            raise ValueError(f"environment variable BLUEGREEN_PEERING_LIFETIME={lifetime!r} must be a whole "
+                             "number of seconds, at least 1")
         return cls(
+            peering_lifetime_seconds=int(lifetime),
             retry_base_seconds=number("BLUEGREEN_RETRY_BASE_SECONDS", cls.retry_base_seconds),
             retry_max_seconds=number("BLUEGREEN_RETRY_MAX_SECONDS", cls.retry_max_seconds),
             api_timeout_seconds=number("BLUEGREEN_API_TIMEOUT_SECONDS", cls.api_timeout_seconds),
@@ -59,3 +67,21 @@ class OperatorSettings:
     def backoff(self, failures: int) -> float:
         """Seconds to wait after ``failures`` consecutive failures (exponential, capped)."""
         return float(min(self.retry_max_seconds, self.retry_base_seconds * (2 ** max(0, failures - 1))))
+
+
+# Far enough above every start time in milliseconds (2026: 1.8e12) for centuries, and below 2**53.
+_PRIORITY_CEILING = 10**13
+
+
+def peering_priority(started: float | None = None) -> int:
+    """kopf peering priority for a replica started at ``started`` (epoch seconds): the older, the higher.
+
+    kopf lets the replica with the highest priority act and pauses the others, and pauses ALL of them when
+    two share the highest priority, so equal priorities (kopf's default 0 everywhere) would leave no one
+    acting. Priority from the start time makes the replica that started first the one that acts: a new pod
+    of a rolling update waits as a standby instead of taking over mid-pass, and when the active replica
+    goes, the oldest standby follows. Two replicas started in the same millisecond both pause, with kopf's
+    warning, until one of them restarts.
+    """
+    moment = time.time() if started is None else started
+    return _PRIORITY_CEILING - int(moment * 1000)
