@@ -31,3 +31,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/* "true" when replicas meet through kopf peering: asked for, or needed because there is more than one. */}}
+{{- define "bluegreen.peering" -}}
+{{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "bluegreen.peeringName" -}}
+{{- default (include "bluegreen.fullname" .) .Values.peering.name -}}
+{{- end -}}

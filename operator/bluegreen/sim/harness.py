@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -147,15 +147,21 @@ def start_world(state_dir: pathlib.Path, *, args: tuple[str, ...] = (), timeout:
 
 
 def start_operator(
-    kubeconfig: pathlib.Path, *, log_path: pathlib.Path, env: Mapping[str, str] | None = None
+    kubeconfig: pathlib.Path, *, log_path: pathlib.Path, env: Mapping[str, str] | None = None,
+    command: Sequence[str] | None = None,
 ) -> OperatorProcess:
-    """Run the operator exactly as it runs in a cluster: ``kopf run -m bluegreen.handlers``."""
+    """Run the operator exactly as it runs in a cluster: ``kopf run -m bluegreen.handlers``.
+
+    ``command`` replaces the standalone all-namespaces command line, e.g. with the one the chart's
+    Deployment runs; its first word is looked up in this virtualenv first.
+    """
     # No /metrics unless asked (env): operators of tests running side by side would all want port 8000.
     environment = {"BLUEGREEN_METRICS_PORT": "0", **os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1",
                    **(env or {})}
     log = log_path.open("ab")
+    argv = list(command) if command else ["kopf", "run", "--standalone", "--all-namespaces", "-m", "bluegreen.handlers"]
     process = subprocess.Popen(
-        [_bin("kopf"), "run", "--standalone", "--all-namespaces", "-m", "bluegreen.handlers"],
+        [_bin(argv[0]), *argv[1:]],
         stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True,
     )
     return OperatorProcess(process=process, log_path=log_path)
