@@ -9,10 +9,13 @@ traffic step by step without a single failed request.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from typing import Any
 
 import pytest
+import yaml
 
 from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.sim import harness
@@ -21,6 +24,7 @@ from tests.integration.conftest import Operator, apply, phase_is, upgrade_manife
 pytestmark = pytest.mark.integration
 
 KUSTOMIZATIONS = Resource("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
+SECRETS = Resource("", "v1", "secrets")
 GIT_REPOSITORIES = Resource("source.toolkit.fluxcd.io", "v1", "gitrepositories")
 
 
@@ -35,13 +39,28 @@ async def clusters(world: harness.WorldProcess) -> list[dict[str, Any]]:
     return list((await world.control("GET", "/clusters"))["clusters"])
 
 
+async def kubeconfig_tokens(management: KubeClient, *names: str) -> set[str]:
+    """The bearer tokens in the workload clusters' kubeconfig Secrets: what must never be shown."""
+    tokens = set()
+    for name in names:
+        secret = await management.get(SECRETS, namespace="fleet", name=f"{name}-kubeconfig")
+        assert secret is not None, f"{name}-kubeconfig"
+        config = yaml.safe_load(base64.b64decode(secret["data"]["value"]))
+        tokens.update(user["user"]["token"] for user in config["users"] if user["user"].get("token"))
+    assert tokens
+    return tokens
+
+
 async def test_full_upgrade_moves_traffic_step_by_step_without_a_failed_request(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
 ) -> None:
     # Given the demo upgrade (10, 25, 50, 100 with short pauses)
     manifest = upgrade_manifest(world)
+    secrets = await kubeconfig_tokens(management, "prod-blue")
     # When it is applied
     apply(world, manifest)
+    await wait_for(management, manifest, phase_is("Shifting"), timeout=60, operator=operator, what="Shifting")
+    secrets |= await kubeconfig_tokens(management, "prod-green")
     body = await wait_for(management, manifest, phase_is("Completed", "Failed", "RolledBack"), timeout=120,
                           operator=operator, what="the upgrade to finish")
     end = time.time()
@@ -79,8 +98,13 @@ async def test_full_upgrade_moves_traffic_step_by_step_without_a_failed_request(
                                     label_selector={"bluegreen.io/cluster": "prod-blue"})
     assert blue_ks == [], "blue's Kustomizations were removed before blue was deleted"
     # and every transition was told as an Event
-    events = harness.kubectl(world.kubeconfig, "get", "events", "-n", "fleet", "-o", "name")
-    assert events.count("event") >= 8
+    events = json.loads(harness.kubectl(world.kubeconfig, "get", "events", "-n", "fleet", "-o", "json"))["items"]
+    told = [event for event in events if event["involvedObject"]["kind"] == "ClusterUpgrade"]
+    assert len(told) >= 8
+    # and no Event, status or operator log line carries the clusters' credentials
+    shown = {"events": json.dumps(told), "status": json.dumps(status), "operator log": operator.log()}
+    for where, text in shown.items():
+        assert not [token for token in secrets if token in text], f"a kubeconfig token is in the {where}"
 
 
 @pytest.mark.without_prometheus
