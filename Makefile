@@ -30,9 +30,14 @@ lint: venv
 
 # Two at a time what needs no whole world (the machine has 2 cores), then the tests with a world and
 # the operator as processes one after the other, so their measured shares and latencies are not squeezed.
+# Meanwhile the emulated API servers write down every call the operator made (API_USAGE); last, the
+# chart's roles are checked against them (tests/rbac).
+API_USAGE := $(CURDIR)/build/api-usage
 test: setup lint
-	$(BIN)/pytest -n 2 -m "not serial" $(PYTEST_ARGS)
-	$(BIN)/pytest -m serial $(PYTEST_ARGS)
+	rm -rf $(API_USAGE)
+	BLUEGREEN_API_USAGE_DIR=$(API_USAGE) $(BIN)/pytest -n 2 -m "not serial and not rbac_usage" $(PYTEST_ARGS)
+	BLUEGREEN_API_USAGE_DIR=$(API_USAGE) $(BIN)/pytest -m "serial and not rbac_usage" $(PYTEST_ARGS)
+	BLUEGREEN_API_USAGE_DIR=$(API_USAGE) $(BIN)/pytest -m rbac_usage tests/rbac
 
 unit: venv
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

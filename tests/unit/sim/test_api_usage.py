@@ -22,6 +22,12 @@ CONFIGMAPS = kubeclient.Resource("", "v1", "configmaps")
 KOPF_AGENT = "kopf/1.45.2"
 
 
+@pytest.fixture(autouse=True)
+def no_recording_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests play the operator in-process: under `make test` their calls must not join the suite's record."""
+    monkeypatch.delenv(api_usage.ENV, raising=False)
+
+
 @pytest.fixture
 async def emulator() -> AsyncIterator[KubeEmulator]:
     emulator = KubeEmulator(name="blue", kubernetes_version="1.31")
