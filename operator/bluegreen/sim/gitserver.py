@@ -308,6 +308,34 @@ class GitServer:
             raise ValueError(f"when must be 'upload' or 'advertisement', not {when!r}")
         self._before_push.append((when, callback))
 
+    def reject_pushes(self, times: int, *, message: str = "pushes to this branch are paused by the server") -> None:
+        """Refuse the next ``times`` pushes, whatever their transport, with ``message`` (a pre-receive hook:
+        git reports "[remote rejected] (pre-receive hook declined)", as for a protected branch); 0 stops it."""
+        if times < 0:
+            raise ValueError(f"times must not be negative, got {times}")
+        hook = self.path / "hooks" / "pre-receive"
+        if not hook.exists():
+            hook.parent.mkdir(exist_ok=True)
+            # The counter lives next to the repository; each refused push takes one from it.
+            hook.write_text(textwrap.dedent("""\
+                #!/bin/sh
+                counter="$(dirname "$0")/../reject-pushes"
+                left=$(cat "$counter" 2>/dev/null || echo 0)
+                [ "$left" -gt 0 ] 2>/dev/null || exit 0
+                echo $((left - 1)) > "$counter"
+                cat "$(dirname "$0")/../reject-message" >&2
+                exit 1
+            """))
+            hook.chmod(0o755)
+        (self.path / "reject-message").write_text(message + "\n")
+        (self.path / "reject-pushes").write_text(f"{times}\n")
+
+    @property
+    def pushes_to_reject(self) -> int:
+        """How many of the pushes :meth:`reject_pushes` asked to refuse are still to come."""
+        counter = self.path / "reject-pushes"
+        return int(counter.read_text().strip() or 0) if counter.exists() else 0
+
     # --- reading and writing the repository directly ---------------------------------------
 
     def head(self) -> str:
