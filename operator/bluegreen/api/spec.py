@@ -872,6 +872,21 @@ class Promotion(Model):
     )
 
 
+class DeletePolicy(enum.StrEnum):
+    """What deleting the ClusterUpgrade does before it goes away (a finalizer holds it meanwhile).
+
+    Rollback: while blue is still the reference (any phase before Retiring), traffic goes back to blue
+    100 % on every router (verified), handoffs are handed back, routers are finalized for green, green's
+    Kustomizations are deleted and green's cluster too when this upgrade created it (unless
+    rollback.greenDeletionPolicy is Retain); a NodePools rotation's old nodes are uncordoned. Once
+    Retiring has begun, and in place, nothing is undone. Leave: nothing is changed. Blue is never deleted
+    because the ClusterUpgrade was.
+    """
+
+    ROLLBACK = "Rollback"
+    LEAVE = "Leave"
+
+
 class RemovedAPIsPolicy(enum.StrEnum):
     """What a removed-API finding does: Block (stop before anything is created) or Warn (record and go on)."""
 
@@ -1198,6 +1213,12 @@ class ClusterUpgradeSpec(Model):
     in_place: InPlaceSpec = Field(default_factory=InPlaceSpec, description="Steps of an InPlace upgrade.")
     node_pools: NodePoolsSpec | None = Field(default=None, description="Strategy NodePools: the pools to rotate.")
     paused: pydantic.StrictBool = Field(default=False, description="Hold the upgrade where it is.")
+    on_delete: DeletePolicy = Field(
+        default=DeletePolicy.ROLLBACK,
+        description="When the ClusterUpgrade is deleted: Rollback (traffic back to blue, what this upgrade "
+        "created for green removed; nothing once Retiring has begun) or Leave (nothing changed). Blue is "
+        "never deleted by it.",
+    )
 
     @field_validator("strategy")
     @classmethod

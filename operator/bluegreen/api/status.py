@@ -54,6 +54,8 @@ class Phase(enum.StrEnum):
     """Blue serves 100 % again; green is kept for inspection. Annotate retry to shift again."""
     FAILED = "Failed"
     """Stopped by an error a person must look at; traffic is where status.weights says."""
+    DELETING = "Deleting"
+    """The ClusterUpgrade was deleted; spec.onDelete is carried out (status.deletion) before it goes away."""
 
 
 TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED})
@@ -383,6 +385,29 @@ class HookStatus(StatusModel):
     finished_at: datetime.datetime | None = None
 
 
+class DeletionStage(enum.StrEnum):
+    """Where the cleanup of a deleted ClusterUpgrade is (spec.onDelete), in the order they run."""
+
+    RETURNING_TRAFFIC = "ReturningTraffic"
+    """Rollback: every router back to blue 100 % and verified; handoffs handed back."""
+    UNCORDONING = "Uncordoning"
+    """Rollback, NodePools: the old nodes made schedulable again."""
+    RETIRING_GREEN = "RetiringGreen"
+    """Rollback: routers finalized for green, green's Kustomizations and (if this upgrade made it) cluster deleted."""
+    DONE = "Done"
+    """Nothing is left to do: the finalizer bluegreen.io/cleanup is removed and the object goes."""
+
+
+class DeletionStatus(StatusModel):
+    """The cleanup of a deleted ClusterUpgrade: decided once from the phase it was deleted in, then resumable."""
+
+    policy: str = Field(description="spec.onDelete when the cleanup began (Rollback or Leave).")
+    from_phase: Phase = Field(description="The phase the upgrade was in when it was deleted (Paused: what it held).")
+    stage: DeletionStage
+    started_at: datetime.datetime
+    plan: list[str] = Field(default_factory=list, description="What the cleanup does, in words, one line a step.")
+
+
 class ClusterUpgradeStatus(StatusModel):
     phase: Phase = Phase.PENDING
     phase_since: datetime.datetime | None = None
@@ -414,6 +439,9 @@ class ClusterUpgradeStatus(StatusModel):
     )
     green_retired: bool = Field(default=False, description="After a rollback: green's routers, workloads and "
                                 "cluster were removed (or retained, per spec.rollback.greenDeletionPolicy).")
+    deletion: DeletionStatus | None = Field(
+        default=None, description="Set once the ClusterUpgrade is deleted: what spec.onDelete does and how far it is.",
+    )
     journal: list[JournalEntry] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     failures: int = Field(default=0, description="Consecutive failed attempts of the current action.")
