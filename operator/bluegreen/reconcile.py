@@ -90,6 +90,7 @@ from bluegreen.kube.remote import RemoteClients
 from bluegreen.metrics import PassReport, UpgradeMetrics
 from bluegreen.nodepools.drain import NODES, PODS
 from bluegreen.nodepools.rotation import Rotation
+from bluegreen.preflight import references as secret_references
 from bluegreen.preflight.run import run_preflight
 from bluegreen.remote_watch import RemoteWatches
 from bluegreen.settings import OperatorSettings
@@ -362,6 +363,10 @@ class UpgradeLoop:
                 collaborators.workloads.preflight(blue_name=spec.cluster.name, green_name=spec.green_name),
             )
             problems = [*cluster_problems, *workload_problems]
+        missing_secrets: list[str] = []
+        if phase in PREFLIGHT_PHASES:  # before the first action: a Secret read at first use would be too late
+            missing_secrets = await secret_references.missing_secrets(
+                self.context.management, namespace=self.namespace, spec=spec)
         jobs, hooks = await asyncio.gather(self._observe_jobs(spec, collaborators, status=status, now=now),
                                            self._observe_hooks(spec, collaborators, status=status, now=now))
         pools: dict[str, PoolObservation] = {}
@@ -387,6 +392,7 @@ class UpgradeLoop:
             jobs=jobs,
             hooks=hooks,
             preflight_problems=tuple(problems),
+            reference_problems=tuple(missing_secrets),
             generation=int(meta.get("generation") or 0),
             annotations=dict(meta.get("annotations") or {}),
             blue=blue,

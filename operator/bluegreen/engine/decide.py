@@ -81,6 +81,8 @@ FORWARD_PHASES = frozenset({
 # Phases in which green may carry traffic, so an abort has something to undo. An in-place
 # upgrade has no other side to go back to: an abort there stops it (see _consume_annotations).
 ABORTABLE_PHASES = FORWARD_PHASES - {Phase.RETIRING, Phase.UPGRADING} | {Phase.PENDING, Phase.PAUSED, Phase.BLOCKED}
+# PreflightPassed's reason when only Secrets the spec names are missing (Blocked goes on once they exist).
+MISSING_SECRETS = "MissingSecrets"
 # A pass never needs more transitions than there are phases; this bounds the loop.
 MAX_TRANSITIONS_PER_PASS = 2 * len(Phase)
 
@@ -277,8 +279,10 @@ def _preflight(work: Pass) -> None:
             problems.append(str(exc))
     if spec.strategy == Strategy.BLUE_GREEN:
         problems.extend(preflight.green_problems(work))  # known before any scan: no need to scan to refuse
-    if problems:
-        _block(work, problems)
+    if problems or work.observed.reference_problems:
+        only_secrets = not problems
+        _block(work, [*problems, *work.observed.reference_problems],
+               reason=MISSING_SECRETS if only_secrets else "PreflightFailed")
         return
     if not blue.ready:
         work.condition(ConditionType.PREFLIGHT_PASSED, None, "BlueNotReady", blue.reason)
@@ -364,9 +368,9 @@ def _rotation_to_resume(work: Pass) -> bool:
     return work.status.node_pools is not None and work.status.phase in {Phase.ROLLED_BACK, Phase.FAILED}
 
 
-def _block(work: Pass, problems: list[str]) -> None:
+def _block(work: Pass, problems: list[str], *, reason: str = "PreflightFailed") -> None:
     message = "; ".join(problems)
-    work.condition(ConditionType.PREFLIGHT_PASSED, False, "PreflightFailed", message)
+    work.condition(ConditionType.PREFLIGHT_PASSED, False, reason, message)
     work.goto(Phase.BLOCKED, message, warning=True)
     work.done = True
 
@@ -382,6 +386,10 @@ def _blocked(work: Pass) -> None:
     checked = work.status.condition(ConditionType.PREFLIGHT_PASSED)
     if checked is not None and checked.observed_generation != work.observed.generation:
         _restart_preflight(work, "spec changed: running preflight again")
+        return
+    # Secrets are created beside the upgrade, not in its spec: once they are there, go on by itself.
+    if checked is not None and checked.reason == MISSING_SECRETS and not work.observed.reference_problems:
+        _restart_preflight(work, "the Secrets the spec names exist now: running preflight again")
         return
     work.done = True
 

@@ -123,6 +123,9 @@ class Observed:
     # What the providers found wrong before anything is created (observed in Pending,
     # Preflight and Blocked only): each names what to fix.
     preflight_problems: tuple[str, ...] = ()
+    # Secrets the spec names that are missing or lack their key, one line each naming the spec field
+    # (observed in Pending, Preflight and Blocked, for every strategy): they block before any action.
+    reference_problems: tuple[str, ...] = ()
     deleting: bool = False  # the ClusterUpgrade itself is being deleted
     # Smoke Jobs of the current analysis run, by spec.analysis.jobs[].name (observed while one may run).
     jobs: Mapping[str, JobObservation] = dataclasses.field(default_factory=dict)
