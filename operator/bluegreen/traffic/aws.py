@@ -10,9 +10,12 @@ shared files, instance or task role): nothing here reads, stores or prints
 them. Errors become :class:`AwsError` with AWS's own code and message, which
 name the resource and never carry a secret.
 
-Retries are botocore's "standard" mode (throttling, 5xx and connection errors,
-with backoff) bounded by ``max_attempts``; what is still failing after that is
-the operator's to retry on its next pass.
+Retries are botocore's "standard" mode (throttling such as ``Throttling`` and
+``PriorRequestNotComplete``, 5xx, connection errors and timeouts, with jittered
+exponential backoff) up to ``max_attempts`` attempts per call, the first one
+included (3 by default, botocore's own default); what is still failing after
+that is an :class:`AwsError` for the reconcile loop, which shows it in a
+condition and retries the whole pass with its own, longer backoff.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ class AwsClient:
         self._config = botocore.config.Config(
             connect_timeout=timeout,
             read_timeout=timeout,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            # total_max_attempts counts the first request too; botocore's max_attempts would count retries only.
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
         )
         self._client: Any = None
         self._lock = threading.Lock()
