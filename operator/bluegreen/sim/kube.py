@@ -55,7 +55,7 @@ import kmock
 from kmock._internal import rendering
 
 from bluegreen.api import spec as api
-from bluegreen.sim import api_usage, eviction, kube_logs, kube_patch, kube_selectors, kube_store
+from bluegreen.sim import api_usage, eviction, kube_faults, kube_logs, kube_patch, kube_selectors, kube_store
 from bluegreen.sim.kube_http import HttpApi
 from bluegreen.sim.kube_resources import ResourceInfo
 from bluegreen.sim.kube_store import KubeApiError, Store
@@ -75,6 +75,7 @@ class _Front(kmock.KubernetesEmulator):
     """kmock's handler with the emulation replaced by ours; kmock reactions act as faults."""
 
     api: HttpApi | None = None
+    injected: kube_faults.KubeFaults | None = None  # faults set from outside the process (the world's control)
 
     def __attrs_post_init__(self) -> None:
         # Deliberately no super(): kmock's fallback reactions would serve its own (lax)
@@ -83,6 +84,10 @@ class _Front(kmock.KubernetesEmulator):
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         assert self.api is not None
+        if self.injected:
+            answer = await self.injected.answer(raw_request)
+            if answer is not None:
+                return answer
         if self._payloads:
             response = await self._inject_fault(raw_request)
             if response is not None:
@@ -162,7 +167,9 @@ class KubeEmulator:
         self.store = Store(kubernetes_version=kubernetes_version)
         self.logs = kube_logs.PodLogs()  # what containers print; written by a simulated kubelet (sim.jobs)
         self._api = HttpApi(self)
-        self._front = _Front(api=self._api)
+        # Counted faults a test sets through the world's control API (``POST /kube/fault``).
+        self.injected = kube_faults.KubeFaults()
+        self._front = _Front(api=self._api, injected=self.injected)
         self._server: _Server | None = None
         self.serving = False  # between start() and stop(): in-process observers stop watching when it ends
         self._stop_callbacks: list[Callable[[], Awaitable[None]]] = []

@@ -375,6 +375,9 @@ class World:
         app.router.add_post("/flux/revision", self._flux_revision)
         app.router.add_post("/git/concurrent-push", self._git_concurrent_push)
         app.router.add_post("/nodes/lb", self._nodes_lb)
+        app.router.add_route("GET", "/kube/fault", self._kube_faults)
+        app.router.add_route("POST", "/kube/fault", self._kube_fault)
+        app.router.add_route("DELETE", "/kube/fault", self._kube_faults)
         self._control = web.AppRunner(app)
         await self._control.setup()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -523,6 +526,41 @@ class World:
         body = await request.json()
         self.node_lb.paused = bool(body.get("paused", True))
         return web.json_response({"paused": self.node_lb.paused, "unplaced": sorted(self.node_lb.unplaced)})
+
+    def _emulator(self, cluster: str) -> KubeEmulator:
+        if cluster == "management":
+            return self.management
+        found = self.lifecycle.clusters.get(cluster)
+        if found is None:
+            known = ", ".join(["management", *sorted(self.lifecycle.clusters)])
+            raise web.HTTPNotFound(text=f"no API server for cluster {cluster!r}; the world has {known}")
+        return found
+
+    async def _kube_fault(self, request: web.Request) -> web.Response:
+        """Make one API server misbehave for ``count`` matching requests (see ``sim.kube_faults``):
+        ``{"cluster": "management"|<name>, "verb", "resource", "namespace", "name", "status", "stall", "count"}``."""
+        body = await request.json()
+        emulator = self._emulator(str(body.get("cluster", "management")))
+        try:
+            rule = emulator.injected.add(
+                verb=str(body.get("verb", "*")), resource=str(body.get("resource", "*")),
+                namespace=body.get("namespace"), name=body.get("name"),
+                status=None if body.get("status") is None else int(body["status"]),
+                stall=float(body.get("stall") or 0.0), count=int(body.get("count", 1)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        return web.json_response({"cluster": emulator.name, **rule.to_dict()})
+
+    async def _kube_faults(self, request: web.Request) -> web.Response:
+        """GET: the rules left and the faults served, per cluster; DELETE: drop every rule left."""
+        emulators = {"management": self.management, **self.lifecycle.clusters}
+        if request.method == "DELETE":
+            for emulator in emulators.values():
+                emulator.injected.clear()
+        return web.json_response({name: {"rules": [rule.to_dict() for rule in emulator.injected.rules()],
+                                         "served": list(emulator.injected.served)}
+                                  for name, emulator in emulators.items()})
 
     async def _git_concurrent_push(self, request: web.Request) -> web.Response:
         """Someone else pushes to the environment repository right before the next push arrives."""
