@@ -22,6 +22,8 @@ from tests.integration.conftest import Operator, apply, phase_is, upgrade_manife
 
 pytestmark = [pytest.mark.integration, pytest.mark.routers, pytest.mark.without_prometheus]
 
+# Green's record carries a health check (the spec requires one): moto stores the id without evaluating health.
+HEALTH_CHECK = "11111111-2222-3333-4444-555555555555"
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE":
            "/nonexistent"}
@@ -61,7 +63,7 @@ async def test_route53_and_haproxy_together(
     manifest["spec"]["traffic"]["routers"].append({"name": "dns", "route53": {
         "hostedZoneId": zone, "recordName": "app.example.com", "recordType": "CNAME", "ttl": 1,
         "blue": {"setIdentifier": "prod-blue", "value": "lb-blue.example.net"},
-        "green": {"setIdentifier": "prod-green", "value": "lb-green.example.net"},
+        "green": {"setIdentifier": "prod-green", "value": "lb-green.example.net", "healthCheckId": HEALTH_CHECK},
         "aws": {"endpointURL": moto_server},
     }})
     manifest["spec"]["traffic"]["steps"] = [{"setWeight": 10}, {"pause": {"duration": "1s"}}, {"setWeight": 50},
@@ -127,7 +129,7 @@ async def test_after_a_rollback_green_is_retired_and_routers_restored_or_removed
     manifest["spec"]["traffic"]["routers"].append({"name": "dns", "onFinalize": "Restore", "route53": {
         "hostedZoneId": zone, "recordName": "app.example.com", "recordType": "CNAME", "ttl": 1,
         "blue": {"setIdentifier": "prod-blue", "value": "lb-blue.example.net"},
-        "green": {"setIdentifier": "prod-green", "value": "lb-green.example.net"},
+        "green": {"setIdentifier": "prod-green", "value": "lb-green.example.net", "healthCheckId": HEALTH_CHECK},
         "aws": {"endpointURL": moto_server},
     }})
     manifest["spec"]["traffic"]["steps"] = [{"setWeight": 10}, {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]

@@ -39,6 +39,9 @@ RUNTIME_API_PATTERN = r"^(unix://.+|tcp://[^:/]+:[0-9]+)$"
 # HAProxy's own charset for proxy and server names; anything else could smuggle a
 # second runtime API command into the line (";" separates commands).
 HAPROXY_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+# Every URL the operator calls (webhooks, Prometheus, probes, AWS endpoints): http or https only, so a spec
+# cannot point the operator at file://, gopher:// or another scheme a client library might also speak.
+HTTP_URL_PATTERN = r"^https?://.+"
 
 Duration = Annotated[str, Field(pattern=durations.DURATION_PATTERN, examples=["30s", "5m", "1h30m"])]
 K8sName = Annotated[str, Field(min_length=1, max_length=63, pattern=K8S_NAME_PATTERN)]
@@ -55,6 +58,8 @@ _PATTERN_HINTS = {
     ),
     RUNTIME_API_PATTERN: ("a runtime API address", "write unix:///run/haproxy.sock or tcp://host:port"),
     HAPROXY_NAME_PATTERN: ("an HAProxy name", "use letters, digits and - _ . : as in the HAProxy configuration"),
+    HTTP_URL_PATTERN: ("an http or https URL", "write http://host[:port]/path or https://...; other schemes are "
+                       "refused"),
 }
 
 
@@ -243,6 +248,18 @@ class Workloads(Model):
     timeout: Duration = Field(default="30m", description="How long green's workloads may take to sync.")
 
 
+class HealthCheckPolicy(enum.StrEnum):
+    """Whether green's side of a router must be health-checked before it gets traffic.
+
+    The health check is the dead-man's switch: while traffic is split, the router
+    itself (HAProxy's checks, Route 53's health checks) takes a failing green out
+    and sends everything to blue, with no operator and no management cluster.
+    """
+
+    REQUIRE = "Require"  # refuse to send green any traffic until its side is health-checked
+    WARN = "Warn"  # send it anyway, and say in the journal that nothing guards blue's users if green fails
+
+
 class HAProxyRouter(Model):
     """A top-level HAProxy whose backend holds one server for blue and one for green."""
 
@@ -257,6 +274,12 @@ class HAProxyRouter(Model):
         pattern=HAPROXY_NAME_PATTERN, description="The server in the backend that points at green."
     )
     timeout: Duration = Field(default="5s", description="How long one runtime API command may take.")
+    green_health_check: HealthCheckPolicy = Field(
+        default=HealthCheckPolicy.REQUIRE,
+        description="Require: refuse to give greenServer weight while it has no enabled health check (`check` on "
+        "its server line), the fallback that sends everything to blue if green fails while the operator is "
+        "down; Warn: shift anyway and say so in the journal.",
+    )
 
 
 class AwsAccess(Model):
@@ -264,7 +287,7 @@ class AwsAccess(Model):
 
     region: str | None = Field(default=None, description="AWS region (Route 53 is global; ELBv2 needs one).")
     endpoint_url: str | None = Field(
-        default=None, alias="endpointURL", pattern=r"^https?://.+",
+        default=None, alias="endpointURL", pattern=HTTP_URL_PATTERN,
         description="An AWS API endpoint other than the public one (a VPC endpoint).",
     )
 
@@ -286,6 +309,11 @@ class Route53Record(Model):
             raise ValueError("set exactly one of value and aliasTarget")
         return self
 
+    @property
+    def health_checked(self) -> bool:
+        """Whether Route 53 judges this record's health: a health check, or an alias evaluating its target."""
+        return self.health_check_id is not None or (self.alias_target or {}).get("evaluateTargetHealth") is True
+
 
 class Route53Router(Model):
     """Weighted records: one per side, same name and type, different SetIdentifier."""
@@ -297,11 +325,27 @@ class Route53Router(Model):
     blue: Route53Record
     green: Route53Record
     aws: AwsAccess = Field(default_factory=AwsAccess)
+    green_health_check: HealthCheckPolicy = Field(
+        default=HealthCheckPolicy.REQUIRE,
+        description="Require: green's record must carry healthCheckId (or an aliasTarget with "
+        "evaluateTargetHealth: true), so Route 53 stops answering with green if it fails while the operator "
+        "is down; Warn: accept a record without one and say so in the journal.",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> Route53Router:
         if self.blue.set_identifier == self.green.set_identifier:
             raise ValueError("blue.setIdentifier and green.setIdentifier must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _green_health_checked(self) -> Route53Router:
+        if self.green_health_check == HealthCheckPolicy.REQUIRE and not self.green.health_checked:
+            raise _FieldProblems([(("green", "healthCheckId"), (
+                "green's record has no health check, so nothing takes green out of the answers if it fails "
+                "while the operator is down; set green.healthCheckId to a Route 53 health check on green's "
+                "endpoint (or use an aliasTarget with evaluateTargetHealth: true), or set greenHealthCheck: Warn"
+            ))])
         return self
 
 
@@ -404,8 +448,8 @@ class IstioRouter(Model):
 class WebhookRouter(Model):
     """Anything else (F5, a home-made LB): POST the weights as JSON; optionally GET them back."""
 
-    url: str = Field(pattern=r"^https?://.+", description="Where the weights are POSTed.")
-    read_url: str | None = Field(default=None, alias="readURL", pattern=r"^https?://.+",
+    url: str = Field(pattern=HTTP_URL_PATTERN, description="Where the weights are POSTed.")
+    read_url: str | None = Field(default=None, alias="readURL", pattern=HTTP_URL_PATTERN,
                                  description="GET here returns {blue, green}; without it, weights are not verified.")
     timeout: Duration = Field(default="10s")
     retries: int = Field(default=2, ge=0, le=10)
@@ -626,7 +670,7 @@ class ThresholdRange(Model):
 class PrometheusQuery(Model):
     """An instant query to a Prometheus server; the result must be one number."""
 
-    address: str = Field(pattern=r"^https?://.+", description="e.g. http://prometheus.monitoring:9090")
+    address: str = Field(pattern=HTTP_URL_PATTERN, description="e.g. http://prometheus.monitoring:9090")
     query: str = Field(
         min_length=1,
         description="PromQL. Placeholders: {{cluster}} (the side measured: green, or blue for a comparative "
@@ -653,7 +697,7 @@ class ProbeMeasure(enum.StrEnum):
 class HTTPProbe(Model):
     """Requests to one side's own endpoint (like curl -H "Host: app.example.com" http://green-lb/)."""
 
-    url: str = Field(pattern=r"^https?://.+", description="Placeholders as in prometheus.query, e.g. "
+    url: str = Field(pattern=HTTP_URL_PATTERN, description="Placeholders as in prometheus.query, e.g. "
                      "http://{{cluster}}-ingress.example.net/healthz")
     host: str | None = Field(default=None, description="Host header to send (the public name the side serves).")
     method: str = Field(default="GET", pattern=r"^(GET|HEAD|POST)$")
@@ -727,7 +771,7 @@ class AnalysisWebhook(Model):
 
     name: K8sName
     type: WebhookType = Field(default=WebhookType.ROLLOUT)
-    url: str = Field(pattern=r"^https?://.+")
+    url: str = Field(pattern=HTTP_URL_PATTERN)
     timeout: Duration = Field(default="10s")
     retries: int = Field(default=0, ge=0, le=10, description="Extra attempts after a failed call.")
     metadata: dict[str, str] = Field(default_factory=dict, description="Sent as the payload's metadata.")

@@ -66,6 +66,7 @@ class HAProxyProcess:
         nodes_backend: str = "nodes",
         node_port: int = 30080,
         green_disabled: bool = False,
+        green_check: bool = True,
     ) -> None:
         if node_slots < 0:
             raise ValueError(f"node_slots must be 0 or more, got {node_slots}")
@@ -86,6 +87,8 @@ class HAProxyProcess:
         self.node_port = node_port
         # Green's server declared `disabled`, as a configuration written before green exists may have it.
         self.green_disabled = green_disabled
+        # False: green's server line without `check`, the configuration bluegreen refuses to shift through.
+        self.green_check = green_check
         self._process: asyncio.subprocess.Process | None = None
         self._ports: dict[str, int] = {}
         self._socket_dir: pathlib.Path | None = None
@@ -210,6 +213,7 @@ class HAProxyProcess:
     def render_config(self) -> str:
         check = f"check inter {self.check_interval} fall 2 rise 1"
         green_disabled = " disabled" if self.green_disabled else ""
+        green_check = f" {check}" if self.green_check else ""
         return f"""\
 # Written by bluegreen.sim.haproxy for the emulated world; regenerated at each start.
 global
@@ -238,7 +242,7 @@ backend {self.backend}
     option httpchk GET /healthz
     http-check expect status 200
     server {self.blue_server} {self.blue_address} weight {self.blue_weight} {check}
-    server {self.green_server} {self.green_address} weight {self.green_weight} {check}{green_disabled}
+    server {self.green_server} {self.green_address} weight {self.green_weight}{green_check}{green_disabled}
 
 frontend stats
     bind 127.0.0.1:{self._port('stats')}

@@ -35,6 +35,14 @@ Invariants:
   upgrade, or by hand) is made ready first: sending it traffic is what the
   upgrade asks for.
 
+- Health checks are the dead-man's switch: while traffic is split, HAProxy's
+  own checks take a failing green out of the backend and the weighted blue
+  server carries everything, with no operator running. So ``set_weights``
+  refuses to give green's server weight while HAProxy reports it without an
+  enabled check (``srv_check_state``), unless ``greenHealthCheck: Warn``, which
+  shifts anyway and says so in the change's detail (the journal). Taking
+  weight away from green (a rollback) is never refused.
+
 Runtime changes live in HAProxy's memory only: a reload without a server-state
 file brings back the weights of the configuration file. ``verify`` then sees a
 difference and the next ``set_weights`` applies the weights again.
@@ -69,6 +77,7 @@ class HAProxyRouter:
         blue_server: str,
         green_server: str,
         timeout: float = 5.0,
+        green_health_check: spec.HealthCheckPolicy = spec.HealthCheckPolicy.REQUIRE,
     ) -> None:
         for field, value in (("backend", backend), ("blueServer", blue_server), ("greenServer", green_server)):
             if not _NAME.fullmatch(value):
@@ -84,6 +93,7 @@ class HAProxyRouter:
         self._backend = backend
         self._blue_server = blue_server
         self._green_server = green_server
+        self._green_health_check = green_health_check
 
     @classmethod
     def from_spec(cls, *, name: str, config: spec.HAProxyRouter) -> HAProxyRouter:
@@ -94,6 +104,7 @@ class HAProxyRouter:
             blue_server=config.blue_server,
             green_server=config.green_server,
             timeout=durations.parse_duration(config.timeout).total_seconds(),
+            green_health_check=config.green_health_check,
         )
 
     @property
@@ -115,6 +126,7 @@ class HAProxyRouter:
         changes = [server for server in desired if desired[server] != current[server]]
         if not changes:
             return base.RouterChange(changed=False, detail=self._describe(current))
+        warning = self._unguarded_green(servers[self._green_server], green=green)
         # Rising side first: see the module docstring.
         changes.sort(key=lambda server: desired[server] - current[server], reverse=True)
         done: list[str] = []
@@ -124,7 +136,22 @@ class HAProxyRouter:
                                   detail=f"{self._backend}/{server} {servers[server].state}->{READY}")
             await self._apply(f"set weight {self._backend}/{server} {desired[server]}", done=done,
                               detail=f"{self._backend}/{server} {current[server]}->{desired[server]}")
-        return base.RouterChange(changed=True, detail=", ".join(done))
+        return base.RouterChange(changed=True, detail=", ".join(done) + (f" (warning: {warning})" if warning else ""))
+
+    def _unguarded_green(self, server: ServerState, *, green: int) -> str | None:
+        """None when green may get ``green`` percent; the warning to journal under Warn; RouterError under Require."""
+        reason = server.why_not_health_checked() if green > 0 else None
+        if reason is None:
+            return None
+        problem = (f"HAProxy server {self._backend}/{server.name} (green) is {reason}: if green fails while the "
+                   f"operator is down, HAProxy keeps sending it {green}% of requests")
+        if self._green_health_check == spec.HealthCheckPolicy.WARN:
+            return problem
+        raise base.RouterError(
+            f"{problem}; refusing to shift. Add `check` to that server line in backend {self._backend} (with "
+            f"`option httpchk` for an HTTP check) and reload HAProxy, or `enable health {self._backend}/"
+            f"{server.name}` if it was disabled; or set haproxy.greenHealthCheck: Warn to shift without it"
+        )
 
     async def verify(self) -> base.RouterWeights:
         servers = await self.servers()

@@ -150,6 +150,9 @@ ADMIN_DRAIN = 0x08 | 0x10  # forced or inherited drain
 ADMIN_FORCED = 0x01 | 0x08  # what ``set server ... state`` sets and clears
 # Values of ``srv_op_state`` (HAProxy's enum srv_state).
 OP_STOPPED, OP_STARTING, OP_RUNNING, OP_STOPPING = 0, 1, 2, 3
+# Bits of ``srv_check_state`` (HAProxy's CHK_ST_*; the table shows the low four): a server line with ``check``
+# is CONFIGURED, and ENABLED unless ``disable health`` (or a ``disabled`` server's pause) turned it off.
+CHECK_CONFIGURED, CHECK_ENABLED = 0x02, 0x04
 _OP_WORDS = {OP_STOPPED: "DOWN (health checks failing)", OP_STARTING: "starting",
              OP_RUNNING: "UP", OP_STOPPING: "soft-stopping (NOLB)"}
 
@@ -167,13 +170,15 @@ class ServerState:
     weight: int
     op_state: int
     admin_state: int
+    check_state: int | None = None  # None: HAProxy's table has no srv_check_state column
 
     @classmethod
     def of(cls, row: Mapping[str, str]) -> ServerState:
         """From a row of :func:`parse_servers_state`; KeyError or ValueError if it is not one."""
         return cls(name=row["srv_name"], address=row.get("srv_addr", "-"), port=row.get("srv_port", "-"),
                    weight=int(row.get("srv_uweight", "0")), op_state=int(row["srv_op_state"]),
-                   admin_state=int(row["srv_admin_state"]))
+                   admin_state=int(row["srv_admin_state"]),
+                   check_state=int(row["srv_check_state"]) if "srv_check_state" in row else None)
 
     @property
     def state(self) -> str:
@@ -191,6 +196,16 @@ class ServerState:
             return "draining (DRAIN)"
         if self.op_state in {OP_STOPPED, OP_STOPPING}:
             return _OP_WORDS[self.op_state]
+        return None
+
+    def why_not_health_checked(self) -> str | None:
+        """Why HAProxy would not notice by itself that this server failed, or None when its checks run."""
+        if self.check_state is None:
+            return "of unknown health-check state (HAProxy's 'show servers state' has no srv_check_state column)"
+        if not self.check_state & CHECK_CONFIGURED:
+            return "not health-checked (its server line has no `check`)"
+        if not self.check_state & CHECK_ENABLED:
+            return "not health-checked (its check is configured but disabled at runtime)"
         return None
 
     def why_not_up(self) -> str | None:

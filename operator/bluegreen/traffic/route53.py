@@ -36,7 +36,11 @@ never both weights 0.
 
 Record health (``healthCheckId``) is written but not read back: whether Route 53
 currently skips an unhealthy record needs ``GetHealthCheckStatus``, which this
-router does not call.
+router does not call. That health check is the dead-man's switch: while traffic
+is split, Route 53 stops answering with a green that fails its check, whether or
+not the operator runs. The spec requires one on green's record (or an alias
+target evaluating its target's health) unless ``greenHealthCheck: Warn``; with
+Warn and none, each change that gives green weight says so in its journal line.
 """
 
 from __future__ import annotations
@@ -116,6 +120,11 @@ class RecordSide:
             raise ValueError(f"route53.{side}.aliasTarget.evaluateTargetHealth must be true or false")
         return cls(set_identifier=record.set_identifier, alias_hosted_zone_id=zone, alias_dns_name=name,
                    evaluate_target_health=evaluate, health_check_id=record.health_check_id)
+
+    @property
+    def health_checked(self) -> bool:
+        """Whether Route 53 judges this record's health (a health check, or an alias evaluating its target)."""
+        return self.health_check_id is not None or (self.alias_dns_name is not None and self.evaluate_target_health)
 
 
 class Route53Router:
@@ -202,6 +211,9 @@ class Route53Router:
         detail = ", ".join(
             f"{side} {_weight_text(current[side])}->{weights[side]}" for side in self._sides
         )
+        if green > 0 and not self._sides["green"].health_checked:
+            detail += (f" (warning: green's record {self._sides['green'].set_identifier!r} has no health check: "
+                       "if green fails while the operator is down, Route 53 keeps answering with it)")
         return base.RouterChange(changed=True, detail=f"{self._record_name} {self._record_type}: {detail}",
                                  change_id=change_id)
 

@@ -95,7 +95,7 @@ def test_dns_routers_hold_each_weight_for_one_ttl(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(api_spec, "IMPLEMENTED_ROUTER_KINDS", frozenset({"haproxy", "route53"}))
     route53 = {"route53": {"hostedZoneId": "Z1", "recordName": "app.example.com", "ttl": 30,
                            "blue": {"setIdentifier": "blue", "value": "lb-blue"},
-                           "green": {"setIdentifier": "green", "value": "lb-green"}}}
+                           "green": {"setIdentifier": "green", "value": "lb-green", "healthCheckId": "hc-green"}}}
     world = World(spec=make_spec(traffic={"routers": [route53], "steps": [{"setWeight": 10}, {"setWeight": 100}]}))
     reach_shifting(world)
     assert world.router_green == 10 and world.status.step.index == 0

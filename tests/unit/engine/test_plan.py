@@ -34,7 +34,8 @@ HAPROXY = {"name": "edge", "haproxy": {"runtimeAPI": "tcp://127.0.0.1:9999", "ba
 def route53(name: str, ttl: int) -> dict[str, Any]:
     return {"name": name, "route53": {"hostedZoneId": "Z1", "recordName": "app.example.com", "ttl": ttl,
                                       "blue": {"setIdentifier": "blue", "value": "blue.example.net"},
-                                      "green": {"setIdentifier": "green", "value": "green.example.net"}}}
+                                      "green": {"setIdentifier": "green", "value": "green.example.net",
+                                                "healthCheckId": "hc-green"}}}
 
 
 def metric(name: str, *, interval: str | None = None, probe: bool = False) -> dict[str, Any]:

@@ -287,7 +287,8 @@ class ScriptedRuntimeAPI:
     tests can replay the states traffic went through between two commands.
     """
 
-    HEADER = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight\n"
+    HEADER = ("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
+              "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state\n")
 
     def __init__(self, *, blue: int, green: int) -> None:
         self.weights = {"blue": blue, "green": green}
@@ -318,7 +319,7 @@ class ScriptedRuntimeAPI:
                 await reader.read()
         elif command == "show servers state app":
             rows = "".join(
-                f"3 app {index} {name} 127.0.0.1 2 0 {weight} 100\n"
+                f"3 app {index} {name} 127.0.0.1 2 0 {weight} 100 5 6 3 2 6\n"  # health-checked, UP
                 for index, (name, weight) in enumerate(self.weights.items(), start=1)
             )
             writer.write((self.HEADER + rows + "\n").encode())

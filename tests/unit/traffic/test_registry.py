@@ -22,7 +22,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "haproxy": {"runtimeAPI": "tcp://127.0.0.1:9999", "backend": "app", "blueServer": "blue", "greenServer": "green"},
     "route53": {"hostedZoneId": "Z1", "recordName": "app.example.com",
                 "blue": {"setIdentifier": "blue", "value": "lb-blue.example.net"},
-                "green": {"setIdentifier": "green", "value": "lb-green.example.net"}},
+                "green": {"setIdentifier": "green", "value": "lb-green.example.net", "healthCheckId": "hc-green"}},
     "elbv2": {"listenerARN": "arn:aws:elasticloadbalancing:eu-west-1:1:listener/app/edge/1/2",
               "blueTargetGroupARN": "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/blue/1",
               "greenTargetGroupARN": "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/green/2",
