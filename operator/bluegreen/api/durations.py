@@ -15,13 +15,21 @@ _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+# The longest duration a spec may hold. Every duration is added to a time (a deadline, the end of
+# a window); a year is far beyond any wait an upgrade needs, and far below datetime's range.
+LONGEST = datetime.timedelta(days=365)
+
+
 def parse_duration(text: str) -> datetime.timedelta:
-    """Parse ``1h30m`` into a timedelta; raise ValueError with an example of the format."""
+    """Parse ``1h30m`` into a timedelta; raise ValueError with an example of the format, or when beyond LONGEST."""
     if not isinstance(text, str) or not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(
             f"{text!r} is not a duration; write a number with a unit: 500ms, 30s, 5m, 1h30m"
         )
     seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(text))
+    if seconds > LONGEST.total_seconds():
+        raise ValueError(f"{text!r} is longer than {format_duration(LONGEST)} (365 days), the longest duration "
+                         "accepted; write a shorter one")
     return datetime.timedelta(seconds=seconds)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import pydantic
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from bluegreen.api import durations, shares, versions
@@ -43,7 +43,15 @@ HAPROXY_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 # cannot point the operator at file://, gopher:// or another scheme a client library might also speak.
 HTTP_URL_PATTERN = r"^https?://.+"
 
-Duration = Annotated[str, Field(pattern=durations.DURATION_PATTERN, examples=["30s", "5m", "1h30m"])]
+
+def _not_too_long(text: str) -> str:
+    durations.parse_duration(text)  # its ValueError is the message: the limit and the fix
+    return text
+
+
+Duration = Annotated[
+    str, Field(pattern=durations.DURATION_PATTERN, examples=["30s", "5m", "1h30m"]), AfterValidator(_not_too_long),
+]
 K8sName = Annotated[str, Field(min_length=1, max_length=63, pattern=K8S_NAME_PATTERN)]
 
 # What a value of each pattern looks like, for messages: pydantic would print the
@@ -76,6 +84,35 @@ class Model(pydantic.BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The JSON form users write (camelCase, defaults omitted where unset)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data: Any) -> Any:
+        # pydantic would read `setWeight: "10"` as 10 and `false` as 0; the API server refuses both
+        # (type integer), and so must the operator, or the two would disagree on what a spec says.
+        if not isinstance(data, dict):
+            return data
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for name, info in cls.model_fields.items():
+            key = info.alias or name
+            value = data.get(key, data.get(name))
+            if _without_none(info.annotation) not in (int, float) or value is None:
+                continue
+            if isinstance(value, bool):
+                problems.append(((key,), f"{str(value).lower()} is a boolean; write a number, e.g. 10"))
+            elif isinstance(value, str) and _is_number(value):
+                problems.append(((key,), f"{value!r} is text; write the number without quotes: {value}"))
+        if problems:
+            raise _FieldProblems(problems)
+        return data
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class Strategy(enum.StrEnum):
@@ -1430,9 +1467,19 @@ class _FieldProblems(ValueError):
 def parse_spec(raw: dict[str, Any]) -> ClusterUpgradeSpec:
     """Validate a spec as stored; raise SpecError whose lines read ``spec.a.b: what to fix``."""
     try:
-        return ClusterUpgradeSpec.model_validate(raw)
+        return ClusterUpgradeSpec.model_validate(_without_nulls(raw))
     except pydantic.ValidationError as exc:
         raise SpecError([line for error in exc.errors(include_url=False) for line in _describe(error)]) from None
+
+
+def _without_nulls(value: Any) -> Any:
+    # The API server prunes `field: null` (no field of ours is nullable) and then defaults it, so
+    # a null means "unset" in what it stores; a spec read from a file must mean the same.
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 def _describe(error: Any) -> list[str]:

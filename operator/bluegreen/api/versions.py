@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-VERSION_PATTERN = r"^v?[0-9]+\.[0-9]+(\.[0-9]+)?([-+][0-9A-Za-z.+-]*)?$"
+# Digits bounded: a version is also arithmetic (the in-place path lists every minor in between), so
+# 1.999999999 must be refused as input, not ground through.
+VERSION_PATTERN = r"^v?[0-9]{1,3}\.[0-9]{1,3}(\.[0-9]{1,6})?([-+][0-9A-Za-z.+-]*)?$"
 _VERSION = re.compile(r"^v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?(?:[-+][0-9A-Za-z.+-]*)?$")
 
 
