@@ -6,6 +6,8 @@
   Kustomizations wake the upgrades that depend on them at once, through
   :class:`bluegreen.wakeups.Wakeups`; nothing is polled.
 - A change to the ClusterUpgrade itself (spec, annotations) wakes its daemon.
+- A deleted ClusterUpgrade is cleaned up (spec.onDelete) by the same loop in an on.delete handler, since
+  kopf stops daemons on deletion; the loop's finalizer bluegreen.io/cleanup holds it until then.
 - Prometheus metrics (:mod:`bluegreen.metrics`) are served on the metrics port from startup to cleanup.
 
 Run with ``kopf run -m bluegreen.handlers --all-namespaces`` (or ``--namespace``).
@@ -87,6 +89,15 @@ async def upgrade(stopped: kopf.DaemonStopped, namespace: str | None, name: str,
         await UpgradeLoop(context, namespace=namespace or "", name=name).run(stop=stop)
     finally:
         relay.cancel()
+
+
+@kopf.on.delete(api.GROUP, api.VERSION, api.PLURAL)
+async def cleanup(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """kopf stops the daemon on deletion; spec.onDelete is carried out by the same loop here, until it releases
+    the finalizer bluegreen.io/cleanup (at once when the upgrade holds none). Killed meanwhile, kopf calls this
+    again after a restart, and the loop goes on from status.deletion."""
+    context: Context = memo["context"]
+    await UpgradeLoop(context, namespace=namespace or "", name=name).run(stop=asyncio.Event())
 
 
 @kopf.on.event(api.GROUP, api.VERSION, api.PLURAL)

@@ -53,8 +53,10 @@ from bluegreen.clusters.registry import build_cluster_provider
 from bluegreen.engine import analysis as bookkeeping
 from bluegreen.engine import conditions as cond
 from bluegreen.engine import decide, upgrade_label
+from bluegreen.engine import deletion as deletion_rules
 from bluegreen.engine import nodepools as rotation_rules
 from bluegreen.engine.types import (
+    FINALIZER,
     LABEL_UPGRADE,
     Action,
     ClusterObservation,
@@ -84,7 +86,7 @@ from bluegreen.engine.types import (
     WorkloadsObservation,
 )
 from bluegreen.hooks.runner import HookRunner
-from bluegreen.kube.client import KubeClient, Resource
+from bluegreen.kube.client import ConflictError, InvalidError, KubeClient, NotFoundError, Resource
 from bluegreen.kube.events import post_event
 from bluegreen.kube.remote import RemoteClients
 from bluegreen.metrics import PassReport, UpgradeMetrics
@@ -107,7 +109,7 @@ CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
 PREFLIGHT_PHASES = frozenset({Phase.PENDING, Phase.PREFLIGHT, Phase.BLOCKED})
 # While green syncs and serves, what happens inside the workload clusters matters.
 REMOTE_WATCH_PHASES = frozenset({Phase.SYNCING, Phase.VERIFYING, Phase.SHIFTING, Phase.PAUSED, Phase.PROMOTED,
-                                 Phase.RETIRING, Phase.ROLLING_BACK, Phase.ROTATING})
+                                 Phase.RETIRING, Phase.ROLLING_BACK, Phase.ROTATING, Phase.DELETING})
 # Smoke Jobs run at Verifying or Promoted; a pass may reach those from the phase before.
 JOB_PHASES = {
     api.JobPhase.VERIFYING: frozenset({Phase.SYNCING, Phase.VERIFYING}),
@@ -127,11 +129,14 @@ HANDOFF_RESOURCES = {
     api.HandoffKind.CRON_JOB: Resource("batch", "v1", "cronjobs"),
 }
 # Handoffs that began are handed back while rolling back.
-HAND_BACK_PHASES = frozenset({Phase.ROLLING_BACK})
+HAND_BACK_PHASES = frozenset({Phase.ROLLING_BACK, Phase.DELETING})
 # NodePools: a node turning Ready, an evicted pod's replacement starting, a budget that now allows an eviction.
 ROTATION_WATCHED = (NODES, PODS, Resource("policy", "v1", "poddisruptionbudgets"))
 # NodePools: the worker pools and their nodes matter from preflight until the rotation is over or undone.
-POOL_PHASES = PREFLIGHT_PHASES | {Phase.ROTATING, Phase.PAUSED, Phase.ROLLING_BACK}
+POOL_PHASES = PREFLIGHT_PHASES | {Phase.ROTATING, Phase.PAUSED, Phase.ROLLING_BACK, Phase.DELETING}
+# Adding or removing the finalizer races with kopf's own finalizer writes (a stale resourceVersion):
+# read again and retry this many times before it counts as a failed pass.
+FINALIZER_ATTEMPTS = 3
 
 
 def utcnow() -> datetime.datetime:
@@ -148,6 +153,9 @@ class Context:
     settings: OperatorSettings
     clock: Callable[[], datetime.datetime] = utcnow
     metrics: UpgradeMetrics = dataclasses.field(default_factory=UpgradeMetrics)
+    # One loop at a time per upgrade: a deleted upgrade's cleanup (kopf's on.delete) starts only once the
+    # daemon kopf stops on deletion has finished its pass and let go of the upgrade's wake-up.
+    runs: dict[tuple[str, str], asyncio.Lock] = dataclasses.field(default_factory=dict)
 
 
 class WeightsNotVerified(Exception):
@@ -209,7 +217,12 @@ class UpgradeLoop:
         return (self.namespace, self.name)
 
     async def run(self, *, stop: asyncio.Event) -> None:
-        """Reconcile until stopped (operator exit or the object's deletion)."""
+        """Reconcile until stopped (operator exit or the object's deletion), or until the object is gone or, once
+        deleted, released by its cleanup."""
+        async with self.context.runs.setdefault(self.key, asyncio.Lock()):
+            await self._run(stop=stop)
+
+    async def _run(self, *, stop: asyncio.Event) -> None:
         wake = self.context.wakeups.event(self.key)
         self._remote_watches = RemoteWatches(self.context.remote, wake, label=self.owner)
         try:
@@ -239,6 +252,10 @@ class UpgradeLoop:
         now = self.context.clock()
         status = parse_status(body.get("status"))
         meta = body.get("metadata") or {}
+        deleting = bool(meta.get("deletionTimestamp"))
+        held = FINALIZER in (meta.get("finalizers") or ())
+        if deleting and not held:
+            return None  # nothing of ours to clean up (never acted, spec.onDelete Leave, or released by hand)
         raw_spec = body.get("spec") or {}
         spec: api.ClusterUpgradeSpec | None
         spec_error: str | None = None
@@ -255,6 +272,11 @@ class UpgradeLoop:
                 self._register_interests(spec)
                 observed = await self._observe(spec, collaborators, meta, status=status, now=now)
             decision = decide(spec, status, observed, now, owner=self.owner)
+            if spec is not None and not deleting:
+                # On before the first action a deletion would have to undo; off once nothing is left to undo.
+                wanted = deletion_rules.needs_finalizer(spec, decision.status)
+                if wanted != held:
+                    body = await self._hold(wanted)
             if spec is not None:
                 done = await self._act(decision, collaborators, spec=spec, body=body, now=now)
             else:
@@ -296,6 +318,12 @@ class UpgradeLoop:
             await self._post(body, event, now=now)
         if spec is not None and decision.events and spec.analysis.hooks(api.WebhookType.EVENT):
             await self._send_events(spec, new_status, decision.events, body=body, now=now)
+        if decision.release:
+            try:
+                await self._hold(False)
+            except Exception as exc:  # released on the next pass; the cleanup itself is over and recorded
+                return await self._record_failure(body, new_status, exc, spec=spec, now=now)
+            return None
         if written:
             # Something moved: look again at once (the loop's own write no longer wakes it, so a
             # failure's backoff is waited out; a pass that changed nothing waits for the world).
@@ -670,6 +698,38 @@ class UpgradeLoop:
                     change_id=change.change_id,
                 ))
         return journal
+
+    async def _hold(self, held: bool) -> dict[str, Any]:
+        """Add (or remove) the finalizer bluegreen.io/cleanup; returns the object as patched.
+
+        A JSON patch tested against the resourceVersion just read, like kopf's own finalizer writes, so
+        neither drops the other's finalizer from the list.
+        """
+        management = self.context.management
+        for attempt in range(1, FINALIZER_ATTEMPTS + 1):
+            body = await management.get(CLUSTER_UPGRADES, namespace=self.namespace, name=self.name)
+            if body is None:
+                raise NotFoundError(404, "NotFound", f"clusterupgrade {self.namespace}/{self.name} is gone")
+            meta = body.get("metadata") or {}
+            finalizers = list(meta.get("finalizers") or ())
+            if (FINALIZER in finalizers) == held:
+                return body
+            wanted = [*finalizers, FINALIZER] if held else [item for item in finalizers if item != FINALIZER]
+            operations: list[dict[str, Any]] = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": meta.get("resourceVersion")},
+                {"op": "replace" if "finalizers" in meta else "add", "path": "/metadata/finalizers", "value": wanted},
+            ]
+            try:
+                patched = await management.patch(CLUSTER_UPGRADES, namespace=self.namespace, name=self.name,
+                                                 body=operations, patch_type="json")
+            except (InvalidError, ConflictError):
+                if attempt == FINALIZER_ATTEMPTS:
+                    raise
+                continue
+            logger.info("%s/%s: finalizer %s %s", self.namespace, self.name, FINALIZER,
+                        "added" if held else "removed")
+            return patched
+        raise AssertionError("unreachable")
 
     async def _remove_annotation(self, key: str) -> None:
         await self.context.management.patch(

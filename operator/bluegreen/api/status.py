@@ -403,9 +403,9 @@ class DeletionStatus(StatusModel):
 
     policy: str = Field(description="spec.onDelete when the cleanup began (Rollback or Leave).")
     from_phase: Phase = Field(description="The phase the upgrade was in when it was deleted (Paused: what it held).")
-    stage: DeletionStage
+    stage: DeletionStage = Field(description="The stage under way (Done: the finalizer goes).")
+    stages: list[DeletionStage] = Field(default_factory=list, description="The stages the cleanup runs, in order.")
     started_at: datetime.datetime
-    plan: list[str] = Field(default_factory=list, description="What the cleanup does, in words, one line a step.")
 
 
 class ClusterUpgradeStatus(StatusModel):

@@ -30,10 +30,8 @@ from bluegreen.api.durations import format_duration
 from bluegreen.api.spec import (
     BlueDeletionPolicy,
     ClusterUpgradeSpec,
-    GreenDeletionPolicy,
     HookPoint,
     JobPhase,
-    RollbackMode,
     Step,
     Strategy,
     WebhookType,
@@ -50,8 +48,9 @@ from bluegreen.api.status import (
     StepStatus,
     StrategyChoice,
 )
-from bluegreen.engine import analysis, hooks, nodepools, preflight
+from bluegreen.engine import analysis, deletion, hooks, nodepools, preflight, rollback
 from bluegreen.engine import conditions as cond
+from bluegreen.engine.rollback import router_dwell
 from bluegreen.engine.types import (
     ANNOTATION_ABORT,
     ANNOTATION_PROMOTE,
@@ -112,6 +111,8 @@ def decide(
     owner: str,
 ) -> Decision:
     """Decide the next step of one upgrade. ``owner`` is the upgrade's ``namespace.name`` label value."""
+    if observed.deleting:  # the ClusterUpgrade was deleted: spec.onDelete, nothing else
+        return deletion.decide_deleting(spec, status, observed, now, owner=owner)
     if spec is None or observed.spec_error:
         return _hold_for_invalid_spec(status, observed, now)
 
@@ -637,48 +638,13 @@ def _rolling_back(work: Pass) -> None:
     if work.status.node_pools is not None:
         nodepools.rolling_back(work)
         return
-    since = work.status.phase_since or work.now
-    # rollback webhooks are told once, in the same pass as the first move back (traffic first).
-    notify = analysis.asked_since(work.status, _hook_names(work, WebhookType.ROLLBACK), since)
-    weights = work.status.weights
-    if weights.green != 0 or not weights.verified:
-        target = _rollback_target(work)
-        if target is None:  # gradual: holding the current weight for stepInterval
-            work.check(webhooks=notify, also=True)
-            return
-        work.set_weights(target)
-        if work.status.routers is not None:
-            work.check(webhooks=notify, also=True)
-        return
-    if notify:
-        work.check(webhooks=notify)
-        return
-    if not hooks.hand_back(work):
+    if not rollback.return_traffic(work):
         return
     work.condition(ConditionType.TRAFFIC_SHIFTED, False, "RolledBack", "blue serves 100% of traffic")
     window = work.spec.rollback.retain_green_for
     work.update(promoted_at=None, rolled_back_at=work.now)
     work.goto(Phase.ROLLED_BACK, f"blue serves 100%; green {work.spec.green_name} kept for inspection for {window} "
               "(annotate bluegreen.io/retry to shift again)", warning=True)
-
-
-def _rollback_target(work: Pass) -> int | None:
-    """The next weight on the way back: 0 at once, or (Gradual) the next lower step every stepInterval."""
-    current = work.status.weights.green
-    if work.spec.rollback.mode != RollbackMode.GRADUAL or not work.status.weights.verified:
-        return 0
-    lower = sorted({step.set_weight for step in work.spec.traffic.steps
-                    if step.set_weight is not None and step.set_weight < current}, reverse=True)
-    target = lower[0] if lower and lower[0] > 0 else 0
-    changed = work.status.step.weights_changed_at
-    started = work.status.phase_since or work.now
-    hold = max(duration(work.spec.rollback.step_interval), router_dwell(work.spec))
-    if changed is None or changed < started or work.now >= changed + hold:
-        work.update(message=f"rolling back gradually: green {current}% -> {target}%")
-        return target
-    work.wake(changed + hold)
-    work.wait(f"rolling back gradually: green at {current}% until {(changed + hold).isoformat()}")
-    return None
 
 
 def _rolled_back(work: Pass) -> None:
@@ -701,27 +667,9 @@ def _rolled_back(work: Pass) -> None:
         work.wait(f"blue serves 100%; green {work.spec.green_name} kept for inspection until {until.isoformat()} "
                   "(annotate bluegreen.io/retry to shift again)")
         return
-    if work.status.routers is not None and not work.status.routers_finalized:
-        work.act(FinalizeRouters(retired="green"))
-        work.update(routers_finalized=True)
-        work.event("RoutersFinalized", "routers no longer route to green (per each router's onFinalize)")
-        work.wait("removing green from every router")
+    message = rollback.retire_green(work, when="after the inspection window")
+    if message is None:
         return
-    green = work.observed.green
-    delete = work.spec.rollback.green_deletion_policy == GreenDeletionPolicy.DELETE
-    if delete and green.exists and green.managed_by == work.owner:
-        # Green's workloads go first (in remote mode Flux would otherwise keep reaching for a
-        # deleted cluster); both are idempotent, so they are asked again until green is gone.
-        work.act(DeleteWorkloads(side="green"))
-        work.act(DeleteCluster(side="green", name=green.name))
-        work.wait(f"deleting green cluster {green.name} after the inspection window")
-        return
-    retained = green.exists
-    if retained:
-        work.act(DeleteWorkloads(side="green"))  # kept for inspection, no longer deployed to
-    message = f"green cluster {green.name} retained" if retained else f"green cluster {green.name} deleted"
-    work.update(green_retired=True)
-    work.event("GreenRetired", message)
     work.update(message=f"blue serves 100%; {message} after the inspection window")
     work.done = True
 
@@ -828,12 +776,6 @@ _HANDLERS = {
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def router_dwell(spec: ClusterUpgradeSpec) -> datetime.timedelta:
-    """How long a weight change takes to reach clients: one TTL for DNS routers, else nothing."""
-    ttls = [router.route53.ttl for router in spec.traffic.routers if router.route53 is not None]
-    return datetime.timedelta(seconds=max(ttls, default=0))
 
 
 def _steps(work: Pass) -> list[Step]:

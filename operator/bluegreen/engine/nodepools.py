@@ -132,12 +132,7 @@ def rolling_back(work: Pass) -> None:
         work.wake(work.now)
         work.done = True
         return
-    nodes = _nodes(work)
-    cordoned = [name for name in state.old_nodes if name in nodes and not nodes[name].schedulable]
-    if cordoned:
-        work.act(CordonNodes(nodes=tuple(cordoned), unschedulable=False))
-        work.wake(work.now + POLL)
-        work.wait(f"uncordoning {len(cordoned)} old node(s): {_names(cordoned)}")
+    if not uncordon_old(work):
         return
     new = ", ".join(f"{rotation.new} ({rotation.replicas})" for rotation in state.pools)
     work.update(node_pools=state.model_copy(update={"stage": RotationStage.ABORTED, "since": work.now,
@@ -147,6 +142,21 @@ def rolling_back(work: Pass) -> None:
     work.goto(Phase.ROLLED_BACK, f"rotation aborted: the old nodes are schedulable again; the new pool(s) {new} "
               "are kept as they are. Annotate bluegreen.io/retry to go on, or scale the new pools to 0 yourself")
     work.done = True
+
+
+def uncordon_old(work: Pass) -> bool:
+    """The old nodes this rotation cordoned are made schedulable again (an abort, or a deleted upgrade's
+    cleanup); the new pools are left as they are. True once none is cordoned."""
+    state = work.status.node_pools
+    assert state is not None
+    nodes = _nodes(work)
+    cordoned = [name for name in state.old_nodes if name in nodes and not nodes[name].schedulable]
+    if cordoned:
+        work.act(CordonNodes(nodes=tuple(cordoned), unschedulable=False))
+        work.wake(work.now + POLL)
+        work.wait(f"uncordoning {len(cordoned)} old node(s): {_names(cordoned)}")
+        return False
+    return True
 
 
 # --- stages -----------------------------------------------------------------------------------------------

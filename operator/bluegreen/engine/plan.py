@@ -6,7 +6,7 @@ shown for a file before anything is applied, and tested with tables.
 The minimums follow the engine's own clocks and nothing else:
 
 - a ``setWeight`` step lasts at least the router dwell (the longest Route 53
-  TTL, :func:`bluegreen.engine.decide.router_dwell`), counted from the change;
+  TTL, :func:`bluegreen.engine.rollback.router_dwell`), counted from the change;
 - a ``pause`` with a duration lasts exactly that; one without a duration
   waits for a person (``bluegreen.io/promote``) and has no minimum;
 - an ``analysis`` step lasts its ``duration``, or ``count`` measurements
@@ -46,7 +46,7 @@ from bluegreen.api.spec import (
     duration,
 )
 from bluegreen.api.status import Phase
-from bluegreen.engine.decide import router_dwell
+from bluegreen.engine.rollback import router_dwell
 
 ZERO = datetime.timedelta(0)
 

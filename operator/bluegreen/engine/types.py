@@ -22,6 +22,9 @@ ANNOTATION_ABORT = "bluegreen.io/abort"
 ANNOTATION_RETRY = "bluegreen.io/retry"
 LABEL_UPGRADE = "bluegreen.io/upgrade"  # "namespace.name" of the owning ClusterUpgrade
 CONTROL_ANNOTATIONS = (ANNOTATION_PROMOTE, ANNOTATION_ABORT, ANNOTATION_RETRY)
+# Held on a ClusterUpgrade while deleting it would have something to undo (spec.onDelete); removed when the
+# cleanup is over, so the object goes only after it. Removing it by hand leaves everything as it is.
+FINALIZER = "bluegreen.io/cleanup"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,3 +309,6 @@ class Decision:
     events: tuple[Event, ...] = ()
     # When to run again if nothing changes in the world; None: only on a watched change.
     wake_at: datetime.datetime | None = None
+    # A deleted ClusterUpgrade's cleanup is over: after writing status, the I/O layer removes the finalizer
+    # bluegreen.io/cleanup and the object goes.
+    release: bool = False

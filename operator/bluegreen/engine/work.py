@@ -31,6 +31,7 @@ class Pass:
     wake_at: datetime.datetime | None = None
     done: bool = False  # stop looping: waiting for an action's effect or a change
     entered: set[Phase] = dataclasses.field(default_factory=set)  # phases this pass moved into
+    release: bool = False  # a deleted upgrade's cleanup is over: its finalizer may go
 
     # --- small verbs ---------------------------------------------------------------------------
 

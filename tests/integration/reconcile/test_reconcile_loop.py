@@ -55,7 +55,8 @@ class FakeProvider:
         return "created"
 
     async def delete(self, **_: Any) -> str | None:
-        return None
+        deleted, self.green = self.green, False
+        return "deleted" if deleted else None
 
     def kubeconfig_secret_ref(self, *, namespace: str, name: str) -> tuple[str, str, str]:
         return (namespace, f"{name}-kubeconfig", "value")
