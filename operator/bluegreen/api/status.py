@@ -445,6 +445,11 @@ class ClusterUpgradeStatus(StatusModel):
     journal: list[JournalEntry] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     failures: int = Field(default=0, description="Consecutive failed attempts of the current action.")
+    in_effect: dict[str, str] | None = Field(
+        default=None,
+        description="What this upgrade is, as the spec said at its first external action: field path -> value "
+                    "(JSON). A later spec that differs in one of these fields is refused (reason UnsafeSpecChange).",
+    )
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -48,7 +48,7 @@ from bluegreen.api.status import (
     StepStatus,
     StrategyChoice,
 )
-from bluegreen.engine import analysis, deletion, hooks, nodepools, preflight, rollback
+from bluegreen.engine import analysis, deletion, hooks, nodepools, preflight, rollback, spec_changes
 from bluegreen.engine import conditions as cond
 from bluegreen.engine.rollback import router_dwell
 from bluegreen.engine.types import (
@@ -82,6 +82,8 @@ FORWARD_PHASES = frozenset({
 ABORTABLE_PHASES = FORWARD_PHASES - {Phase.RETIRING, Phase.UPGRADING} | {Phase.PENDING, Phase.PAUSED, Phase.BLOCKED}
 # PreflightPassed's reason when only Secrets the spec names are missing (Blocked goes on once they exist).
 MISSING_SECRETS = "MissingSecrets"
+# Phases in which the upgrade is not progressing (Progressing=False), as Pass.goto sets it.
+HELD_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.PAUSED})
 # A pass never needs more transitions than there are phases; this bounds the loop.
 MAX_TRANSITIONS_PER_PASS = 2 * len(Phase)
 
@@ -115,16 +117,26 @@ def decide(
         return deletion.decide_deleting(spec, status, observed, now, owner=owner)
     if spec is None or observed.spec_error:
         return _hold_for_invalid_spec(status, observed, now)
+    if spec_changes.guarded(status):
+        changes = spec_changes.unsafe_changes(spec, status.in_effect or {})
+        if changes:
+            return spec_changes.hold(status, observed, now, changes)
 
     work = Pass(spec=spec, observed=observed, now=now, owner=owner, status=status)
     work.update(observed_generation=observed.generation)
+    if spec_changes.resumed(work.status):
+        phase = work.status.phase
+        work.condition(ConditionType.PROGRESSING, phase not in HELD_PHASES, phase.value,
+                       "the spec is back to the upgrade under way: going on")
     _consume_annotations(work)
     for _ in range(MAX_TRANSITIONS_PER_PASS):
         before = _progress(work)
         _HANDLERS[work.status.phase](work)
         if work.done or _progress(work) == before:
             break
-    return Decision(status=work.status, actions=tuple(work.actions), events=tuple(work.events), wake_at=work.wake_at)
+    decision = Decision(status=work.status, actions=tuple(work.actions), events=tuple(work.events),
+                        wake_at=work.wake_at)
+    return spec_changes.remember(spec, decision)
 
 
 def _progress(work: Pass) -> tuple[object, ...]:
