@@ -82,6 +82,8 @@ FORWARD_PHASES = frozenset({
 ABORTABLE_PHASES = FORWARD_PHASES - {Phase.RETIRING, Phase.UPGRADING} | {Phase.PENDING, Phase.PAUSED, Phase.BLOCKED}
 # PreflightPassed's reason when only Secrets the spec names are missing (Blocked goes on once they exist).
 MISSING_SECRETS = "MissingSecrets"
+# Secrets are not watched (any Secret could be the one): a Blocked upgrade missing some looks again this often.
+SECRETS_POLL = datetime.timedelta(seconds=10)
 # Phases in which the upgrade is not progressing (Progressing=False), as Pass.goto sets it.
 HELD_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.ROLLED_BACK, Phase.BLOCKED, Phase.PAUSED})
 # A pass never needs more transitions than there are phases; this bounds the loop.
@@ -296,6 +298,8 @@ def _preflight(work: Pass) -> None:
         only_secrets = not problems
         _block(work, [*problems, *work.observed.reference_problems],
                reason=MISSING_SECRETS if only_secrets else "PreflightFailed")
+        if only_secrets:
+            work.wake(work.now + SECRETS_POLL)
         return
     if not blue.ready:
         work.condition(ConditionType.PREFLIGHT_PASSED, None, "BlueNotReady", blue.reason)
@@ -401,9 +405,11 @@ def _blocked(work: Pass) -> None:
         _restart_preflight(work, "spec changed: running preflight again")
         return
     # Secrets are created beside the upgrade, not in its spec: once they are there, go on by itself.
-    if checked is not None and checked.reason == MISSING_SECRETS and not work.observed.reference_problems:
-        _restart_preflight(work, "the Secrets the spec names exist now: running preflight again")
-        return
+    if checked is not None and checked.reason == MISSING_SECRETS:
+        if not work.observed.reference_problems:
+            _restart_preflight(work, "the Secrets the spec names exist now: running preflight again")
+            return
+        work.wake(work.now + SECRETS_POLL)
     work.done = True
 
 

@@ -4,6 +4,7 @@ changes that would make the upgrade under way another one, refused while it runs
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
 import pytest
@@ -183,3 +184,9 @@ def test_a_completed_upgrade_does_not_complain_about_a_new_spec() -> None:
     world.spec = make_spec(target={"kubernetesVersion": "1.32", "readyTimeout": "10m"})
     world.step()
     assert progressing(world)[1] != "UnsafeSpecChange"
+
+
+def test_a_blocked_upgrade_missing_a_secret_looks_again_by_itself() -> None:
+    world = SecretsWorld(reference_problems=(MISSING,))
+    world.run_until_settled()
+    assert world.log[-1].wake_at == world.now + datetime.timedelta(seconds=10)
