@@ -17,6 +17,7 @@ proxy that answers AWS's own error shapes or holds requests, then:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -119,7 +120,7 @@ async def test_a_change_route53_made_after_the_call_timed_out_is_not_made_again(
     for _ in range(100):  # the held batches reach moto once their hold is over
         if proxy.relayed.count(CHANGE) == ATTEMPTS:
             break
-        await _sleep(0.05)
+        await asyncio.sleep(0.05)
     assert proxy.relayed.count(CHANGE) == ATTEMPTS, "boto3 sent the same batch once per attempt"
     # When the operator tries again, it reads first, finds the weights already there, and writes nothing
     change = await router.set_weights(blue=75, green=25)
@@ -152,8 +153,3 @@ async def test_elbv2_throttling_outlasting_boto3_s_attempts_then_one_write(
         alb.blue_target_group_arn: 50, alb.green_target_group_arn: 50}
     assert await router.verify() == base.RouterWeights(blue=50, green=50)
 
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
