@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -43,6 +44,10 @@ def refused_by_kubectl(world: harness.WorldProcess, manifest: dict[str, Any]) ->
 
 def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((dict(c) for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+def held_for(type_: str, reason: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda body: condition(body, type_).get("reason") == reason
 
 
 async def green_weight(world: harness.WorldProcess) -> int:
@@ -98,8 +103,8 @@ async def test_bad_specs_are_refused_naming_the_field_and_nothing_is_created(
         apply(world, manifest)
     for name, (manifest, reason, field) in operator_cases.items():
         held = "Ready" if reason == "InvalidSpec" else "PreflightPassed"
-        body = await wait_for(management, manifest, lambda b, t=held, r=reason: condition(b, t).get("reason") == r,
-                              timeout=30, operator=operator, what=f"{name}: {held} {reason}")
+        body = await wait_for(management, manifest, held_for(held, reason), timeout=30, operator=operator,
+                              what=f"{name}: {held} {reason}")
         assert field in condition(body, held)["message"], (name, condition(body, held))
         assert (body["status"].get("phase") or "Pending") in {"Pending", "Blocked"}, (name, body["status"])
     # Then nothing was created and no router was touched
@@ -139,10 +144,10 @@ async def test_a_new_target_version_mid_shift_is_refused_until_set_back(
     message = condition(body, "Progressing")["message"]
     assert 'spec.target.kubernetesVersion is "1.32" but the upgrade under way uses "1.31": set it back to "1.31"' \
         in message
-    body = await management.get(Resource("bluegreen.io", "v1alpha1", "clusterupgrades"), namespace="fleet",
-                                name="demo")
-    assert body is not None
-    assert body["status"]["phase"] == "Paused" and body["status"]["weights"]["green"] == 10
+    now = await management.get(Resource("bluegreen.io", "v1alpha1", "clusterupgrades"), namespace="fleet",
+                               name="demo")
+    assert now is not None
+    assert now["status"]["phase"] == "Paused" and now["status"]["weights"]["green"] == 10
     assert await green_weight(world) == 10
     warnings = yaml.safe_load(harness.kubectl(world.kubeconfig, "get", "events", "-n", "fleet", "-o", "yaml",
                                               "--field-selector", "reason=UnsafeSpecChange"))["items"]

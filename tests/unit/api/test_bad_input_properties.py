@@ -97,9 +97,11 @@ HAPROXY = {"haproxy": {"runtimeAPI": "tcp://127.0.0.1:9999", "backend": "app", "
 routers = st.one_of(st.lists(mix([
     HAPROXY,
     {"webhook": {"url": "https://lb.example/weights"}},
+    {"route53": {"hostedZoneId": "Z1", "recordName": "app.example.com", "blue": {"setIdentifier": "b", "value": "lb-b"},
+                 "green": {"setIdentifier": "g", "value": "lb-g", "healthCheckId": "hc-green"}}},
+], [
     {"route53": {"hostedZoneId": "Z1", "recordName": "app.example.com",
                  "blue": {"setIdentifier": "b", "value": "lb-b"}, "green": {"setIdentifier": "g", "value": "lb-g"}}},
-], [
     {"webhook": {"url": "ftp://lb.example/weights"}},
     {"nginx": {"upstream": "app"}},
     {"traefik": {}},
@@ -164,7 +166,7 @@ def _whole_number(checker: Any, value: Any) -> bool:
 
 # kubectl sends YAML's 10.0 as the JSON number 10, which the API server takes as an integer; Draft 4 alone
 # would call it a float.
-VALIDATOR = jsonschema.validators.extend(
+VALIDATOR = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     jsonschema.Draft4Validator,
     type_checker=jsonschema.Draft4Validator.TYPE_CHECKER.redefine("integer", _whole_number),
 )(SCHEMA)
@@ -206,6 +208,7 @@ OPERATOR_ONLY = tuple(re.compile(pattern) for pattern in (
     r"^spec\.traffic\.routers\[\d+\]: a router (has one kind|needs a kind)",
     r"^spec\.traffic\.steps\[\d+\]\.analysis: an analysis step needs something to judge",
     r"^spec\.(nodePools|traffic|workloads): (required for|used by) strategy",
+    r"^spec\.traffic\.routers\[\d+\]\.route53\.green\.healthCheckId: green's record has no health check",
 ))
 
 
