@@ -225,11 +225,21 @@ class UpgradeLoop:
     async def _run(self, *, stop: asyncio.Event) -> None:
         wake = self.context.wakeups.event(self.key)
         self._remote_watches = RemoteWatches(self.context.remote, wake, label=self.owner)
+        # Passes in a row that failed before they had a status to show it on (reading the object): without
+        # this, the exception would end the daemon and kopf would start it again only after a minute.
+        unread = 0
         try:
             while not stop.is_set():
                 woken_at = wake.set_at
                 wake.clear()
-                delay = await self.reconcile_once(woken_at=woken_at)
+                try:
+                    delay = await self.reconcile_once(woken_at=woken_at)
+                    unread = 0
+                except Exception as exc:  # nowhere to show it but the log: back off like any failed pass
+                    unread += 1
+                    delay = self.context.settings.backoff(unread)
+                    logger.warning("%s/%s: pass failed: %s: %s; retrying in %gs (attempt %d)",
+                                   self.namespace, self.name, type(exc).__name__, exc, delay, unread)
                 if delay is None:
                     return
                 await _wait_any(wake, stop, seconds=min(delay, self.context.settings.resync_seconds))
@@ -307,7 +317,10 @@ class UpgradeLoop:
             new_status = rotation_rules.record_drain(new_status, drain=drain, evicted=evicted, blocking_pod=blocking)
         if spec is not None:
             new_status = bookkeeping.record(new_status, spec, done.results)
-        written = await self._write_status(body, status, new_status)
+        try:
+            written = await self._write_status(body, status, new_status)
+        except Exception as exc:  # e.g. a 500 or 409: the pass is not recorded, so it is redone from a fresh read
+            return await self._record_failure(body, status, exc, spec=spec, now=now)
         with _never_failing("record a pass's metrics"):
             self.context.metrics.record_pass(namespace=self.namespace, name=self.name, report=PassReport(
                 old=status, new=new_status, routers=[router.display_name for router in spec.routers] if spec else [],
