@@ -32,6 +32,7 @@ test may drive blocking clients from a thread while the emulator serves from its
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import collections
 import dataclasses
@@ -285,6 +286,18 @@ def _owner_uids(obj: dict[str, Any] | None) -> set[str]:
 
 def _without(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {key: value for key, value in obj.items() if key not in keys}
+
+
+def fold_string_data(secret: dict[str, Any]) -> None:
+    """What the apiserver does with a Secret's ``stringData``: written into ``data`` (base64, winning over a
+    key of the same name), never stored or served itself."""
+    string_data = secret.pop("stringData", None)
+    if not string_data:
+        return
+    if not isinstance(string_data, dict) or not all(isinstance(v, str) for v in string_data.values()):
+        raise bad_request("stringData must be a map of strings")
+    data = secret.get("data") or {}
+    secret["data"] = {**data, **{key: base64.b64encode(value.encode()).decode() for key, value in string_data.items()}}
 
 
 class Store:
@@ -662,6 +675,8 @@ class Store:
         return outcome.obj
 
     def _on_create(self, info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+        if info.group == "" and info.plural == "secrets":
+            fold_string_data(obj)
         if info.group == "" and info.plural == "namespaces":
             obj["spec"] = {"finalizers": ["kubernetes"]}
             obj["status"] = {"phase": "Active"}
@@ -876,6 +891,8 @@ class Store:
                         "metadata.finalizers",
                         f"Forbidden: no new finalizers can be added if the object is being deleted, "
                         f"found new finalizers {json.dumps(added)}", reason="FieldValueForbidden")])
+            if info.group == "" and info.plural == "secrets":
+                fold_string_data(new)
             if info.group == "" and info.plural == "namespaces":
                 new["spec"] = old.get("spec", {})  # spec.finalizers change only through /finalize
         new["metadata"]["resourceVersion"] = old_meta.get("resourceVersion")
