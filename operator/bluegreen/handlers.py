@@ -33,6 +33,10 @@ from bluegreen.wakeups import Wakeups
 
 KUBECONFIG_SECRET_LABEL = "cluster.x-k8s.io/cluster-name"
 FIELD_MANAGER = "bluegreen"  # the operator's name in metadata.managedFields
+# Libraries that write credentials into their DEBUG lines (botocore logs each request's headers: the
+# access key id, the signature and the session token). kopf's --verbose/--debug lower the root logger;
+# these stay at INFO whatever it is set to.
+QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
 
 
 @kopf.on.startup()
@@ -40,6 +44,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     operator = OperatorSettings.from_env()
     # Events are posted by the reconcile loop, one per transition; kopf's per-log-line events would flood.
     settings.posting.level = logging.WARNING
+    for quiet in QUIET_LOGGERS:
+        logging.getLogger(quiet).setLevel(logging.INFO)
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # Daemons are stopped fast on exit; the loop holds no state outside status.
