@@ -10,11 +10,22 @@ from bluegreen.api.status import Phase
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCES = ROOT / "operator" / "bluegreen"
 EMITTED = re.compile(r'(?:\.event\(|Event\(reason=)\s*"([A-Za-z]+)"')
+# A reason kept in a module constant: Event(reason=REASON, ...) with REASON = "UnsafeSpecChange" in that module.
+BY_CONSTANT = re.compile(r'(?:\.event\(|Event\(reason=)\s*([A-Z_]+)\b')
+
+
+def _reasons_in(text: str) -> set[str]:
+    found = set(EMITTED.findall(text))
+    for constant in BY_CONSTANT.findall(text):
+        defined = re.search(rf'^{constant}\s*=\s*"([A-Za-z]+)"', text, flags=re.MULTILINE)
+        assert defined, f"Event reason {constant} is not a string constant of its module"
+        found.add(defined[1])
+    return found
 
 
 def emitted_reasons() -> set[str]:
     found = {match for path in SOURCES.rglob("*.py") if "sim" not in path.relative_to(SOURCES).parts
-             for match in EMITTED.findall(path.read_text())}
+             for match in _reasons_in(path.read_text())}
     return found | {phase.value for phase in Phase if phase is not Phase.PENDING}  # work.goto emits the phase
 
 
