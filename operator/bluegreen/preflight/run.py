@@ -1,11 +1,15 @@
 """One preflight pass over blue: every scan, run together, folded into ``status.preflight``.
 
 The engine asks for this once per attempt and then judges the result with the
-policies in ``spec.preflight``; so the pass itself judges nothing and never
-fails. Whatever cannot be scanned (an API error, a source that cannot be read,
-a scan still running when ``spec.preflight.timeout`` is up) becomes a line in
-``problems``, naming what was not seen: a scan that quietly saw nothing would
-let a Block policy pass. Only cancellation propagates.
+policies in ``spec.preflight``; so the pass itself judges nothing. Whatever
+cannot be scanned for a reason a person must fix (the API refusing, a source
+that cannot be read, a scan still running when ``spec.preflight.timeout`` is up)
+becomes a line in ``problems``, naming what was not seen: a scan that quietly
+saw nothing would let a Block policy pass. An API server failing only for now
+(5xx, 429, no answer: see ``transient``) is neither a result nor a problem: the
+pass raises :class:`~bluegreen.preflight.transient.ScanInterrupted` naming the
+scan, the cluster and the error, so the loop retries it with backoff and the
+upgrade goes on by itself once the server answers. Cancellation propagates.
 
 The scans are independent reads, so they run concurrently and the timeout
 bounds the whole pass, not each scan. Findings seen live and in a source are
@@ -33,9 +37,10 @@ from bluegreen.api.status import (
     StatefulStatus,
 )
 from bluegreen.clusters.base import ClusterProviderError, WorkerCapacity
-from bluegreen.kube.client import KubeClient
+from bluegreen.kube.client import ApiError, KubeClient
 from bluegreen.preflight import capacity, live, sources, stateful
 from bluegreen.preflight.findings import Finding
+from bluegreen.preflight.transient import ScanInterrupted, is_transient
 
 __all__ = ["run_preflight"]
 
@@ -57,7 +62,8 @@ async def run_preflight(
     """Scan blue (live objects, Flux sources, stateful workloads, capacity) within ``spec.preflight.timeout``.
 
     Does not set ``strategy`` or ``path``: those are the engine's. ``upgrade_namespace`` is where the
-    ClusterUpgrade (and, in git mode, the repository's credentials Secret) lives.
+    ClusterUpgrade (and, in git mode, the repository's credentials Secret) lives. Raises
+    :class:`ScanInterrupted` when a scan met an API server failing for now (the pass is to be retried).
     """
     preflight = spec.preflight
     timeout = durations.parse_duration(preflight.timeout).total_seconds()
@@ -72,6 +78,9 @@ async def run_preflight(
         live_scan: live.scan_live(blue, cluster=blue_name, current=blue_version, target=target),
         stateful_scan: stateful.scan_stateful(blue, singletons=singletons),
     }
+    # Which API server a scan's transient failure is about, for the message that says what is retried.
+    servers = {live_scan: blue_name, stateful_scan: blue_name, sources_scan: "the management cluster",
+               capacity_scan: "the management cluster"}
     if preflight.scan_sources:
         # A little less than the whole, so that the sources scan says itself which source was
         # late before this pass gives up on it as a whole.
@@ -81,7 +90,7 @@ async def run_preflight(
     if preflight.capacity != api.CapacityPolicy.OFF:
         scans[capacity_scan] = _capacity(green_capacity=green_capacity, blue=blue)
 
-    results, problems = await _run_all(scans, timeout=timeout, timeout_text=preflight.timeout)
+    results, problems = await _run_all(scans, timeout=timeout, timeout_text=preflight.timeout, servers=servers)
     source_findings: list[Finding] = []
     if sources_scan in results:
         source_findings, source_problems = results[sources_scan]
@@ -117,9 +126,13 @@ async def run_preflight(
 
 
 async def _run_all(
-    scans: dict[str, Coroutine[Any, Any, Any]], *, timeout: float, timeout_text: str
+    scans: dict[str, Coroutine[Any, Any, Any]], *, timeout: float, timeout_text: str, servers: dict[str, str]
 ) -> tuple[dict[str, Any], list[str]]:
-    """Each scan's result by name, and a problem line for each that failed or did not finish in time."""
+    """Each scan's result by name, and a problem line for each that failed or did not finish in time.
+
+    Raises :class:`ScanInterrupted` if any scan failed transiently: then nothing of this pass is kept,
+    since the retry scans everything again (and reports the permanent failures if they remain).
+    """
     tasks = {name: asyncio.create_task(coroutine) for name, coroutine in scans.items()}
     try:
         await asyncio.wait(tasks.values(), timeout=timeout)
@@ -131,14 +144,20 @@ async def _run_all(
         await asyncio.gather(*unfinished, return_exceptions=True)
     results: dict[str, Any] = {}
     problems: list[str] = []
+    interrupted: list[str] = []
     for name, task in tasks.items():
         if task.cancelled():
             problems.append(f"{name} did not finish within {timeout_text} (spec.preflight.timeout): find out what "
                             f"makes it slow, or raise the timeout, then retry")
         elif (error := task.exception()) is not None:
-            problems.append(f"{name} failed: {_describe(error)}; fix that, then retry")
+            if is_transient(error):
+                interrupted.append(f"{name} could not read {servers.get(name, 'an API server')}: {_request(error)}")
+            else:
+                problems.append(f"{name} failed: {_describe(error)}; fix that, then retry")
         else:
             results[name] = task.result()
+    if interrupted:
+        raise ScanInterrupted("; ".join(interrupted))
     return results, problems
 
 
@@ -180,3 +199,10 @@ def _bounded(lines: list[str]) -> list[str]:
 
 def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
+
+
+def _request(error: BaseException) -> str:
+    # An API error's text is the server's own words; the request says which read met it.
+    if isinstance(error, ApiError) and error.path:
+        return f"{error} ({error.method} {error.path})"
+    return _describe(error)

@@ -23,11 +23,13 @@ archives hold none), only files and directories, and a size limit, checked
 before anything is written. Everything goes into a fresh directory under the
 upgrade's workdir, removed afterwards.
 
-Nothing here raises for the world's sake: a source that cannot be read
-(unreachable, digest mismatch, a path Flux could not build either) is a line
-in ``problems`` naming it and what to do, and whatever did not finish within
-``timeout`` is a problem too, so a Block policy never passes on a scan that
-silently saw nothing.
+Nothing here raises for the world's sake but the management API server
+failing for now (5xx, 429, no answer: ``transient``), which is raised so the
+pass is retried rather than blocked. A source that cannot be read (its
+artifact unreachable, a digest mismatch, a path Flux could not build either)
+is a line in ``problems`` naming it and what to do, and whatever did not finish
+within ``timeout`` is a problem too, so a Block policy never passes on a scan
+that silently saw nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from bluegreen.kube.remote import RemoteClients
 from bluegreen.preflight.findings import Finding
 from bluegreen.preflight.manifests import KUSTOMIZE_TIMEOUT, ManifestError, scan_manifests
 from bluegreen.preflight.removed_apis import removals_up_to
+from bluegreen.preflight.transient import is_transient
 from bluegreen.workloads import gitrepo
 from bluegreen.workloads.flux_git import FluxGitWorkloads
 from bluegreen.workloads.flux_remote import KUSTOMIZATIONS, FluxRemoteWorkloads
@@ -436,6 +439,8 @@ async def scan_sources(
         except TimeoutError:
             return [], [f"blue's Kustomizations and their sources in {spec.flux_namespace}: {late}"]
         except kubeclient.KubeError as exc:
+            if is_transient(exc):
+                raise
             return [], [f"cannot read blue's Kustomizations and their sources in {spec.flux_namespace} on the "
                         f"management cluster: {exc}"]
         session_timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
@@ -481,6 +486,8 @@ async def _run(jobs: Mapping[str, Callable[[], Awaitable[_Scan]]], *, deadline: 
             problems.append(f"{name}: {late}")
             continue
         error = task.exception()
+        if error is not None and is_transient(error):
+            raise error  # the management API failing for now (git mode's Secret read): the pass is retried
         if error is not None:
             # The world failing in a way no branch above names (the API server, git, a thread):
             # still a line naming the source, never an exception out of the preflight.
