@@ -979,6 +979,25 @@ def _analyse(work: Pass) -> bool:
                   "to go on or bluegreen.io/abort to roll back", warning=True)
         work.done = True
         return False
+    # No data is never a pass: from the first inconclusive result (Prometheus unreachable, no series)
+    # AnalysisPassing says Unknown, not the True of an earlier measurement, until one passes again.
+    unsure: list[str] = []
+    for name in names:
+        state = work.status.analysis.metric(name)
+        if state is None or state.last_phase != CheckPhase.INCONCLUSIVE:
+            continue
+        hook = name.removeprefix(analysis.WEBHOOK_STATE_PREFIX)
+        metric = next((m for m in spec.analysis.metrics if m.name == name), None)
+        limit = (spec.analysis.metric_inconclusive_limit(metric) if metric is not None
+                 else spec.analysis.inconclusive_limit)
+        latest = work.status.analysis.latest(name, "metric") if metric is not None \
+            else work.status.analysis.latest(hook, "webhook")
+        why = f": {latest.message}" if latest is not None and latest.message else ""
+        unsure.append(f"{name}'s latest result is inconclusive ({state.inconclusive} of inconclusiveLimit {limit} "
+                      f"in this run){why}")
+    if unsure:
+        work.condition(ConditionType.ANALYSIS_PASSING, None, "Inconclusive",
+                       f"no measurement, so no pass: {'; '.join(unsure)}")
     step = _current_step(work) if work.status.phase in {Phase.SHIFTING, Phase.UPGRADING} else None
     if work.status.weights.green == 0 and (step is None or step.analysis is None):
         return True  # nothing flows to green: metrics would measure nothing
