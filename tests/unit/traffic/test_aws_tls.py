@@ -10,8 +10,6 @@ same calls succeed. There is no switch that turns verification off.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import pathlib
 import ssl
 import urllib.parse
@@ -22,6 +20,7 @@ import pytest
 from bluegreen.traffic import aws, route53
 from tests.fixtures.aws_world import AwsWorld
 from tests.fixtures.tls import self_signed  # noqa: F401
+from tests.fixtures.tls_relay import tls_relay
 
 pytestmark = pytest.mark.reliability
 
@@ -32,34 +31,13 @@ CALLS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while chunk := await reader.read(65536):
-            writer.write(chunk)
-            await writer.drain()
-    except (ConnectionError, ssl.SSLError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
-
-
 @pytest.fixture
 async def tls_endpoint(moto_server: str, self_signed: ssl.SSLContext) -> AsyncIterator[str]:  # noqa: F811
     """moto's plain HTTP behind a TLS listener on 127.0.0.1 with the self-signed certificate; its https URL."""
     upstream = urllib.parse.urlsplit(moto_server)
-
-    async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        reader, writer = await asyncio.open_connection(upstream.hostname, upstream.port)
-        await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
-
-    server = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=self_signed)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    assert upstream.hostname is not None and upstream.port is not None
+    async with tls_relay(upstream_host=upstream.hostname, upstream_port=upstream.port, context=self_signed) as port:
         yield f"https://127.0.0.1:{port}"
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def ca_file(tmp_path: pathlib.Path) -> pathlib.Path:
