@@ -71,6 +71,22 @@ def test_the_pod_runs_as_the_user_the_image_declares() -> None:
     assert users and int(users[-1]) == pod["securityContext"]["runAsUser"]
 
 
+def test_extra_volumes_reach_the_operator_for_a_private_ca() -> None:
+    objects = helm.render({
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "corporate-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/bluegreen/ca", "readOnly": True}],
+        "env": [{"name": "AWS_CA_BUNDLE", "value": "/etc/bluegreen/ca/ca.crt"}],
+    })
+    pod = helm.find(objects, "Deployment")["spec"]["template"]["spec"]
+    operator = container(objects)
+    assert {"name": "ca", "configMap": {"name": "corporate-ca"}} in pod["volumes"]
+    assert {"name": "ca", "mountPath": "/etc/bluegreen/ca", "readOnly": True} in operator["volumeMounts"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in operator["volumeMounts"]
+    assert env_of(operator)["AWS_CA_BUNDLE"] == "/etc/bluegreen/ca/ca.crt"
+    with pytest.raises(helm.ChartError, match="mountPath"):
+        helm.render({"extraVolumeMounts": [{"name": "ca"}]})
+
+
 def test_the_probes_ask_the_health_endpoint_kopf_serves() -> None:
     operator = container(helm.render({"health": {"port": 9090}}))
     liveness = [arg for arg in operator["args"] if arg.startswith("--liveness=")]
