@@ -1,84 +1,25 @@
 """Two replicas started the way the chart's Deployment starts them: one acts, the other stands by and takes over.
 
-Each replica is the operator process with the command line, arguments and environment Helm renders for the
-chart's Deployment (tests/fixtures/helm.py). Pods have their own network; processes on one machine do not, so
-each replica's rendering gets its own health and metrics ports, as two pods would have the same ones.
+Each replica is the operator process the chart's Deployment runs (tests/fixtures/replicas.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import pathlib
-import socket
-import time
-from typing import Any
 
-import aiohttp
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.sim import harness
 from tests.fixtures import helm
-from tests.integration.conftest import Operator, apply, phase_is, upgrade_manifest, wait_for
+from tests.fixtures.replicas import Replica, until
+from tests.integration.conftest import apply, phase_is, upgrade_manifest, wait_for
 
 pytestmark = pytest.mark.integration
 
 PEERINGS = Resource("kopf.dev", "v1", "clusterkopfpeerings", namespaced=False)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Replica(Operator):
-    """One pod of the chart's Deployment, as a process."""
-
-    def __init__(self, world: harness.WorldProcess, log_dir: pathlib.Path, *, values: dict[str, Any]) -> None:
-        super().__init__(world, log_dir)
-        self.health_port, self.metrics_port = free_port(), free_port()
-        self.objects = helm.render({**values, "health": {"port": self.health_port},
-                                    "metrics": {"port": self.metrics_port}})
-        pod = helm.find(self.objects, "Deployment")["spec"]["template"]["spec"]
-        container = pod["containers"][0]
-        self.command = [*container["command"], *container["args"]]
-        self.env = {item["name"]: item["value"] for item in container["env"]}
-
-    def start(self) -> None:
-        self.process = harness.start_operator(self.world.kubeconfig, log_path=self.log_path, command=self.command,
-                                              env={**self.env, "BLUEGREEN_RETRY_BASE_SECONDS": "0.2"})
-
-    async def healthy(self) -> bool:
-        try:
-            async with aiohttp.ClientSession() as session, \
-                    session.get(f"http://127.0.0.1:{self.health_port}/healthz") as response:
-                return response.status == 200
-        except aiohttp.ClientConnectionError:
-            return False
-
-    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        async with aiohttp.ClientSession() as session, \
-                session.get(f"http://127.0.0.1:{self.metrics_port}/metrics") as response:
-            text = await response.text()
-        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-                for family in text_string_to_metric_families(text) for sample in family.samples}
-
-    async def passes(self) -> float:
-        return (await self.metrics()).get(("bluegreen_reconcile_latency_seconds_count", ()), 0.0)
-
-
-async def until(condition: Any, *, timeout: float, what: str, replicas: tuple[Replica, ...]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.2)
-    logs = "\n".join(f"--- {replica.log_path.parent.name}\n{replica.log()[-3000:]}" for replica in replicas)
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
 
 
 @pytest.mark.without_prometheus
