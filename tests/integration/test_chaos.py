@@ -111,7 +111,8 @@ COMPLETING = [
     Waypoint("Retiring", 0.3, 1.5, fresh=False),
 ]
 # Told to fail: a rollout webhook answers 500 once green reaches a seeded weight (25 or 50). Rolling back
-# and retiring green take fewer passes than the way up: waypoints not fresh keep the kills coming there.
+# takes fewer passes than the way up, and RolledBack writes nothing during green's inspection window (10 s):
+# kills not fresh land in that window, the fresh ones in green's retirement after it.
 FAILING = [
     Waypoint("Pending", 0.0, 0.8, fresh=False),
     Waypoint("Provisioning", 0.0, 0.6),
@@ -124,9 +125,10 @@ FAILING = [
     Waypoint("Shifting", 0.3, 2.0, green=25, fresh=False),
     Waypoint("Shifting", 0.0, 0.5, green=50),
     Waypoint("RollingBack", 0.0, 0.05),
-    Waypoint("RolledBack", 0.0, 0.5),
+    Waypoint("RolledBack", 0.0, 2.0, fresh=False),
     Waypoint("RolledBack", 0.3, 2.0, fresh=False),
-    Waypoint("RolledBack", 1.5, 3.0, fresh=False),
+    Waypoint("RolledBack", 0.3, 2.0, fresh=False),
+    Waypoint("RolledBack", 0.3, 2.0, fresh=False),
     Waypoint("RolledBack", 0.0, 0.5),
     Waypoint("RolledBack", 0.3, 2.0, fresh=False),
     Waypoint("RolledBack", 0.0, 0.5),
@@ -197,7 +199,7 @@ def chaos_manifest(world: harness.WorldProcess) -> dict[str, Any]:
     spec["analysis"] = {"interval": "1s", "failureLimit": 1,
                         "webhooks": [{"name": GATE, "type": "rollout", "url": world.gate_url(GATE)}]}
     spec["promotion"] = {"retainBlueFor": "5s"}
-    spec["rollback"] = {"retainGreenFor": "5s", "greenDeletionPolicy": "Delete"}
+    spec["rollback"] = {"retainGreenFor": "10s", "greenDeletionPolicy": "Delete"}
     return manifest
 
 
