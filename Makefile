@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps venv test lint unit integration demo crds clean
+.PHONY: setup system-deps venv test lint unit integration chaos demo crds clean
 
 setup: system-deps venv
 
@@ -44,6 +44,15 @@ unit: venv
 
 integration: setup
 	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+# Longer than the suite runs them: more chaos runs (a new seed each time unless SEED is given) and more
+# generated bad specs. The seed is printed; the same seed gives the same kill schedule.
+RUNS ?= 12
+EXAMPLES ?= 5000
+chaos: setup
+	BLUEGREEN_CHAOS_SEED=$${SEED:-$$(date +%s)} BLUEGREEN_CHAOS_RUNS=$(RUNS) \
+		$(BIN)/pytest -s -m reliability tests/integration/test_chaos.py
+	BLUEGREEN_BAD_INPUT_EXAMPLES=$(EXAMPLES) $(BIN)/pytest -s -m reliability tests/unit/api/test_bad_input_properties.py
 
 crds: venv
 	$(BIN)/python -m bluegreen.api.crd --write
