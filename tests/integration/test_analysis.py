@@ -26,7 +26,8 @@ from bluegreen.kube.client import KubeClient
 from bluegreen.sim import harness
 from tests.integration.conftest import Operator, apply, phase_is, upgrade_manifest, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.analysis]
+# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest).
+pytestmark = [pytest.mark.integration, pytest.mark.analysis, pytest.mark.alone]
 
 # Green's (or blue's) mean time to answer over the last 5 s, from the ingress's own counters.
 MEAN_LATENCY = (

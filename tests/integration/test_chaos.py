@@ -36,7 +36,8 @@ from bluegreen.sim import harness
 from bluegreen.traffic.haproxy_runtime import RuntimeAPI
 from tests.integration.conftest import CLUSTER_UPGRADES, Operator, apply, upgrade_manifest
 
-pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.without_prometheus]
+# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest).
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.without_prometheus, pytest.mark.alone]
 
 SEED = int(os.environ.get("BLUEGREEN_CHAOS_SEED", "9031"))
 RUNS = int(os.environ.get("BLUEGREEN_CHAOS_RUNS", "3"))

@@ -23,7 +23,8 @@ from bluegreen.sim import harness
 from bluegreen.traffic import haproxy_runtime
 from tests.integration.conftest import Operator, apply, upgrade_manifest, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.without_prometheus]
+# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest).
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.without_prometheus, pytest.mark.alone]
 
 
 def green_held_at_50(body: dict[str, object]) -> bool:

@@ -19,7 +19,8 @@ from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.sim import harness
 from tests.integration.conftest import Operator, apply, phase_is, upgrade_manifest, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.without_prometheus]
+# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest).
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.without_prometheus, pytest.mark.alone]
 
 CLUSTER_UPGRADES = Resource(api.GROUP, api.VERSION, api.PLURAL)
 KUSTOMIZATIONS = Resource("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")

@@ -21,7 +21,8 @@ from tests.fixtures import helm
 from tests.fixtures.replicas import Replica, until
 from tests.integration.conftest import apply, phase_is, upgrade_manifest, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.without_prometheus]
+# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest).
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.without_prometheus, pytest.mark.alone]
 
 PEERINGS = Resource("kopf.dev", "v1", "clusterkopfpeerings", namespaced=False)
 STEPS = [{"setWeight": 10}, {"pause": {"duration": "2s"}}, {"setWeight": 25}, {"pause": {"duration": "2s"}},

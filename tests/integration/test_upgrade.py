@@ -21,7 +21,8 @@ from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.sim import harness
 from tests.integration.conftest import Operator, apply, phase_is, upgrade_manifest, wait_for
 
-pytestmark = pytest.mark.integration
+# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest).
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 KUSTOMIZATIONS = Resource("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
 SECRETS = Resource("", "v1", "secrets")

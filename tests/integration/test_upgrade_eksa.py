@@ -23,7 +23,8 @@ from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.sim import harness
 from tests.integration.conftest import ROOT, Operator, apply, phase_is, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.eksa]
+# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest).
+pytestmark = [pytest.mark.integration, pytest.mark.eksa, pytest.mark.alone]
 
 EKSA = "anywhere.eks.amazonaws.com"
 MACHINE_CONFIGS = Resource(EKSA, "v1alpha1", "vspheremachineconfigs")
