@@ -9,44 +9,25 @@ import asyncio
 import pathlib
 
 import pytest
-import yaml
 
-from bluegreen.kube.client import KubeClient, Resource
+from bluegreen.kube.client import KubeClient
 from bluegreen.sim import harness
-from tests.fixtures import helm
-from tests.fixtures.replicas import Replica, until
+from tests.fixtures.replicas import start_pair, until
 from tests.integration.conftest import apply, phase_is, upgrade_manifest, wait_for
 
 pytestmark = pytest.mark.integration
-
-PEERINGS = Resource("kopf.dev", "v1", "clusterkopfpeerings", namespaced=False)
 
 
 @pytest.mark.without_prometheus
 async def test_two_replicas_one_acts_and_the_standby_takes_over_when_it_goes(
     world: harness.WorldProcess, tmp_path: pathlib.Path, management: KubeClient
 ) -> None:
-    values = {"replicaCount": 2, "peering": {"lifetime": 10}}
-    first = Replica(world, tmp_path / "first", values=values)
-    second = Replica(world, tmp_path / "second", values=values)
-    for replica in (first, second):
-        replica.log_path.parent.mkdir()
+    # Given both replicas as the chart runs them, the first older, meeting in the chart's peering object (its
+    # CRD came with crds/): both keep their keep-alives there; the younger starts paused and stays so
+    first, second = await start_pair(world, tmp_path, management,
+                                     values={"replicaCount": 2, "peering": {"lifetime": 10}})
     both = (first, second)
-    # Given the peering object the chart creates (its CRD came with crds/), and both replicas, the first older
-    peering = helm.find(first.objects, "ClusterKopfPeering")
-    harness.kubectl(world.kubeconfig, "apply", "-f", "-", input_text=yaml.safe_dump(peering))
     try:
-        first.start()
-        await until(first.healthy, timeout=30, what="the first replica's health endpoint", replicas=both)
-        second.start()
-        await until(second.healthy, timeout=30, what="the second replica's health endpoint", replicas=both)
-
-        async def both_announced() -> bool:
-            body = await management.get(PEERINGS, name=peering["metadata"]["name"]) or {}
-            return len(body.get("status") or {}) == 2
-
-        # Both keep their keep-alives in the peering object; the younger starts paused and stays so
-        await until(both_announced, timeout=30, what="both replicas in the peering object", replicas=both)
         assert "Resuming operations" in first.log() and "Resuming operations" not in second.log()
         # When an upgrade runs to a pause for a human
         manifest = upgrade_manifest(world)

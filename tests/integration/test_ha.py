@@ -13,18 +13,14 @@ import pathlib
 from typing import Any
 
 import pytest
-import yaml
 
-from bluegreen.kube.client import KubeClient, Resource
+from bluegreen.kube.client import KubeClient
 from bluegreen.sim import harness
-from tests.fixtures import helm
-from tests.fixtures.replicas import Replica, until
+from tests.fixtures.replicas import start_pair, until
 from tests.integration.conftest import apply, phase_is, upgrade_manifest, wait_for
 
 # Traffic shares, latencies or timings are measured: run with the machine to itself (conftest).
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.without_prometheus, pytest.mark.alone]
-
-PEERINGS = Resource("kopf.dev", "v1", "clusterkopfpeerings", namespaced=False)
 STEPS = [{"setWeight": 10}, {"pause": {"duration": "2s"}}, {"setWeight": 25}, {"pause": {"duration": "2s"}},
          {"setWeight": 50}, {"pause": {"duration": "2s"}}, {"setWeight": 100}]
 
@@ -37,26 +33,11 @@ def greens(body: dict[str, Any]) -> list[int]:
 async def test_standby_finishes_the_upgrade_when_the_active_replica_is_killed_mid_shift(
     world: harness.WorldProcess, tmp_path: pathlib.Path, management: KubeClient
 ) -> None:
-    values = {"replicaCount": 2, "peering": {"lifetime": 5}}
-    active = Replica(world, tmp_path / "active", values=values)
-    standby = Replica(world, tmp_path / "standby", values=values)
+    # Given two replicas as the chart runs them, the older acting and the younger standing by
+    active, standby = await start_pair(world, tmp_path, management, names=("active", "standby"),
+                                       values={"replicaCount": 2, "peering": {"lifetime": 5}})
     both = (active, standby)
-    for replica in both:
-        replica.log_path.parent.mkdir()
-    peering = helm.find(active.objects, "ClusterKopfPeering")
-    harness.kubectl(world.kubeconfig, "apply", "-f", "-", input_text=yaml.safe_dump(peering))
     try:
-        # Given two replicas as the chart runs them, the older acting and the younger standing by
-        active.start()
-        await until(active.healthy, timeout=30, what="the first replica's health endpoint", replicas=both)
-        standby.start()
-        await until(standby.healthy, timeout=30, what="the second replica's health endpoint", replicas=both)
-
-        async def both_announced() -> bool:
-            body = await management.get(PEERINGS, name=peering["metadata"]["name"]) or {}
-            return len(body.get("status") or {}) == 2
-
-        await until(both_announced, timeout=30, what="both replicas in the peering object", replicas=both)
         # and an upgrade shifting traffic
         manifest = upgrade_manifest(world)
         manifest["spec"]["traffic"]["steps"] = STEPS
