@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-import socket
 from collections.abc import Iterator
 
 import aiohttp
@@ -12,16 +11,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bluegreen.kube.client import KubeClient
 from bluegreen.sim import harness
+from tests.fixtures.ports import free_port
 from tests.integration.conftest import Operator, apply, phase_is, upgrade_manifest, wait_for
 
 pytestmark = pytest.mark.integration
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class MetricsOperator(Operator):

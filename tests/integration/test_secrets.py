@@ -13,7 +13,6 @@ import base64
 import json
 import pathlib
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -24,6 +23,7 @@ from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.sim import harness
 from bluegreen.sim.weight_receiver import WeightReceiver
 from tests.fixtures.aws_world import AwsWorld, aws_world, moto_server  # noqa: F401
+from tests.fixtures.ports import free_port
 from tests.integration.conftest import Operator, apply, phase_is, upgrade_manifest, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -37,12 +37,6 @@ AWS_SESSION = secrets.token_urlsafe(40)
 WEBHOOK_TOKEN = secrets.token_urlsafe(24)
 PROMETHEUS_TOKEN = secrets.token_urlsafe(24)
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class VerboseOperator(Operator):
@@ -82,7 +76,7 @@ async def receiver() -> AsyncIterator[WeightReceiver]:
 
 
 async def kubeconfig_tokens(management: KubeClient) -> set[str]:
-    tokens = set()
+    tokens: set[str] = set()
     for secret in await management.list(SECRETS, namespace="fleet"):
         if secret["metadata"]["name"].endswith("-kubeconfig"):
             config = yaml.safe_load(base64.b64decode(secret["data"]["value"]))
