@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 BIN = pathlib.Path(sys.executable).parent
+IMAGE_SITE = pathlib.Path(__file__).resolve().parent / "image_site"
 
 
 def _bin(name: str) -> str:
@@ -158,6 +159,8 @@ def start_operator(
     # No /metrics unless asked (env): operators of tests running side by side would all want port 8000.
     environment = {"BLUEGREEN_METRICS_PORT": "0", **os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1",
                    **(env or {})}
+    # Without the client libraries the image does not install (see image_site/sitecustomize.py).
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(IMAGE_SITE), environment.get("PYTHONPATH")]))
     log = log_path.open("ab")
     argv = list(command) if command else ["kopf", "run", "--standalone", "--all-namespaces", "-m", "bluegreen.handlers"]
     process = subprocess.Popen(
