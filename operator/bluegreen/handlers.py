@@ -140,6 +140,6 @@ async def kubeconfig_changed(labels: Mapping[str, str], memo: Any, **_: Any) -> 
 
 
 @kopf.on.event("kustomize.toolkit.fluxcd.io", "kustomizations")
-async def kustomization_changed(namespace: str | None, memo: Any, **_: Any) -> None:
+async def kustomization_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
     context: Context = memo["context"]
-    context.wakeups.kustomization_changed(namespace or "")
+    context.wakeups.kustomization_changed(namespace or "", labels)

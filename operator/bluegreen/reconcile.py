@@ -99,6 +99,7 @@ from bluegreen.settings import OperatorSettings
 from bluegreen.traffic.base import Router, RouterContext, RouterError, RouterPending
 from bluegreen.traffic.registry import build_routers
 from bluegreen.wakeups import Interests, Wakeups
+from bluegreen.workloads import flux_remote
 from bluegreen.workloads.base import RemoteWatch, WorkloadSync
 from bluegreen.workloads.registry import build_workload_sync
 
@@ -374,9 +375,12 @@ class UpgradeLoop:
         return self._collaborators
 
     def _register_interests(self, spec: api.ClusterUpgradeSpec) -> None:
+        flux = spec.workloads.flux
         self.context.wakeups.register(self.key, Interests(
             clusters=frozenset({spec.cluster.name, spec.green_name}),
             flux_namespaces=frozenset({spec.flux_namespace}),
+            kustomizations=flux_remote.kustomization_labels(flux, green_name=spec.green_name)
+            if flux.mode == api.FluxMode.REMOTE else frozenset(),
         ))
 
     async def _observe(

@@ -13,9 +13,11 @@ import asyncio
 import collections
 import dataclasses
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 UpgradeKey = tuple[str, str]  # (namespace, name)
+Labels = frozenset[tuple[str, str]]  # labels an object must all carry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +26,10 @@ class Interests:
     # another namespace than its Cluster object (EKS Anywhere keeps them in eksa-system).
     clusters: frozenset[str]
     flux_namespaces: frozenset[str]
+    # Which Kustomizations in those namespaces matter: one that carries all the labels of any set here (blue's
+    # selector, green's copies). Empty: every one. With a fleet's upgrades in one namespace, a change to one
+    # cluster's Kustomization must not wake them all.
+    kustomizations: frozenset[Labels] = frozenset()
 
 
 class WakeEvent(asyncio.Event):
@@ -50,7 +56,10 @@ class Wakeups:
         self._seen: dict[UpgradeKey, Hashable] = {}
         self._interests: dict[UpgradeKey, Interests] = {}
         self._by_cluster: dict[str, set[UpgradeKey]] = collections.defaultdict(set)
-        self._by_flux_namespace: dict[str, set[UpgradeKey]] = collections.defaultdict(set)
+        self._by_flux_namespace: dict[str, set[UpgradeKey]] = collections.defaultdict(set)  # any Kustomization
+        # (namespace, label, value) -> upgrades with a label set holding that label, and the set
+        self._by_kustomization_label: dict[tuple[str, str, str], set[tuple[UpgradeKey, Labels]]] = \
+            collections.defaultdict(set)
 
     def event(self, key: UpgradeKey) -> WakeEvent:
         """The event an upgrade's loop waits on (created on first use)."""
@@ -65,7 +74,11 @@ class Wakeups:
         for cluster in interests.clusters:
             self._by_cluster[cluster].add(key)
         for namespace in interests.flux_namespaces:
-            self._by_flux_namespace[namespace].add(key)
+            if not interests.kustomizations or frozenset() in interests.kustomizations:
+                self._by_flux_namespace[namespace].add(key)
+                continue
+            for labels in interests.kustomizations:
+                self._by_kustomization_label[_indexed(namespace, labels)].add((key, labels))
 
     def forget(self, key: UpgradeKey) -> None:
         self._drop_interests(key)
@@ -87,19 +100,37 @@ class Wakeups:
         for key in self._by_cluster.get(name, ()):
             self.event(key).set()
 
-    def kustomization_changed(self, namespace: str) -> None:
+    def kustomization_changed(self, namespace: str, labels: Mapping[str, str] | None = None) -> None:
         for key in self._by_flux_namespace.get(namespace, ()):
             self.event(key).set()
+        carried = (labels or {}).items()
+        for label, value in carried:
+            for key, wanted in self._by_kustomization_label.get((namespace, label, value), ()):
+                if wanted <= carried:
+                    self.event(key).set()
 
     def _drop_interests(self, key: UpgradeKey) -> None:
         old = self._interests.pop(key, None)
         if old is None:
             return
         for cluster in old.clusters:
-            self._by_cluster[cluster].discard(key)
-            if not self._by_cluster[cluster]:
-                del self._by_cluster[cluster]
+            _discard(self._by_cluster, cluster, key)
         for namespace in old.flux_namespaces:
-            self._by_flux_namespace[namespace].discard(key)
-            if not self._by_flux_namespace[namespace]:
-                del self._by_flux_namespace[namespace]
+            _discard(self._by_flux_namespace, namespace, key)
+            for labels in old.kustomizations:
+                if labels:
+                    _discard(self._by_kustomization_label, _indexed(namespace, labels), (key, labels))
+
+
+def _indexed(namespace: str, labels: Labels) -> tuple[str, str, str]:
+    """Where a label set is filed: under one of its labels (any would do; the least, so always the same)."""
+    label, value = min(labels)
+    return (namespace, label, value)
+
+
+def _discard(index: dict[Any, set[Any]], at: Any, item: Any) -> None:
+    found = index.get(at)
+    if found is not None:
+        found.discard(item)
+        if not found:
+            del index[at]

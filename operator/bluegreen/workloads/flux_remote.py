@@ -64,6 +64,12 @@ class FluxSyncError(Exception):
     """Green's copies cannot be made as asked; the message names the object and the fix."""
 
 
+def kustomization_labels(flux: FluxWorkloads, *, green_name: str) -> frozenset[frozenset[tuple[str, str]]]:
+    """What marks the Kustomizations an upgrade reads, for its wake-ups: blue's selector; green's copies'
+    cluster label (each label set is one a Kustomization must carry whole)."""
+    return frozenset({frozenset(flux.selector.match_labels.items()), frozenset({(LABEL_CLUSTER, green_name)})})
+
+
 def copy_name(blue_kustomization: str, *, blue_name: str, green_name: str) -> str:
     """Green's copy's name: blue's cluster name replaced by green's, else ``<name>-<green>``."""
     if blue_name in blue_kustomization:
