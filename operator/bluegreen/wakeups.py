@@ -54,6 +54,7 @@ class Wakeups:
     def __init__(self) -> None:
         self._events: dict[UpgradeKey, WakeEvent] = {}
         self._seen: dict[UpgradeKey, Hashable] = {}
+        self._changes: collections.Counter[UpgradeKey] = collections.Counter()
         self._interests: dict[UpgradeKey, Interests] = {}
         self._by_cluster: dict[str, set[UpgradeKey]] = collections.defaultdict(set)
         self._by_flux_namespace: dict[str, set[UpgradeKey]] = collections.defaultdict(set)  # any Kustomization
@@ -84,6 +85,7 @@ class Wakeups:
         self._drop_interests(key)
         self._events.pop(key, None)
         self._seen.pop(key, None)
+        self._changes.pop(key, None)
 
     def upgrade_changed(self, key: UpgradeKey, *, fingerprint: Hashable = None) -> None:
         """The upgrade's object changed. With a fingerprint of what a person can change (spec generation,
@@ -94,7 +96,13 @@ class Wakeups:
             if self._seen.get(key) == fingerprint:
                 return
             self._seen[key] = fingerprint
+        self._changes[key] += 1
         self.event(key).set()
+
+    def changes(self, key: UpgradeKey) -> int:
+        """How many changes by others (see :meth:`upgrade_changed`) the upgrade has had: a body the loop read
+        (or wrote) is still current for the loop's next pass while this stays the same."""
+        return self._changes[key]
 
     def cluster_changed(self, name: str) -> None:
         for key in self._by_cluster.get(name, ()):

@@ -78,6 +78,7 @@ are the Cluster API Machines in ``eksa-system`` labelled with the cluster and
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import time
@@ -166,11 +167,13 @@ class EksaClusterProvider:
         self._offered: dict[tuple[str, ...], tuple[tuple[str, ...] | None, float]] = {}
 
     async def observe(self, *, namespace: str, name: str) -> ClusterObservation:
-        cluster = await self._client.get(CLUSTERS, namespace=namespace, name=name)
+        secret_name = kubeconfig_secret_name(name)
+        cluster, secret = await asyncio.gather(  # one round trip, as for Cluster API
+            self._client.get(CLUSTERS, namespace=namespace, name=name),
+            self._client.get(SECRETS, namespace=KUBECONFIG_NAMESPACE, name=secret_name),
+        )
         if cluster is None:
             return ClusterObservation(name=name, exists=False, reason=f"Cluster {namespace}/{name} does not exist")
-        secret_name = kubeconfig_secret_name(name)
-        secret = await self._client.get(SECRETS, namespace=KUBECONFIG_NAMESPACE, name=secret_name)
         has_kubeconfig = secret is not None and KUBECONFIG_KEY in (secret.get("data") or {})
         observation = observe_cluster(cluster, kubeconfig_secret=secret_name if has_kubeconfig else None)
         return dataclasses.replace(observation, offered_versions=await self._offered_versions(cluster))

@@ -39,6 +39,7 @@ and goes only with ``delete(side="green")``.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -217,8 +218,7 @@ class FluxRemoteWorkloads:
         raise ValueError(f"side must be 'blue' or 'green', not {side!r}")
 
     async def observe(self, *, blue_name: str, green_name: str) -> WorkloadsObservation:
-        blue = await self._blue(green_name=green_name)
-        green = await self._green(green_name=green_name)
+        blue, green = await asyncio.gather(self._blue(green_name=green_name), self._green(green_name=green_name))
         copied = {objects.labels(item).get(LABEL_COPY_OF) for item in green}
         missing = tuple(
             copy_name(objects.name_of(item), blue_name=blue_name, green_name=green_name)

@@ -19,6 +19,7 @@ import yaml
 
 from bluegreen.api import spec as api
 from bluegreen.engine.types import ClusterObservation, KustomizationObservation, WorkloadsObservation
+from bluegreen.handlers import upgrade_fingerprint
 from bluegreen.hooks.runner import HookRunner
 from bluegreen.kube.client import KubeClient
 from bluegreen.kube.remote import RemoteClients
@@ -210,3 +211,27 @@ async def test_a_refusing_router_backs_off_names_itself_and_recovers(
     events = emulator.list("v1/events", "fleet")
     assert any(e["reason"] == "RetryingAfterError" and e["type"] == "Warning" for e in events)
     assert datetime.datetime.fromisoformat(status["journal"][-1]["time"].replace("Z", "+00:00"))
+
+
+async def test_a_pass_after_its_own_write_starts_from_it_and_a_change_by_someone_else_is_read(
+    world: tuple[KubeEmulator, UpgradeLoop, ScriptedRouter],
+) -> None:
+    emulator, loop, router = world
+
+    def reads() -> int:
+        return emulator.request_counts[("get", "bluegreen.io", "clusterupgrades")]
+
+    for _ in range(12):  # to 50 %: the finalizer is on, the passes that follow read only to act
+        await loop.reconcile_once()
+        if router.green == 50:
+            break
+    before = reads()
+    await loop.reconcile_once()
+    await loop.reconcile_once()
+    assert status_of(emulator)["phase"] == "Promoted", "two passes that each wrote"
+    assert reads() == before, "each started from what the pass before wrote: the object came back with it"
+    changed = emulator.patch(RESOURCE, "fleet", "demo", {"metadata": {"annotations": {"bluegreen.io/abort": "true"}}})
+    loop.context.wakeups.upgrade_changed(loop.key, fingerprint=upgrade_fingerprint(changed["metadata"]))
+    await loop.reconcile_once()
+    assert reads() > before, "a person's change since the write is read"
+    assert status_of(emulator)["phase"] == "RollingBack"
