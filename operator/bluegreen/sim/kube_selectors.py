@@ -56,6 +56,11 @@ class LabelSelector:
         labels = obj.get("metadata", {}).get("labels") or {}
         return all(requirement.matches(labels) for requirement in self.requirements)
 
+    def equalities(self) -> list[tuple[str, str]]:
+        """The ``key=value`` requirements: a label index can find their objects without looking at the others."""
+        return [(requirement.key, next(iter(requirement.values))) for requirement in self.requirements
+                if requirement.operator in {"=", "in"} and len(requirement.values) == 1]
+
 
 def _split_top_level(text: str) -> list[str]:
     """Split on commas that are not inside ``in (...)`` value sets."""

@@ -42,7 +42,7 @@ import random
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bluegreen.sim import kube_fields, kube_patch, kube_resources, kube_schema, kube_selectors, kube_tables
@@ -270,6 +270,11 @@ class _Collection:
     initial: dict[tuple[str, str], Event] = dataclasses.field(default_factory=dict)
     history: collections.deque[Event] = dataclasses.field(default_factory=collections.deque)
     watchers: set[Watcher] = dataclasses.field(default_factory=set)
+    # Indexes for lists (a fleet keeps thousands of objects in one namespace): names by namespace, and keys by
+    # label; labels_of says under which labels a key is filed.
+    by_namespace: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    by_label: dict[tuple[str, str], set[tuple[str, str]]] = dataclasses.field(default_factory=dict)
+    labels_of: dict[tuple[str, str], frozenset[tuple[str, str]]] = dataclasses.field(default_factory=dict)
 
 
 def _meta(obj: dict[str, Any]) -> dict[str, Any]:
@@ -419,8 +424,16 @@ class Store:
                 found = collection.objects.get((namespace or "", exact))
                 candidates: list[dict[str, Any]] = [found] if found is not None else []
             else:
-                candidates = [obj for (ns, _), obj in sorted(collection.objects.items())
-                              if namespace is None or not info.namespaced or ns == namespace]
+                keys: Iterable[tuple[str, str]]
+                equalities = labels.equalities() if labels is not None else []
+                if equalities:
+                    keys = set.intersection(*(collection.by_label.get(label, set()) for label in equalities))
+                elif namespace is not None and info.namespaced:
+                    keys = [(namespace, name) for name in collection.by_namespace.get(namespace, ())]
+                else:
+                    keys = collection.objects.keys()
+                candidates = [collection.objects[key] for key in sorted(keys)
+                              if namespace is None or not info.namespaced or key[0] == namespace]
             items = [obj for obj in candidates
                      if (labels is None or labels.matches(obj)) and (fields is None or fields.matches(obj))]
             return items, self._rv
@@ -969,6 +982,23 @@ class Store:
                 self._namespace_counts[key[0]] += 1
             elif old is not None and new is None:
                 self._namespace_counts[key[0]] -= 1
+        filed = collection.labels_of.pop(key, frozenset())
+        labels = frozenset((_meta(new).get("labels") or {}).items()) if new is not None else frozenset()
+        for label in filed - labels:
+            keys = collection.by_label[label]
+            keys.discard(key)
+            if not keys:
+                del collection.by_label[label]
+        for label in labels - filed:
+            collection.by_label.setdefault(label, set()).add(key)
+        names = collection.by_namespace.setdefault(key[0], set())
+        if new is None:
+            names.discard(key[1])
+            if not names:
+                del collection.by_namespace[key[0]]
+        else:
+            names.add(key[1])
+            collection.labels_of[key] = labels
 
     # --- deleting ---------------------------------------------------------------------------------
 

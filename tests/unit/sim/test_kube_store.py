@@ -125,6 +125,31 @@ def test_label_selectors(emulator: KubeEmulator, selector: str, expected: list[s
     assert found == expected
 
 
+def test_lists_follow_label_changes_deletions_and_namespaces(emulator: KubeEmulator) -> None:
+    """Lists are served from indexes by namespace and label: every write must keep them true."""
+    emulator.create("v1/namespaces", {"metadata": {"name": "other"}})
+    for namespace in ("default", "other"):
+        for name in ("b", "a", "c"):
+            emulator.create(CM, {"metadata": {"name": name, "namespace": namespace, "labels": {"app": "web"}}})
+
+    def names(namespace: str | None, selector: str | None = None) -> list[str]:
+        return [f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+                for obj in emulator.list(CM, namespace, label_selector=selector)]
+
+    assert names("default", "app=web") == ["default/a", "default/b", "default/c"], "sorted by name"
+    emulator.patch(CM, "default", "b", {"metadata": {"labels": {"app": "db"}}})
+    assert names("default", "app=web") == ["default/a", "default/c"]
+    assert names(None, "app=db") == ["default/b"]
+    assert names("default", "app in (db),app!=web") == ["default/b"]
+    emulator.patch(CM, "default", "b", {"metadata": {"labels": None}})
+    assert names(None, "app=db") == [] and names("default", "!app") == ["default/b"]
+    emulator.delete(CM, "other", "a")
+    assert names("other") == ["other/b", "other/c"]
+    assert names(None, "app=web") == ["default/a", "default/c", "other/b", "other/c"]
+    emulator.create(CM, {"metadata": {"name": "a", "namespace": "other", "labels": {"app": "web"}}})
+    assert names("other", "app=web") == ["other/a", "other/b", "other/c"]
+
+
 def test_list_is_namespaced_or_cluster_wide(emulator: KubeEmulator) -> None:
     emulator.create("v1/namespaces", {"metadata": {"name": "other"}})
     emulator.create(CM, {"metadata": {"name": "a", "namespace": "default"}})
