@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps venv test lint unit integration chaos demo crds clean
+.PHONY: setup system-deps venv test lint unit integration chaos bench demo crds clean
 
 setup: system-deps venv
 
@@ -53,6 +53,12 @@ chaos: setup
 	BLUEGREEN_CHAOS_SEED=$${SEED:-$$(date +%s)} BLUEGREEN_CHAOS_RUNS=$(RUNS) \
 		$(BIN)/pytest -s -m reliability tests/integration/test_chaos.py
 	BLUEGREEN_BAD_INPUT_EXAMPLES=$(EXAMPLES) $(BIN)/pytest -s -m reliability tests/unit/api/test_bad_input_properties.py
+
+# How fast the operator reacts, what a step costs it, and how it scales to 1,000 upgrades (bench/fleet_bench.py):
+# writes bench/results.json and bench/results.md and prints the table. BENCH_ARGS=--quick for a small run.
+BENCH_ARGS ?=
+bench: setup
+	$(BIN)/python bench/fleet_bench.py $(BENCH_ARGS)
 
 crds: venv
 	$(BIN)/python -m bluegreen.api.crd --write

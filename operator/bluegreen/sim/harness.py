@@ -49,7 +49,7 @@ class WorldProcess:
         return str(self.info["control_url"])
 
     def stop(self) -> None:
-        _terminate(self.process)
+        terminate(self.process)
 
     async def control(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """Call the world's control API (traffic summaries, fault switches)."""
@@ -115,7 +115,7 @@ class OperatorProcess:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        _terminate(self.process)
+        terminate(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -142,7 +142,7 @@ def start_world(state_dir: pathlib.Path, *, args: tuple[str, ...] = (), timeout:
                 break
         if process.poll() is not None:
             break
-    _terminate(process)
+    terminate(process)
     raise RuntimeError(f"the world did not start; see {state_dir / 'world.log'}:\n"
                        f"{(state_dir / 'world.log').read_text()[-4000:]}")
 
@@ -219,7 +219,7 @@ def running(world: WorldProcess, *operators: OperatorProcess) -> Iterator[None]:
         world.stop()
 
 
-def _terminate(process: subprocess.Popen[Any]) -> None:
+def terminate(process: subprocess.Popen[Any]) -> None:
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
