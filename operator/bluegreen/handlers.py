@@ -16,6 +16,7 @@ Run with ``kopf run -m bluegreen.handlers --all-namespaces`` (or ``--namespace``
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -68,6 +69,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     if operator.metrics_port:
         memo["metrics_server"] = await metrics.serve(context.metrics, host=operator.metrics_host,
                                                      port=operator.metrics_port)
+    # What start-up allocated (modules, pydantic's schemas, kopf's registries) lives as long as the process:
+    # out of the collector's generations, a full collection no longer walks it. With a fleet in flight this
+    # cut the worst reaction times (the bench, bench/fleet_bench.py).
+    gc.freeze()
 
 
 @kopf.on.cleanup()
