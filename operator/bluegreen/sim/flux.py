@@ -34,6 +34,7 @@ emulator and behaves like Flux where bluegreen can tell:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -299,6 +300,7 @@ class FluxController:
         self._handled: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._seen: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._clients: dict[str, kubeclient.KubeClient] = {}
+        self._names: dict[str, tuple[str, KubeEmulator]] = {}  # API server URL -> the cluster serving it
         self._workers: KeyedWorkers[tuple[str, str]] = KeyedWorkers(self._reconcile, name="flux",
                                                                     error_retry=retry_interval)
         self._tasks: list[asyncio.Task[None]] = []
@@ -465,13 +467,16 @@ class FluxController:
         if secret is None:
             raise _NotReady("ReconciliationFailed",
                             f"failed to get kubeconfig secret '{namespace}/{name}': secrets \"{name}\" not found")
-        try:
-            text, _ = remote.kubeconfig_from_secret(secret, key=key)
-            connection = kubeconfig.load_kubeconfig_text(text, source=f"Secret {namespace}/{name}")
-        except (remote.KubeconfigSecretError, kubeconfig.KubeConfigError) as exc:
-            raise _NotReady("ReconciliationFailed", f"failed to load kubeconfig: {exc}") from None
-        fingerprint = f"{secret['metadata'].get('uid')}/{secret['metadata'].get('resourceVersion')}"
-        client = self._client_for(connection, fingerprint)
+        fingerprint = f"{secret['metadata'].get('uid')}/{secret['metadata'].get('resourceVersion')}/{key}"
+        client = self._clients.get(fingerprint)
+        if client is None:  # parsed once per version of the Secret: a fleet's reconciles would parse YAML all day
+            try:
+                text, _ = remote.kubeconfig_from_secret(secret, key=key)
+                connection = kubeconfig.load_kubeconfig_text(text, source=f"Secret {namespace}/{name}")
+            except (remote.KubeconfigSecretError, kubeconfig.KubeConfigError) as exc:
+                raise _NotReady("ReconciliationFailed", f"failed to load kubeconfig: {exc}") from None
+            client = self._client_for(connection, fingerprint)
+        connection = client.connection
         try:
             await client.server_version()
         except kubeclient.KubeError as exc:
@@ -493,13 +498,21 @@ class FluxController:
         return client
 
     def _cluster_name(self, connection: kubeconfig.Connection) -> str:
-        if self._clusters is not None:
-            for name, emulator in self._clusters.clusters.items():
-                try:
-                    if emulator.url == connection.server:
-                        return name
-                except RuntimeError:
-                    continue  # stopped
+        if self._clusters is None:
+            return connection.server
+        known = self._names.get(connection.server)
+        if known is not None:
+            name, emulator = known
+            with contextlib.suppress(RuntimeError):  # stopped
+                if emulator.url == connection.server:
+                    return name
+        for name, emulator in self._clusters.clusters.items():
+            try:
+                if emulator.url == connection.server:
+                    self._names[connection.server] = (name, emulator)
+                    return name
+            except RuntimeError:
+                continue  # stopped
         return connection.server
 
     async def _apply(self, kustomization: Mapping[str, Any], *, target: _Target,

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp.web
 import yaml
 
-from bluegreen.sim import eviction, kube_fields, kube_logs, kube_selectors, kube_store, kube_tables
+from bluegreen.sim import eviction, kube_fields, kube_logs, kube_patch, kube_selectors, kube_store, kube_tables
 from bluegreen.sim.kube_resources import ResourceInfo
 from bluegreen.sim.kube_store import KubeApiError, bad_request
 
@@ -60,7 +60,7 @@ def _version_priority(version: str) -> tuple[int, int, int, str]:
 
 def _json(payload: Any, *, status: int = 200) -> aiohttp.web.Response:
     return aiohttp.web.Response(
-        body=json.dumps(payload, separators=(",", ":")).encode(), status=status, content_type="application/json",
+        body=kube_patch.encode(payload), status=status, content_type="application/json",
     )
 
 
@@ -531,7 +531,7 @@ class HttpApi:
         if not as_table:
             return event.line(type, api_version)
         table = kube_tables.table(info, [event.obj], resource_version=str(event.rv))
-        return json.dumps({"type": type, "object": table}, separators=(",", ":")).encode() + b"\n"
+        return kube_patch.encode({"type": type, "object": table}) + b"\n"
 
     @staticmethod
     def _bookmark(info: ResourceInfo, rv: int, *, initial_end: bool = False) -> bytes:
@@ -539,7 +539,7 @@ class HttpApi:
         if initial_end:
             metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
         obj = {"kind": info.kind, "apiVersion": info.api_version, "metadata": metadata}
-        return json.dumps({"type": "BOOKMARK", "object": obj}, separators=(",", ":")).encode() + b"\n"
+        return kube_patch.encode({"type": "BOOKMARK", "object": obj}) + b"\n"
 
     # --- discovery --------------------------------------------------------------------------------
 

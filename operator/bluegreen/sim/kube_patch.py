@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 
 class PatchError(ValueError):
     """A patch that cannot be applied (the server answers 422)."""
@@ -28,8 +30,20 @@ class PatchFormatError(ValueError):
 
 
 def clone(value: Any) -> Any:
-    """A deep copy of JSON data; the C-accelerated json round trip beats copy.deepcopy."""
-    return json.loads(json.dumps(value))
+    """A deep copy of JSON data: a round trip through orjson, several times faster than copy.deepcopy or the
+    stdlib's json; what orjson refuses (integers beyond 64 bits) goes through the stdlib's json."""
+    try:
+        return orjson.loads(orjson.dumps(value))
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.loads(json.dumps(value))
+
+
+def encode(value: Any) -> bytes:
+    """Compact JSON, as the API server sends it (UTF-8, not ASCII-escaped)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

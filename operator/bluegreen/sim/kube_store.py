@@ -157,7 +157,7 @@ class Event:
         encoded = self._lines.get(key)
         if encoded is None:
             obj = self.obj if api_version is None else dict(self.obj, apiVersion=api_version)
-            encoded = json.dumps({"type": type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+            encoded = kube_patch.encode({"type": type, "object": obj}) + b"\n"
             self._lines[key] = encoded
         return encoded
 
