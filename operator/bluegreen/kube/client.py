@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 import aiohttp
+import orjson
 
 from bluegreen.kube import config as kubeconfig
 
@@ -445,7 +446,7 @@ class KubeClient:
                 async for line in response.content:
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    event = orjson.loads(line)
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
                         raise _api_error(int(status.get("code") or 500), json.dumps(status), method="WATCH", path=path)
@@ -483,8 +484,8 @@ class KubeClient:
         if not text:
             return {}
         try:
-            parsed = json.loads(text)
-        except ValueError:
+            parsed = orjson.loads(text)
+        except ValueError:  # orjson.JSONDecodeError is a ValueError
             raise ApiError(status, "InvalidResponse", "the API server answered with something that is not JSON",
                            method=method, path=path) from None
         return parsed if isinstance(parsed, dict) else {"items": parsed}
@@ -503,7 +504,7 @@ class KubeClient:
         headers = self._headers(accept=accept)
         data: bytes | None = None
         if body is not None:
-            data = json.dumps(body).encode()
+            data = _encode(body)
             headers["Content-Type"] = content_type
         url = self.connection.server + path
         extra: dict[str, Any] = {}
@@ -525,6 +526,13 @@ class KubeClient:
         if status >= 400:
             raise _api_error(status, text, method=method, path=path, retry_after=retry_after)
         return status, text
+
+
+def _encode(body: Any) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # what orjson refuses (an integer beyond 64 bits) is the stdlib's to encode, or to refuse
+        return json.dumps(body).encode()
 
 
 def _api_error(status: int, text: str, *, method: str, path: str, retry_after: str | None = None) -> ApiError:
