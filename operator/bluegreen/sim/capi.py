@@ -42,6 +42,7 @@ import base64
 import inspect
 import logging
 import secrets
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -309,10 +310,15 @@ def _same_status(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     return dict(old or {}) == dict(new)
 
 
+_KUBECONFIGS: weakref.WeakKeyDictionary[KubeEmulator, str] = weakref.WeakKeyDictionary()
+
+
 def kubeconfig_secret(cluster: Mapping[str, Any], emulator: KubeEmulator) -> dict[str, Any]:
     """The Secret Cluster API writes for a cluster: its kubeconfig under ``value``, owned by the Cluster."""
     meta = cluster["metadata"]
-    value = base64.b64encode(yaml.safe_dump(emulator.kubeconfig()).encode()).decode()
+    value = _KUBECONFIGS.get(emulator)
+    if value is None:  # each reconcile compares the Secret with this: YAML once per cluster, not per reconcile
+        value = _KUBECONFIGS[emulator] = base64.b64encode(yaml.safe_dump(emulator.kubeconfig()).encode()).decode()
     return {
         "apiVersion": "v1",
         "kind": "Secret",
