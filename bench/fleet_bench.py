@@ -433,11 +433,13 @@ async def create_upgrades(client: KubeClient, observer: Observer, indexes: range
     return started
 
 
-def usage_per_upgrade(usage: dict[str, dict[str, int]], upgrades: int) -> dict[str, float]:
+def usage_per_upgrade(usage: dict[str, dict[str, int]], upgrades: int) -> dict[str, Any]:
     management = sum(usage["management"].get(agent, 0) for agent in OPERATOR_AGENTS)
     clusters = sum(usage["clusters"].get(agent, 0) for agent in OPERATOR_AGENTS)
+    calls = {call: round(count / upgrades, 2) for call, count in sorted(usage["calls"].items(), key=lambda c: -c[1])
+             if call.split()[1] in OPERATOR_AGENTS}
     return {"management": round(management / upgrades, 1), "clusters": round(clusters / upgrades, 1),
-            "total": round((management + clusters) / upgrades, 1)}
+            "total": round((management + clusters) / upgrades, 1), "by_call": calls}
 
 
 @contextlib.asynccontextmanager

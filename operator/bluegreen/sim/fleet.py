@@ -152,15 +152,17 @@ class Fleet:
         return names
 
     def usage(self) -> dict[str, dict[str, int]]:
-        """Requests per User-Agent product: on the management emulator, and on all the clusters' emulators."""
-        clusters: collections.Counter[str] = collections.Counter()
-        for emulator in self._emulators:
-            for (agent, *_), count in emulator.usage.items():
-                clusters[agent] += count
-        management: collections.Counter[str] = collections.Counter()
-        for (agent, *_), count in self.management.usage.items():
-            management[agent] += count
-        return {"management": dict(management), "clusters": dict(clusters)}
+        """Requests per User-Agent product: on the management emulator, and on all the clusters' emulators; and
+        per call (``"<where> <agent> <verb> <group/resource>"``)."""
+        totals: dict[str, collections.Counter[str]] = {"management": collections.Counter(),
+                                                        "clusters": collections.Counter(),
+                                                        "calls": collections.Counter()}
+        for where, emulators in (("management", [self.management]), ("clusters", self._emulators)):
+            for emulator in emulators:
+                for (agent, verb, group, resource), count in emulator.usage.items():
+                    totals[where][agent] += count
+                    totals["calls"][f"{where} {agent} {verb} {group or 'core'}/{resource}"] += count
+        return {where: dict(counter) for where, counter in totals.items()}
 
     def _cluster_ready(self, name: str, emulator: KubeEmulator) -> None:
         self._emulators.append(emulator)
