@@ -344,9 +344,22 @@ class UpgradeLoop:
             return None
         if written is not None:
             # Something moved: look again at once (the loop's own write no longer wakes it, so a
-            # failure's backoff is waited out; a pass that changed nothing waits for the world).
-            return 0.0
+            # failure's backoff is waited out; a pass that changed nothing waits for the world) -- unless
+            # the engine, asked again with what it just wrote and saw, has nothing to do: the world's next
+            # change wakes the loop anyway, and the pass that would only have seen that saves its reads.
+            settled = self._settled(spec, new_status, observed, now) if spec is not None else None
+            return 0.0 if settled is None else self._delay_until(settled, now)
         return self._delay_until(decision, now)
+
+    def _settled(self, spec: api.ClusterUpgradeSpec, status: ClusterUpgradeStatus, observed: Observed,
+                 now: datetime.datetime) -> Decision | None:
+        """The engine's decision on what this pass wrote and saw, if it holds still: no action, no event, the
+        same status. Nothing is carried out from it; a change of the world since the pass's reads has set
+        the loop's wake-up already."""
+        again = decide(spec, status, observed, now, owner=self.owner)
+        if again.actions or again.events or again.release or again.status != status:
+            return None
+        return again
 
     # --- observe ------------------------------------------------------------------------------
 
