@@ -42,7 +42,8 @@ CLUSTER_HEADER = "X-Cluster"
 class Backend:
     """One cluster's ingress: ``start``/``stop`` as often as needed, always on the same port."""
 
-    def __init__(self, *, cluster: str, port: int = 0, error_rate: float = 0.0, latency: float = 0.0) -> None:
+    def __init__(self, *, cluster: str, port: int = 0, error_rate: float = 0.0, latency: float = 0.0,
+                 reuse_port: bool = False) -> None:
         self.cluster = cluster
         self.error_rate = 0.0
         self.latency = 0.0
@@ -53,7 +54,10 @@ class Backend:
         self._by_class: collections.Counter[str] = collections.Counter()
         self._seconds_total = 0.0
         self._runner: web.AppRunner | None = None
-        self._sock: socket.socket | None = _reserve(port)
+        # True: ``port`` is held for this backend by whoever reserved it (sim.prometheus_spares), with
+        # SO_REUSEPORT, which this backend's socket must set too to bind it.
+        self._reuse_port = reuse_port
+        self._sock: socket.socket | None = _reserve(port, reuse_port=reuse_port)
         self._port: int = self._sock.getsockname()[1]
 
     @property
@@ -92,7 +96,7 @@ class Backend:
     async def start(self) -> None:
         if self._runner is not None:
             return
-        sock = self._sock if self._sock is not None else _reserve(self._port)
+        sock = self._sock if self._sock is not None else _reserve(self._port, reuse_port=self._reuse_port)
         self._sock = None
         app = web.Application()
         app.router.add_get(HEALTH_PATH, self._health)
@@ -162,12 +166,14 @@ def _label_value(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _reserve(port: int) -> socket.socket:
+def _reserve(port: int, *, reuse_port: bool) -> socket.socket:
     # SO_REUSEADDR lets a restarted backend take its port back while old
     # connections to it sit in TIME_WAIT.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(("127.0.0.1", port))
     except OSError:
         sock.close()

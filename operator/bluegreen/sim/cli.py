@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--prometheus", action=argparse.BooleanOptionalAction, default=defaults.prometheus,
                     help="run a real Prometheus scraping HAProxy and the backends (for analysis)")
     up.add_argument("--scrape-interval", default=defaults.scrape_interval, help="Prometheus' scrape interval")
+    up.add_argument("--prometheus-spare", type=pathlib.Path, default=None,
+                    help="a Prometheus already running for this world, as sim.prometheus_spares describes it in "
+                         "this file: the world listens where it scrapes instead of starting its own")
     up.add_argument("--rate", type=float, default=defaults.rate, help="requests per second through HAProxy")
     up.add_argument("--load-duration", type=float, default=defaults.load_duration,
                     help="the load generator stops by itself after this many seconds")
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         capi_version=args.capi_version,
         provision_delay=args.provision_delay, flux_delay=args.flux_delay, rate=args.rate,
         load_duration=args.load_duration, prometheus=args.prometheus, scrape_interval=args.scrape_interval,
+        prometheus_spare=args.prometheus_spare,
         nodes=args.nodes,
     )
     return asyncio.run(_run(config, state_dir=args.state_dir))

@@ -67,6 +67,7 @@ class HAProxyProcess:
         node_port: int = 30080,
         green_disabled: bool = False,
         green_check: bool = True,
+        stats_port: int = 0,
     ) -> None:
         if node_slots < 0:
             raise ValueError(f"node_slots must be 0 or more, got {node_slots}")
@@ -89,6 +90,9 @@ class HAProxyProcess:
         self.green_disabled = green_disabled
         # False: green's server line without `check`, the configuration bluegreen refuses to shift through.
         self.green_check = green_check
+        # A port reserved for the stats frontend (0: any free one): where a Prometheus started before this
+        # HAProxy already scrapes (sim.prometheus_spares). HAProxy binds with SO_REUSEPORT, as the holder does.
+        self.stats_port = stats_port
         self._process: asyncio.subprocess.Process | None = None
         self._ports: dict[str, int] = {}
         self._socket_dir: pathlib.Path | None = None
@@ -141,7 +145,9 @@ class HAProxyProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_socket_dir()
         for attempt in range(1, _START_ATTEMPTS + 1):
-            self._ports = _free_ports("frontend", "admin", "operator", "stats")
+            self._ports = _free_ports("frontend", "admin", "operator", *([] if self.stats_port else ["stats"]))
+            if self.stats_port:
+                self._ports["stats"] = self.stats_port
             self.config_path.write_text(self.render_config())
             try:
                 await self._spawn_and_wait()

@@ -25,6 +25,8 @@ from typing import Any
 
 import aiohttp
 
+from bluegreen.sim import prometheus_spares
+
 BIN = pathlib.Path(sys.executable).parent
 IMAGE_SITE = pathlib.Path(__file__).resolve().parent / "image_site"
 
@@ -39,6 +41,7 @@ class WorldProcess:
     process: subprocess.Popen[str]
     state_dir: pathlib.Path
     info: dict[str, Any]
+    prometheus_spare: prometheus_spares.Spare | None = None  # stopped with the world
 
     @property
     def kubeconfig(self) -> pathlib.Path:
@@ -50,6 +53,8 @@ class WorldProcess:
 
     def stop(self) -> None:
         terminate(self.process)
+        if self.prometheus_spare is not None:
+            self.prometheus_spare.stop()
 
     async def control(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """Call the world's control API (traffic summaries, fault switches)."""
@@ -121,9 +126,13 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def start_world(state_dir: pathlib.Path, *, args: tuple[str, ...] = (), timeout: float = 60.0) -> WorldProcess:
-    """Run ``bluegreen-sim up`` and wait for its ``ready`` line."""
+def start_world(state_dir: pathlib.Path, *, args: tuple[str, ...] = (), timeout: float = 60.0,
+                prometheus_spare: prometheus_spares.Spare | None = None) -> WorldProcess:
+    """Run ``bluegreen-sim up`` and wait for its ``ready`` line. With ``prometheus_spare`` (stopped with the
+    world), the world uses that Prometheus instead of starting one and waiting ~5.5 s for it."""
     state_dir.mkdir(parents=True, exist_ok=True)
+    if prometheus_spare is not None:
+        args = (*args, "--prometheus-spare", str(prometheus_spare.write(state_dir / "prometheus-spare.json")))
     log = (state_dir / "world.log").open("w")
     process = subprocess.Popen(
         [_bin("bluegreen-sim"), "up", "--state-dir", str(state_dir), *args],
@@ -137,12 +146,14 @@ def start_world(state_dir: pathlib.Path, *, args: tuple[str, ...] = (), timeout:
             line = process.stdout.readline()
             if line.strip() == "ready":
                 info = json.loads((state_dir / "world.json").read_text())
-                return WorldProcess(process=process, state_dir=state_dir, info=info)
+                return WorldProcess(process=process, state_dir=state_dir, info=info, prometheus_spare=prometheus_spare)
             if not line:
                 break
         if process.poll() is not None:
             break
     terminate(process)
+    if prometheus_spare is not None:
+        prometheus_spare.stop()
     raise RuntimeError(f"the world did not start; see {state_dir / 'world.log'}:\n"
                        f"{(state_dir / 'world.log').read_text()[-4000:]}")
 

@@ -17,6 +17,12 @@ answered has its series queryable; one that did not (a green ingress before
 green exists) reads ``up == 0`` until it answers, as a new ingress would on a
 real Prometheus. :meth:`PrometheusServer.wait_until_up` waits for a target
 to answer.
+
+A server can also be started ahead of its targets and used later by another
+process (``sim.prometheus_spares``): :meth:`PrometheusServer.attach` gives a
+handle on it that neither starts nor stops it, and
+:meth:`PrometheusServer.wait_scraped` waits for a scrape that began after a
+given moment, when the targets had begun to listen.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import pathlib
 import socket
+import time
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +83,19 @@ class PrometheusServer:
         self._requested_port = port
         self._port: int | None = None
         self._process: asyncio.subprocess.Process | None = None
+        self._attached = False
+
+    @classmethod
+    def attach(cls, *, url: str, state_dir: pathlib.Path, targets: Sequence[ScrapeTarget],
+               scrape_interval: str = "1s", start_timeout: float = 30.0) -> PrometheusServer:
+        """A handle on a Prometheus another process started and stops: queries and waits, never start or stop."""
+        port = urllib.parse.urlsplit(url).port
+        if port is None:
+            raise PrometheusError(f"{url!r} names no port")
+        server = cls(state_dir=state_dir, targets=targets, scrape_interval=scrape_interval, port=port,
+                     start_timeout=start_timeout)
+        server._port, server._attached = port, True
+        return server
 
     @property
     def config_path(self) -> pathlib.Path:
@@ -85,13 +107,22 @@ class PrometheusServer:
 
     @property
     def url(self) -> str:
-        if self._port is None:
-            raise PrometheusError("prometheus has no port yet; call start() first")
-        return f"http://127.0.0.1:{self._port}"
+        """Known before ``start`` when a port was given."""
+        return f"http://127.0.0.1:{self._listen_port()}"
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.returncode is None
+        return self._attached or (self._process is not None and self._process.returncode is None)
+
+    def command_line(self) -> list[str]:
+        """How the server is run (the port must be known); ``config_path`` must hold :meth:`render_config`."""
+        return [
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.state_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self._listen_port()}",
+            "--log.level=info",
+        ]
 
     def render_config(self) -> str:
         jobs: dict[tuple[str, str], list[ScrapeTarget]] = {}
@@ -117,16 +148,23 @@ class PrometheusServer:
         header = "# Written by bluegreen.sim.prometheus for the emulated world; regenerated at each start.\n"
         return header + yaml.safe_dump(config, sort_keys=False)
 
+    def _listen_port(self) -> int:
+        port = self._port or self._requested_port
+        if not port:
+            raise PrometheusError("prometheus has no port yet; call start() first")
+        return port
+
     async def start(self) -> None:
         """Start Prometheus; return once it is ready and has scraped every target once."""
-        if self._process is not None:
+        if self._process is not None or self._attached:
             return
+        since = time.time()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.render_config())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.start_timeout
         for attempt in range(1, _START_ATTEMPTS + 1):
-            self._port = self._requested_port or _free_port()
+            self._port = self._requested_port or free_port()
             try:
                 await self._spawn_and_wait_ready(deadline)
                 break
@@ -136,13 +174,20 @@ class PrometheusServer:
                 if attempt == _START_ATTEMPTS or not retry:
                     raise
         try:
-            await self._wait_scraped(deadline)
+            await self._wait_scraped(since=since, deadline=deadline)
         except BaseException:
             await self.stop()
             raise
 
+    async def wait_scraped(self, *, since: float) -> None:
+        """Wait (up to ``start_timeout``) until every target has been scraped by a scrape that began at or
+        after ``since`` (epoch seconds): what a target exposed then is queryable, and one that did not answer
+        reads ``up == 0``."""
+        await self._wait_scraped(since=since, deadline=asyncio.get_running_loop().time() + self.start_timeout)
+
     async def stop(self) -> None:
-        """Stop Prometheus (SIGTERM, then SIGKILL after the grace period); safe to call twice."""
+        """Stop Prometheus (SIGTERM, then SIGKILL after the grace period); safe to call twice. An attached
+        server is left running: it is its owner's to stop."""
         process, self._process = self._process, None
         if process is None or process.returncode is not None:
             return
@@ -185,16 +230,9 @@ class PrometheusServer:
                 await asyncio.sleep(0.05)
 
     async def _spawn_and_wait_ready(self, deadline: float) -> None:
-        args = [
-            self.binary,
-            f"--config.file={self.config_path}",
-            f"--storage.tsdb.path={self.state_dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self._port}",
-            "--log.level=info",
-        ]
         with self.log_path.open("wb") as log:
             self._process = await asyncio.create_subprocess_exec(
-                *args, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                *self.command_line(), stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             )
         loop = asyncio.get_running_loop()
         while True:
@@ -214,9 +252,10 @@ class PrometheusServer:
                 session.get(f"{self.url}/-/ready") as response:
             return response.status == 200
 
-    async def _wait_scraped(self, deadline: float) -> None:
+    async def _wait_scraped(self, *, since: float, deadline: float) -> None:
         # ``up`` is written after a scrape's samples are committed, failed scrapes included, so once every
-        # target has an ``up`` series, whatever it scraped is queryable.
+        # target has an ``up`` sample from a scrape begun since ``since`` (a sample's timestamp is when its
+        # scrape began), whatever it exposed then is queryable.
         loop = asyncio.get_running_loop()
         wanted = {(target.labels.get("job", target.job), target.labels.get("instance", target.address))
                   for target in self.targets}
@@ -224,10 +263,11 @@ class PrometheusServer:
         while True:
             if not self.running:
                 raise PrometheusError(f"prometheus exited while starting:\n{self._log_tail()}")
-            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                data = await self.query("up")
+            # Not ready yet (an attached server may have just been started) answers 503 with a text body.
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                data = await self.query("timestamp(up)")
                 seen = {(item["metric"].get("job", ""), item["metric"].get("instance", ""))
-                        for item in data.get("result") or []}
+                        for item in data.get("result") or [] if _began_after(float(item["value"][1]), since)}
                 if wanted <= seen:
                     return
             if loop.time() > deadline:
@@ -253,7 +293,14 @@ class PrometheusServer:
         return "\n".join(text.splitlines()[-lines:]) or "(no output)"
 
 
-def _free_port() -> int:
+def _began_after(sample_time: float, since: float) -> bool:
+    # Prometheus keeps a scrape's start truncated to the millisecond: strictly after since's millisecond
+    # is surely after since, and a refused scrape from just before a target listened is never taken.
+    return round(sample_time * 1000) > math.floor(since * 1000)
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 free now (nothing holds it after this returns)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

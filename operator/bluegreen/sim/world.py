@@ -57,11 +57,15 @@ from bluegreen.sim import (
     load,
     node_lb,
     prometheus,
+    prometheus_spares,
     workloads_ctl,
 )
 from bluegreen.sim.kube import KubeEmulator
 
 GATE_CALLS_KEPT = 500
+# What Prometheus scrapes, one target per job: HAProxy's exporter and each side's ingress.
+SCRAPE_JOBS = (prometheus_spares.Job("haproxy"), prometheus_spares.Job("ingress-blue"),
+               prometheus_spares.Job("ingress-green"))
 # What each Kustomization's directory of the world's GitRepository holds (Flux's render is simulated apart).
 _SETTINGS = """\
 apiVersion: v1
@@ -92,6 +96,9 @@ class WorldConfig:
     green: str | None = None  # the name green is expected to get; default: the operator's default for blue
     prometheus: bool = True
     scrape_interval: str = "1s"
+    # A Prometheus already running for this world (sim.prometheus_spares), described in this file: HAProxy's
+    # exporter and the ingresses listen on the ports it scrapes, and the world does not wait for a new one.
+    prometheus_spare: pathlib.Path | None = None
     # > 0: blue's worker pool (md-0) has this many machines, and every cluster simulates Machines, Nodes,
     # a scheduler and kubelets (sim.machines, sim.nodes) in place of sim.workloads_ctl's status-only replicas.
     nodes: int = 0
@@ -115,9 +122,13 @@ class World:
         self.config = config
         self.state_dir = state_dir
         self.management = KubeEmulator(name="management", kubernetes_version="1.31")
-        self.blue_backend = backends.Backend(cluster=config.blue)
+        self._spare = self._read_spare()
+        ports = prometheus_spares.ports_by_job(self._spare) if self._spare is not None else {}
+        self.blue_backend = backends.Backend(cluster=config.blue, port=ports.get("ingress-blue", 0),
+                                             reuse_port=bool(ports))
         # Renamed when a green cluster comes up under another name than the expected one.
-        self.green_backend = backends.Backend(cluster=config.green_name)
+        self.green_backend = backends.Backend(cluster=config.green_name, port=ports.get("ingress-green", 0),
+                                              reuse_port=bool(ports))
         self.haproxy = haproxy.HAProxyProcess(
             state_dir=state_dir / "haproxy",
             blue_address=self.blue_backend.address,
@@ -127,6 +138,7 @@ class World:
             # With nodes, a backend of node slots that a load balancer controller fills with blue's Ready
             # nodes (sim.node_lb): what NodePools checks before it moves a pod.
             node_slots=max(16, 4 * config.nodes) if config.nodes else 0,
+            stats_port=ports.get("haproxy", 0),
         )
         self.prometheus: prometheus.PrometheusServer | None = None
         self.gates: dict[str, Gate] = {}
@@ -168,7 +180,11 @@ class World:
         # Prometheus takes about 5 s to scrape for the first time (see sim.prometheus):
         # it starts first and the rest of the world comes up meanwhile.
         scraping: asyncio.Task[None] | None = None
-        if self.config.prometheus:
+        if self._spare is not None:
+            self.prometheus = self._attach_spare(self._spare)
+            # HAProxy's exporter and blue's ingress listen from now on (green's when green exists).
+            scraping = asyncio.create_task(self.prometheus.wait_scraped(since=time.time()), name="first scrapes")
+        elif self.config.prometheus:
             self.prometheus = prometheus.PrometheusServer(
                 state_dir=self.state_dir / "prometheus", targets=self._scrape_targets(),
                 scrape_interval=self.config.scrape_interval,
@@ -275,11 +291,30 @@ class World:
     def _scrape_targets(self) -> list[prometheus.ScrapeTarget]:
         # Green's backend refuses connections until its cluster is up: Prometheus
         # records the target as down (up == 0) until then, as it would a new ingress.
-        return [
-            prometheus.ScrapeTarget(job="haproxy", address=self.haproxy.stats_address),
-            prometheus.ScrapeTarget(job="ingress-blue", address=self.blue_backend.address),
-            prometheus.ScrapeTarget(job="ingress-green", address=self.green_backend.address),
-        ]
+        addresses = {"haproxy": self.haproxy.stats_address, "ingress-blue": self.blue_backend.address,
+                     "ingress-green": self.green_backend.address}
+        return [prometheus.ScrapeTarget(job=job.name, address=addresses[job.name], metrics_path=job.metrics_path)
+                for job in SCRAPE_JOBS]
+
+    def _read_spare(self) -> dict[str, Any] | None:
+        if not self.config.prometheus or self.config.prometheus_spare is None:
+            return None
+        spare = prometheus_spares.read(self.config.prometheus_spare)
+        jobs = sorted(prometheus_spares.ports_by_job(spare))
+        wanted = sorted(job.name for job in SCRAPE_JOBS)
+        if jobs != wanted or spare.get("scrape_interval") != self.config.scrape_interval:
+            raise ValueError(f"the Prometheus spare scrapes {jobs} every {spare.get('scrape_interval')}; this world "
+                             f"needs {wanted} every {self.config.scrape_interval}")
+        return spare
+
+    def _attach_spare(self, spare: dict[str, Any]) -> prometheus.PrometheusServer:
+        targets = self._scrape_targets()
+        mine = sorted((t.job, t.address, t.metrics_path) for t in targets)
+        theirs = sorted((str(t["job"]), str(t["address"]), str(t["metrics_path"])) for t in spare["targets"])
+        if mine != theirs:
+            raise ValueError(f"the Prometheus spare scrapes {theirs}, not this world's {mine}")
+        return prometheus.PrometheusServer.attach(url=str(spare["url"]), state_dir=pathlib.Path(spare["state_dir"]),
+                                                  targets=targets, scrape_interval=self.config.scrape_interval)
 
     def _write_state(self) -> None:
         kubeconfig = self.state_dir / "management.kubeconfig"

@@ -15,13 +15,17 @@ import aiohttp
 import pytest
 
 from bluegreen.sim import harness
+from bluegreen.sim import prometheus_spares as sim_spares
+from bluegreen.sim import world as sim_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.analysis]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.WorldProcess]:
-    started = harness.start_world(tmp_path_factory.mktemp("world"), args=("--provision-delay", "1"))
+def world(tmp_path_factory: pytest.TempPathFactory,
+          prometheus_spares: sim_spares.Spares) -> Iterator[harness.WorldProcess]:
+    started = harness.start_world(tmp_path_factory.mktemp("world"), args=("--provision-delay", "1"),
+                                  prometheus_spare=prometheus_spares.take(sim_world.SCRAPE_JOBS))
     try:
         yield started
     finally:

@@ -1,0 +1,1 @@
+from tests.fixtures.prometheus import prometheus_spares  # noqa: F401
