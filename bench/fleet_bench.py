@@ -64,10 +64,12 @@ NAMESPACES = Resource("", "v1", "namespaces")
 OPERATOR_AGENTS = (api_usage.OPERATOR_AGENT, api_usage.KOPF_AGENT)
 PROBE_RATE = 20.0  # promotes a second while measuring reaction under load
 PROBE_EVENTS = 200
-# The fleet plan: steps[1] and steps[3] wait for a person.
-PAUSED_STEPS = (1, 3)
-FLEET_STEPS: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 50}, {"pause": {}},
-                                     {"setWeight": 100}]
+# The fleet plan: steps[1], [3] and [5] wait for a person. The restart (at the largest size) uses the first
+# pause, the probe the ones before the last (a promote there moves the weight and stops at the next pause), and
+# the last one leads to promotion, retirement and Completed.
+PAUSED_STEPS = (1, 3, 5)
+FLEET_STEPS: list[dict[str, Any]] = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 30}, {"pause": {}},
+                                     {"setWeight": 50}, {"pause": {}}, {"setWeight": 100}]
 TEN_STEPS: list[dict[str, Any]] = [{"setWeight": weight} for weight in range(10, 101, 10)]
 TARGETS = {"reaction_p99_s": 0.150, "overhead_ratio_p50": 5.0, "peak_rss_mib": 400.0, "step_overhead_s": 2.0}
 
@@ -213,6 +215,7 @@ class Observer:
         self.client = client
         self.upgrades: dict[str, Upgrade] = {}
         self.samples: list[tuple[str, float]] = []  # (kind, seconds)
+        self.slow: list[tuple[float, str, str, float]] = []  # (seconds, kind, upgrade, when), the slowest few
         self.unordered = 0  # the result was on the API before the cause reached this watch
         self.pending: dict[str, Pending] = {}
         self.at: collections.Counter[tuple[str, int, int]] = collections.Counter()  # summary -> upgrades
@@ -269,6 +272,7 @@ class Observer:
             pending = self.pending.get(name)
             if pending is not None and after != pending.baseline:
                 self.samples.append((pending.kind, now - pending.since))
+                self.slow = sorted([*self.slow, (now - pending.since, pending.kind, name, pending.since)])[-5:]
                 del self.pending[name]
             if upgrade.phase == "Completed" and upgrade.completed is None:
                 upgrade.completed = now
@@ -327,6 +331,12 @@ class Observer:
             self._interval((name, "applied"), now, end=True)
             self._cause(upgrade, "Kustomization Ready", now, waiting="Syncing")
 
+    def reset(self) -> None:
+        """Start counting reactions afresh."""
+        self.samples.clear()
+        self.slow.clear()
+        self.unordered = 0
+
     def done(self, upgrades: int) -> bool:
         return self.count("Completed") == upgrades
 
@@ -374,12 +384,14 @@ class Promoter:
         self.done: set[tuple[str, int]] = set()
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.sent = 0
+        self.wanted = 0
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
 
     def want(self, upgrade: str, step: int) -> None:
         if (upgrade, step) not in self.done:
             self.done.add((upgrade, step))
+            self.wanted += 1
             self.queue.put_nowait(upgrade)
 
     def start(self) -> None:
@@ -584,7 +596,7 @@ async def measure_scale(base: pathlib.Path, *, upgrades: int, restart: bool,
             ramp = latency(observer.samples)
             result["ramp_s"] = ramp_done - created
             result["ramp_reaction"] = ramp
-            observer.samples.clear()
+            observer.reset()
             promoter = Promoter(client, rate=0)
             if restart:
                 held_from = time.monotonic()
@@ -598,22 +610,24 @@ async def measure_scale(base: pathlib.Path, *, upgrades: int, restart: bool,
                 moved = await observer.until(lambda: observer.count("Paused", PAUSED_STEPS[1]) == upgrades,
                                              timeout=900, what="every upgrade moves on after the restart")
                 result["restart"] = {"upgrades": upgrades, "live_s": live, "all_moved_on_s": moved - started}
-                observer.samples.clear()
+                observer.reset()
                 held += time.monotonic() - held_from
-            # The probe: promotes at PROBE_RATE while the others wait.
+            # The probe: promotes at PROBE_RATE while the others wait, each moving one upgrade's weight.
+            probe_steps = PAUSED_STEPS[1:-1] if restart else PAUSED_STEPS[:-1]
+            targets = min(PROBE_EVENTS, upgrades * len(probe_steps))
             probe_from = time.monotonic()
             probe = Promoter(client, rate=PROBE_RATE)
             probe.done = promoter.done
+
+            def probe_paused(name: str, step: int) -> None:
+                if step in probe_steps and probe.wanted < targets:
+                    probe.want(name, step)
+
+            observer.on_paused = probe_paused
+            for name, state in sorted(observer.upgrades.items(), key=lambda item: (item[1].step, item[0])):
+                if state.phase == "Paused":
+                    probe_paused(name, state.step)
             probe.start()
-            targets = min(PROBE_EVENTS, upgrades * len(PAUSED_STEPS) - len(probe.done))
-            for index in range(upgrades):
-                for step in PAUSED_STEPS:
-                    state = observer.upgrades.get(upgrade_name(index))
-                    if state is not None and state.phase == "Paused" and state.step == step and probe.sent < targets:
-                        probe.want(upgrade_name(index), step)
-            if probe.queue.qsize() < targets:
-                observer.on_paused = lambda name, step: probe.want(name, step) if probe.sent + probe.queue.qsize() \
-                    < targets else None
             await observer.until(lambda: len(observer.samples) + observer.unordered >= targets and not observer.pending,
                                  timeout=300, what="the probe's promotes are answered")
             await probe.stop()
