@@ -38,6 +38,20 @@ FIELD_MANAGER = "bluegreen"  # the operator's name in metadata.managedFields
 # access key id, the signature and the session token). kopf's --verbose/--debug lower the root logger;
 # these stay at INFO whatever it is set to.
 QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+# The watch handlers below only wake upgrades; kopf logs "Handler '...' succeeded." at INFO for each call,
+# which is every status write of every upgrade and every change of a Cluster, Secret or Kustomization:
+# ~50 lines an upgrade, written on the event loop. Their failures are still logged.
+WATCH_HANDLERS = ("upgrade_changed", "cluster_changed", "eksa_cluster_changed", "kubeconfig_changed",
+                  "kustomization_changed")
+
+
+class QuietWatchHandlers(logging.Filter):
+    """Drops kopf's success line of the watch handlers (WATCH_HANDLERS), and nothing else."""
+
+    LINES = frozenset(f"Handler {name!r} succeeded." for name in WATCH_HANDLERS)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno != logging.INFO or record.getMessage() not in self.LINES
 
 
 @kopf.on.startup()
@@ -47,6 +61,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     for quiet in QUIET_LOGGERS:
         logging.getLogger(quiet).setLevel(logging.INFO)
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(existing, QuietWatchHandlers) for existing in objects.filters):
+        objects.addFilter(QuietWatchHandlers())
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # Daemons are stopped fast on exit; the loop holds no state outside status.
