@@ -643,7 +643,8 @@ async def measure_scale(base: pathlib.Path, *, upgrades: int, restart: bool,
             # The probe: promotes at PROBE_RATE while the others wait, each moving one upgrade's weight. It starts
             # once the operator has worked off what the ramp or the restart left (its CPU idle), so it measures
             # reacting with the fleet in flight, not queueing behind the fleet's start.
-            result["settle_s"] = await idle(operator.process.pid)
+            settled = await asyncio.gather(idle(operator.process.pid), idle(fleet.process.pid))
+            result["settle_s"] = max(settled)
             probe_steps = PAUSED_STEPS[1:-1] if restart else PAUSED_STEPS[:-1]
             targets = min(PROBE_EVENTS, upgrades * len(probe_steps))
             probe_from = time.monotonic()
@@ -664,6 +665,8 @@ async def measure_scale(base: pathlib.Path, *, upgrades: int, restart: bool,
             await probe.stop()
             held += time.monotonic() - probe_from
             result["reaction"] = latency(observer.samples)
+            result["reaction"]["slowest"] = [{"seconds": round(seconds, 4), "kind": kind, "upgrade": upgrade}
+                                             for seconds, kind, upgrade, _ in reversed(observer.slow)]
             # The rest as fast as they go.
             finisher = Promoter(client, rate=0)
             finisher.done = probe.done
@@ -677,6 +680,7 @@ async def measure_scale(base: pathlib.Path, *, upgrades: int, restart: bool,
             await finisher.stop()
             await observer.stop()
             peaks.append(memory_mib(operator.process.pid)["peak"])
+            result["world_peak_rss_mib"] = memory_mib(fleet.process.pid)["peak"]
             result["seconds"] = done - created - held
             result["peak_rss_mib"] = max(peaks)
             usage = await fleet.control("GET", "/usage")
@@ -764,9 +768,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             scale.append({
                 "upgrades": size, "seconds": round(row["seconds"], 2),
                 "reaction_p99_s": row["reaction"]["p99_s"], "reaction_p50_s": row["reaction"]["p50_s"],
-                "reaction_events": row["reaction"]["events"],
+                "reaction_events": row["reaction"]["events"], "reaction_slowest": row["reaction"]["slowest"],
                 "ramp_reaction_p99_s": row["ramp_reaction"]["p99_s"], "ramp_events": row["ramp_reaction"]["events"],
-                "peak_rss_mib": row["peak_rss_mib"],
+                "peak_rss_mib": row["peak_rss_mib"], "world_peak_rss_mib": row["world_peak_rss_mib"],
+                "probe_waited_for_idle_s": round(row["settle_s"], 1),
                 "api_requests_per_upgrade": row["api_requests"]["total"],
                 "api_requests_per_step": round(row["api_requests"]["total"] / steps, 1),
                 "api_requests": row["api_requests"],
