@@ -30,9 +30,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
         # A whole world and the operator as processes, with traffic shares, latencies or timings measured
-        # (marker `alone`): such a test gets the machine to itself (make test runs the others two at a time,
+        # (marker `alone`): such a test gets the machine to itself (make test runs the others three at a time,
         # then these one after the other). A world test whose assertions do not depend on how busy the
-        # machine is runs two at a time with the rest. A test that samples transient states is `alone` too.
+        # machine is runs with the rest. A test that samples transient states is `alone` too.
         if item.get_closest_marker("alone") is not None:
             item.add_marker(pytest.mark.serial)
 
