@@ -26,8 +26,9 @@ from bluegreen.kube.client import KubeClient
 from bluegreen.sim import harness
 from tests.integration.conftest import Operator, apply, phase_is, upgrade_manifest, wait_for
 
-# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest).
-pytestmark = [pytest.mark.integration, pytest.mark.analysis, pytest.mark.alone]
+# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest), except the
+# smoke Job tests, which judge a Job's exit and check only that green never took a request.
+pytestmark = [pytest.mark.integration, pytest.mark.analysis]
 
 # Green's (or blue's) mean time to answer over the last 5 s, from the ingress's own counters.
 MEAN_LATENCY = (
@@ -87,6 +88,7 @@ def latency_metric(name: str, *, max_value: float, comparative: bool) -> dict[st
     return metric
 
 
+@pytest.mark.alone
 async def test_green_answering_5xx_fails_the_error_rate_and_rolls_back_to_blue(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
 ) -> None:
@@ -123,6 +125,7 @@ async def test_green_answering_5xx_fails_the_error_rate_and_rolls_back_to_blue(
     assert clusters >= {"prod-blue", "prod-green"}, "green is kept for inspection"
 
 
+@pytest.mark.alone
 async def test_healthy_green_passes_every_check_and_completes(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
 ) -> None:
@@ -132,6 +135,7 @@ async def test_healthy_green_passes_every_check_and_completes(
     spec["traffic"]["steps"] = [{"setWeight": 10}, {"analysis": {"count": 2}}, {"setWeight": 50},
                                 {"analysis": {"count": 2}}, {"setWeight": 100}]
     spec["analysis"]["interval"] = "1s"
+    spec["promotion"]["retainBlueFor"] = "1s"  # blue's retirement is not what is tested here
     # When it is applied to a healthy green
     apply(world, manifest)
     body = await wait_for(management, manifest, phase_is(*FINAL), timeout=150, operator=operator,
@@ -153,6 +157,7 @@ async def test_healthy_green_passes_every_check_and_completes(
     assert (await world.traffic())["failed"] == 0
 
 
+@pytest.mark.alone
 async def test_confirm_promotion_answering_500_holds_below_100_until_it_answers_200(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
 ) -> None:
@@ -162,6 +167,7 @@ async def test_confirm_promotion_answering_500_holds_below_100_until_it_answers_
         world, steps=[{"setWeight": 10}, {"setWeight": 50}, {"setWeight": 100}],
         webhooks=[{"name": "promotion", "type": "confirm-promotion", "url": world.gate_url("promotion")}],
     )
+    manifest["spec"]["promotion"]["retainBlueFor"] = "1s"  # blue's retirement is not what is tested here
     apply(world, manifest)
     # Then the upgrade goes to 50 % and asks the gate before going to 100 %
     await wait_for(management, manifest, lambda b: (b.get("status") or {}).get("weights", {}).get("green") == 50,
@@ -186,6 +192,7 @@ async def test_confirm_promotion_answering_500_holds_below_100_until_it_answers_
     assert (await world.traffic())["failed"] == 0
 
 
+@pytest.mark.alone
 async def test_comparative_latency_catches_green_three_times_slower_where_an_absolute_threshold_passes(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
 ) -> None:
@@ -227,6 +234,7 @@ def planned_weights(plan_text: str) -> list[int]:
     return [int(match) for match in re.findall(r"setWeight (\d+) on router", plan_text)]
 
 
+@pytest.mark.alone
 @pytest.mark.skipif(not PLUGIN.exists(), reason=f"kubectl-bluegreen is not installed at {PLUGIN} (pip install -e .)")
 async def test_the_kubectl_plugin_promotes_a_pause_and_plan_foretells_the_weights(
     world: harness.WorldProcess, operator: Operator, management: KubeClient, tmp_path: pathlib.Path
@@ -262,6 +270,7 @@ async def test_the_kubectl_plugin_promotes_a_pause_and_plan_foretells_the_weight
     assert (await world.traffic())["failed"] == 0
 
 
+@pytest.mark.alone
 @pytest.mark.skipif(not PLUGIN.exists(), reason=f"kubectl-bluegreen is not installed at {PLUGIN} (pip install -e .)")
 async def test_the_kubectl_plugin_aborts_and_blue_takes_everything_back(
     world: harness.WorldProcess, operator: Operator, management: KubeClient

@@ -41,6 +41,7 @@ async def test_standby_finishes_the_upgrade_when_the_active_replica_is_killed_mi
         # and an upgrade shifting traffic
         manifest = upgrade_manifest(world)
         manifest["spec"]["traffic"]["steps"] = STEPS
+        manifest["spec"]["promotion"]["retainBlueFor"] = "1s"  # blue's retirement is not what is tested here
         apply(world, manifest)
         body = await wait_for(management, manifest, lambda b: phase_is("Shifting")(b) and
                               b["status"]["weights"]["green"] == 25, timeout=90, operator=active,

@@ -21,8 +21,9 @@ from bluegreen.kube.client import KubeClient, Resource
 from bluegreen.sim import harness
 from tests.integration.conftest import Operator, apply, phase_is, upgrade_manifest, wait_for
 
-# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest).
-pytestmark = [pytest.mark.integration, pytest.mark.alone]
+# Traffic shares, latencies or timings are measured: run with the machine to itself (conftest), except in the
+# pause and Flux health tests, which check where the upgrade holds and that no request failed.
+pytestmark = [pytest.mark.integration]
 
 KUSTOMIZATIONS = Resource("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
 SECRETS = Resource("", "v1", "secrets")
@@ -52,6 +53,7 @@ async def kubeconfig_tokens(management: KubeClient, *names: str) -> set[str]:
     return tokens
 
 
+@pytest.mark.alone
 async def test_full_upgrade_moves_traffic_step_by_step_without_a_failed_request(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
 ) -> None:
@@ -131,6 +133,7 @@ async def test_pause_without_duration_waits_for_promote(
     assert (await world.control("GET", "/traffic"))["failed"] == 0
 
 
+@pytest.mark.alone
 @pytest.mark.without_prometheus
 async def test_abort_at_50_percent_brings_blue_back_to_100(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
@@ -154,6 +157,7 @@ async def test_abort_at_50_percent_brings_blue_back_to_100(
     assert {c["name"] for c in await clusters(world)} >= {"prod-blue", "prod-green"}, "both clusters kept"
 
 
+@pytest.mark.alone
 @pytest.mark.without_prometheus
 async def test_operator_killed_during_shifting_resumes_with_one_green(
     world: harness.WorldProcess, operator: Operator, management: KubeClient
@@ -161,6 +165,7 @@ async def test_operator_killed_during_shifting_resumes_with_one_green(
     manifest = upgrade_manifest(world)
     manifest["spec"]["traffic"]["steps"] = [{"setWeight": 10}, {"pause": {"duration": "3s"}}, {"setWeight": 50},
                                             {"pause": {"duration": "3s"}}, {"setWeight": 100}]
+    manifest["spec"]["promotion"]["retainBlueFor"] = "1s"  # blue's retirement is not what is tested here
     apply(world, manifest)
     await wait_for(management, manifest, phase_is("Shifting"), timeout=60, operator=operator, what="shifting")
     # When the operator dies with SIGKILL in the middle of the shift
