@@ -317,14 +317,21 @@ class Observer:
         elif end and interval[0] is not None and interval[1] is None:
             interval[1] = now
 
-    def _cluster(self, kind: str, obj: dict[str, Any], now: float) -> None:
-        meta = obj.get("metadata") or {}
+    def _deletion(self, kind: str, meta: dict[str, Any], now: float) -> bool:
+        """The world's part of a deletion (deletionTimestamp to DELETED); whether the object is gone."""
         name = str(meta.get("name"))
         if kind == "DELETED":
             self._interval((name, "deleted"), now, end=True)
-            return
+            return True
         if meta.get("deletionTimestamp"):
             self._interval((name, "deleted"), now, end=False)
+        return False
+
+    def _cluster(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name"))
+        if self._deletion(kind, meta, now):
+            return
         upgrade = self._green_of.get(name)
         if upgrade is None:
             return
@@ -337,11 +344,8 @@ class Observer:
     def _kustomization(self, kind: str, obj: dict[str, Any], now: float) -> None:
         meta = obj.get("metadata") or {}
         name = str(meta.get("name"))
-        if kind == "DELETED":
-            self._interval((name, "deleted"), now, end=True)
+        if self._deletion(kind, meta, now):
             return
-        if meta.get("deletionTimestamp"):
-            self._interval((name, "deleted"), now, end=False)
         owner = (meta.get("labels") or {}).get(LABEL_UPGRADE, "")
         upgrade = owner.removeprefix(f"{NAMESPACE}.") if owner else ""
         if not upgrade or upgrade not in self.upgrades:

@@ -15,6 +15,8 @@ import logging
 import pathlib
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from bluegreen.sim import world
 
@@ -69,11 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         prometheus_spare=args.prometheus_spare,
         nodes=args.nodes,
     )
-    return asyncio.run(_run(config, state_dir=args.state_dir))
+    return until_signalled(world.serve(config, state_dir=args.state_dir))
 
 
-async def _run(config: world.WorldConfig, *, state_dir: pathlib.Path) -> int:
-    task = asyncio.ensure_future(world.serve(config, state_dir=state_dir))
+def until_signalled(serving: Coroutine[Any, Any, None]) -> int:
+    """Run a world in the foreground until Ctrl-C or SIGTERM, which cancel it (its cleanup runs)."""
+    return asyncio.run(_until_signalled(serving))
+
+
+async def _until_signalled(serving: Coroutine[Any, Any, None]) -> int:
+    task = asyncio.ensure_future(serving)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, task.cancel)

@@ -25,12 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import json
 import logging
 import pathlib
-import signal
 import sys
 import time
 from typing import Any
@@ -38,7 +36,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from bluegreen.sim import artifacts, capi, flux
+from bluegreen.sim import artifacts, capi, cli, flux
 from bluegreen.sim.kube import KubeEmulator
 from bluegreen.sim.weight_receiver import WeightReceiver
 
@@ -224,17 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = FleetConfig(provision_delay=args.provision_delay, flux_delay=args.flux_delay)
-    return asyncio.run(_run(config, state_dir=args.state_dir))
-
-
-async def _run(config: FleetConfig, *, state_dir: pathlib.Path) -> int:
-    task = asyncio.ensure_future(serve(config, state_dir=state_dir))
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return 0
+    return cli.until_signalled(serve(config, state_dir=args.state_dir))
 
 
 if __name__ == "__main__":
