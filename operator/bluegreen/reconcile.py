@@ -392,12 +392,12 @@ class UpgradeLoop:
         return self._collaborators
 
     def _register_interests(self, spec: api.ClusterUpgradeSpec) -> None:
-        flux = spec.workloads.flux
+        flux = spec.workloads_spec.flux if spec.workloads_spec is not None else None  # NodePools: none
         self.context.wakeups.register(self.key, Interests(
             clusters=frozenset({spec.cluster.name, spec.green_name}),
             flux_namespaces=frozenset({spec.flux_namespace}),
             kustomizations=flux_remote.kustomization_labels(flux, green_name=spec.green_name)
-            if flux.mode == api.FluxMode.REMOTE else frozenset(),
+            if flux is not None and flux.mode == api.FluxMode.REMOTE else frozenset(),
         ))
 
     async def _observe(
